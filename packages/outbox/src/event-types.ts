@@ -1,0 +1,67 @@
+/**
+ * Event types and the patterns subscriptions use to select them. Pure functions: the
+ * relay's fan-out and the subscription validation both use them.
+ */
+
+/** The product's catalog. Any well-formed type may be enqueued, not only these. */
+export const EVENT_TYPES = [
+  'message.new',
+  'message.sent',
+  'message.delivered',
+  'message.read',
+  'message.failed',
+  'conversation.created',
+  'conversation.updated',
+  'conversation.assigned',
+  'conversation.resolved',
+  'conversation.closed',
+  'contact.created',
+  'contact.updated',
+  'campaign.started',
+  'campaign.completed',
+  'campaign.failed',
+  'flow.started',
+  'flow.completed',
+  'flow.failed',
+  'automation.triggered',
+  'automation.completed',
+  'template.approved',
+  'template.rejected',
+] as const;
+export type CatalogEventType = (typeof EVENT_TYPES)[number];
+
+export const MAX_EVENT_TYPE_LENGTH = 255;
+
+/** Dot-separated segments of lowercase letters, digits, `_` and `-`. Same regex as the SQL function. */
+export const EVENT_TYPE_RE = /^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/;
+
+/** A pattern: an exact type, a type prefix followed by `.*`, or `*` alone. */
+const PATTERN_RE = /^(\*|[a-z0-9_-]+(\.[a-z0-9_-]+)*(\.\*)?)$/;
+
+export function isValidEventType(type: string): boolean {
+  return type.length <= MAX_EVENT_TYPE_LENGTH && EVENT_TYPE_RE.test(type);
+}
+
+export function isValidEventPattern(pattern: string): boolean {
+  return pattern.length <= MAX_EVENT_TYPE_LENGTH && PATTERN_RE.test(pattern);
+}
+
+/**
+ * Does `type` match `pattern`? `*` matches everything; `message.*` matches `message.new`
+ * and `message.status.read` but not `message` itself nor `messages.new`; anything else
+ * must be equal.
+ */
+export function matchesEventType(pattern: string, type: string): boolean {
+  if (pattern === '*') return true;
+  if (pattern.endsWith('.*')) {
+    const prefix = pattern.slice(0, -1); // keeps the dot: `message.`
+    return type.length > prefix.length && type.startsWith(prefix);
+  }
+  return pattern === type;
+}
+
+/** True when any of `patterns` matches `type`. */
+export function matchesAny(patterns: readonly string[], type: string): boolean {
+  for (const p of patterns) if (matchesEventType(p, type)) return true;
+  return false;
+}

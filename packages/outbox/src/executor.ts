@@ -1,0 +1,68 @@
+/**
+ * The executors `enqueue` and the other library functions accept. hookbox never opens a
+ * connection or a transaction of its own: it runs its SQL on what the caller hands it, so
+ * the caller's commit or rollback decides whether the write exists.
+ */
+import { type SQL, sql } from 'drizzle-orm';
+import { HookboxError } from './errors.js';
+
+/** A `pg` Client or PoolClient, TypeORM's QueryRunner or EntityManager: anything with `query(text, values)`. */
+export interface QueryExecutor {
+  query(text: string, values?: unknown[]): Promise<unknown>;
+}
+
+/** A drizzle node-postgres database or transaction (`db` or the `tx` in `db.transaction`). */
+export interface DrizzleExecutor {
+  execute(query: SQL): Promise<unknown>;
+}
+
+export type Executor = QueryExecutor | DrizzleExecutor;
+
+type Row = Record<string, unknown>;
+
+// Split once per statement text: the literal parts between `$n` placeholders.
+const splitCache = new Map<string, { parts: string[]; indexes: number[] }>();
+
+function toDrizzleSql(text: string, values: readonly unknown[]): SQL {
+  let split = splitCache.get(text);
+  if (!split) {
+    const pieces = text.split(/\$(\d+)/);
+    split = { parts: [], indexes: [] };
+    for (let i = 0; i < pieces.length; i++) {
+      if (i % 2 === 0) split.parts.push(pieces[i] as string);
+      else split.indexes.push(Number(pieces[i]) - 1);
+    }
+    splitCache.set(text, split);
+  }
+  const chunks: SQL[] = [];
+  for (let i = 0; i < split.parts.length; i++) {
+    chunks.push(sql.raw(split.parts[i] as string));
+    if (i < split.indexes.length) chunks.push(sql`${sql.param(values[split.indexes[i] as number])}`);
+  }
+  return sql.join(chunks);
+}
+
+/**
+ * Runs one statement with positional parameters on the caller's executor and returns its
+ * rows. Every statement hookbox sends goes through here.
+ */
+export async function runQuery<R extends Row = Row>(
+  executor: Executor,
+  text: string,
+  values: readonly unknown[] = [],
+): Promise<R[]> {
+  let result: unknown;
+  if (executor && typeof (executor as QueryExecutor).query === 'function') {
+    result = await (executor as QueryExecutor).query(text, values as unknown[]);
+  } else if (executor && typeof (executor as DrizzleExecutor).execute === 'function') {
+    result = await (executor as DrizzleExecutor).execute(toDrizzleSql(text, values));
+  } else {
+    throw new HookboxError(
+      'HOOKBOX_INVALID_EXECUTOR',
+      'executor: expected a drizzle database/transaction, a pg Client/PoolClient, or an object with query(text, values)',
+    );
+  }
+  if (Array.isArray(result)) return result as R[];
+  const rows = (result as { rows?: unknown } | null)?.rows;
+  return Array.isArray(rows) ? (rows as R[]) : [];
+}

@@ -1,0 +1,30 @@
+/**
+ * @hookbox/outbox — the library services import. Enqueue webhook events in your own
+ * transaction; manage subscriptions; sign and verify Standard Webhooks.
+ */
+
+export type { HookboxErrorCode } from './errors.js';
+export { HookboxError, NotFoundError, ValidationError, WebhookVerificationError } from './errors.js';
+export type { CatalogEventType } from './event-types.js';
+export {
+  EVENT_TYPES,
+  isValidEventPattern,
+  isValidEventType,
+  MAX_EVENT_TYPE_LENGTH,
+  matchesAny,
+  matchesEventType,
+} from './event-types.js';
+export type { DrizzleExecutor, Executor, QueryExecutor } from './executor.js';
+export { runQuery } from './executor.js';
+export { uuidv7 } from './id.js';
+export type { EnqueueResult, EventMap, Outbox, OutboxOptions, TypedEvent } from './outbox.js';
+export { createOutbox } from './outbox.js';
+export type { Delivery, DeliveryAttempt, DeliveryStatus, EventRow, Subscription } from './schema.js';
+export * as schema from './schema.js';
+export type { EventInput, ValidEvent } from './validate.js';
+export {
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  MAX_IDEMPOTENCY_KEY_LENGTH,
+  MAX_TENANT_ID_LENGTH,
+  validateEvent,
+} from './validate.js';

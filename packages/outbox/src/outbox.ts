@@ -1,0 +1,161 @@
+import { HookboxError, ValidationError } from './errors.js';
+import { type Executor, runQuery } from './executor.js';
+import { uuidv7 } from './id.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES, type EventInput, type ValidEvent, validateEvent } from './validate.js';
+
+/** Options of `createOutbox`. Unknown keys are rejected. */
+export interface OutboxOptions {
+  /** Largest payload accepted, in bytes of JSON text. Default 262,144 (256 KiB). */
+  maxPayloadBytes?: number;
+  /** Most events one `enqueueMany` call accepts. Default 10,000. */
+  maxBatchSize?: number;
+}
+
+const DEFAULTS = {
+  maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
+  maxBatchSize: 10_000,
+} satisfies Required<OutboxOptions>;
+
+/** Maps each event type to its payload type, e.g. `{ 'message.new': { id: string } }`. */
+export type EventMap = Record<string, unknown>;
+
+/** An event whose payload type follows from its type. */
+export type TypedEvent<E extends EventMap> = {
+  [T in keyof E & string]: EventInput<T, E[T]>;
+}[keyof E & string];
+
+export interface EnqueueResult {
+  /** The event id (a UUIDv7); also the `webhook-id` its deliveries carry. */
+  id: string;
+  /** False when the idempotency key was enqueued before and the earlier id is returned. */
+  created: boolean;
+}
+
+export interface Outbox<E extends EventMap = EventMap> {
+  /**
+   * Writes one event with the caller's executor, inside the caller's transaction; a
+   * rollback removes it. Throws ValidationError before writing anything on bad input.
+   */
+  enqueue(executor: Executor, event: TypedEvent<E>): Promise<EnqueueResult>;
+  /** Writes many events in one statement (plus one more if idempotency keys repeat). */
+  enqueueMany(executor: Executor, events: readonly TypedEvent<E>[]): Promise<EnqueueResult[]>;
+  /** The resolved options. */
+  readonly options: Readonly<Required<OutboxOptions>>;
+}
+
+function resolveOptions(options: OutboxOptions): Required<OutboxOptions> {
+  if (options === null || typeof options !== 'object') {
+    throw new ValidationError('options', 'type', 'must be an object');
+  }
+  for (const key of Object.keys(options)) {
+    if (!(key in DEFAULTS)) {
+      throw new ValidationError(
+        `options.${key}`,
+        'unknown',
+        `is not an option (known: ${Object.keys(DEFAULTS).join(', ')})`,
+      );
+    }
+  }
+  const resolved = { ...DEFAULTS, ...options };
+  for (const key of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
+    const v = resolved[key];
+    if (!Number.isSafeInteger(v) || v < 1) {
+      throw new ValidationError(`options.${key}`, 'positive_integer', 'must be a positive integer');
+    }
+  }
+  return resolved;
+}
+
+const INSERT_ONE = `INSERT INTO hookbox.events (id, tenant_id, type, payload, idempotency_key)
+VALUES ($1, $2, $3, $4::jsonb, $5)
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id`;
+
+const INSERT_MANY = `INSERT INTO hookbox.events (id, tenant_id, type, payload, idempotency_key)
+SELECT u.id, u.tenant_id, u.type, u.payload::jsonb, u.idempotency_key
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+  AS u(id, tenant_id, type, payload, idempotency_key)
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id`;
+
+// A separate statement, so that in READ COMMITTED it sees a row a concurrent transaction
+// committed while our INSERT waited on the unique index.
+const FIND_BY_KEYS = `SELECT e.id, e.tenant_id, e.idempotency_key FROM hookbox.events e
+JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, idempotency_key)
+  ON e.tenant_id = k.tenant_id AND e.idempotency_key = k.idempotency_key`;
+
+const keyOf = (tenantId: string, key: string) => `${tenantId}\u0000${key}`;
+
+async function resolveExisting(executor: Executor, missing: ValidEvent[]): Promise<Map<string, string>> {
+  const rows = await runQuery<{ id: string; tenant_id: string; idempotency_key: string }>(executor, FIND_BY_KEYS, [
+    missing.map((e) => e.tenantId),
+    missing.map((e) => e.idempotencyKey),
+  ]);
+  const found = new Map<string, string>();
+  for (const r of rows) found.set(keyOf(r.tenant_id, r.idempotency_key), r.id);
+  return found;
+}
+
+/** Creates the outbox API. `E` types payloads by event type; leave it out to accept any. */
+export function createOutbox<E extends EventMap = EventMap>(options: OutboxOptions = {}): Outbox<E> {
+  const opts = resolveOptions(options);
+
+  async function enqueue(executor: Executor, event: TypedEvent<E>): Promise<EnqueueResult> {
+    const ev = validateEvent(event as EventInput, opts.maxPayloadBytes);
+    const id = uuidv7();
+    const rows = await runQuery<{ id: string }>(executor, INSERT_ONE, [
+      id,
+      ev.tenantId,
+      ev.type,
+      ev.payloadJson,
+      ev.idempotencyKey,
+    ]);
+    if (rows.length > 0) return { id, created: true };
+    const existing = (await resolveExisting(executor, [ev])).get(keyOf(ev.tenantId, ev.idempotencyKey ?? ''));
+    if (!existing) throw lostIdempotentRow();
+    return { id: existing, created: false };
+  }
+
+  async function enqueueMany(executor: Executor, events: readonly TypedEvent<E>[]): Promise<EnqueueResult[]> {
+    if (!Array.isArray(events)) throw new ValidationError('events', 'type', 'must be an array');
+    if (events.length > opts.maxBatchSize) {
+      throw new ValidationError(
+        'events',
+        'max_items',
+        `must hold at most ${opts.maxBatchSize} events (got ${events.length})`,
+      );
+    }
+    if (events.length === 0) return [];
+    // Validate everything first: one bad event rejects the batch before anything is written.
+    const valid = events.map((e, i) => validateEvent(e as EventInput, opts.maxPayloadBytes, `events[${i}]`));
+    const ids = valid.map(() => uuidv7());
+    const rows = await runQuery<{ id: string }>(executor, INSERT_MANY, [
+      ids,
+      valid.map((e) => e.tenantId),
+      valid.map((e) => e.type),
+      valid.map((e) => e.payloadJson),
+      valid.map((e) => e.idempotencyKey),
+    ]);
+    if (rows.length === valid.length) return ids.map((id) => ({ id, created: true }));
+    const inserted = new Set(rows.map((r) => r.id));
+    const missing = valid.filter((_, i) => !inserted.has(ids[i] as string));
+    const existing = await resolveExisting(executor, missing);
+    return valid.map((e, i) => {
+      const id = ids[i] as string;
+      if (inserted.has(id)) return { id, created: true };
+      const found = existing.get(keyOf(e.tenantId, e.idempotencyKey ?? ''));
+      if (!found) throw lostIdempotentRow();
+      return { id: found, created: false };
+    });
+  }
+
+  return { enqueue, enqueueMany, options: opts };
+}
+
+function lostIdempotentRow(): HookboxError {
+  // Only under REPEATABLE READ/SERIALIZABLE can the conflicting row be invisible here.
+  return new HookboxError(
+    'HOOKBOX_DATABASE',
+    'idempotencyKey: the key conflicts with an event this transaction cannot see (run enqueue in READ COMMITTED, or retry the transaction)',
+  );
+}

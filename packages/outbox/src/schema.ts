@@ -1,0 +1,179 @@
+/**
+ * The hookbox tables, in the Postgres schema `hookbox`. Every column is documented here
+ * once; SQL is snake_case, TypeScript camelCase. drizzle-kit generates `drizzle/` from
+ * this file (`pnpm db:generate`); released migrations are never edited by hand.
+ */
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  boolean,
+  check,
+  index,
+  integer,
+  jsonb,
+  pgSchema,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+export const hookboxSchema = pgSchema('hookbox');
+
+const tz = { withTimezone: true, mode: 'date' } as const;
+
+/** Delivery states. `pending` is the only one the relay works on; the others are final. */
+export const DELIVERY_STATUSES = ['pending', 'succeeded', 'dead', 'cancelled'] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+/** A tenant's webhook endpoint and what it wants to receive. */
+export const subscriptions = hookboxSchema.table(
+  'subscriptions',
+  {
+    /** Random uuid; never reveals order or count of other tenants' subscriptions. */
+    id: uuid('id').primaryKey().defaultRandom(),
+    /** Owner. Every read and write is scoped by it; events only fan out within a tenant. */
+    tenantId: text('tenant_id').notNull(),
+    /** Absolute http(s) URL without credentials, at most 2,048 characters. */
+    url: text('url').notNull(),
+    /** Event-type patterns: `message.new` (exact), `message.*` (prefix), `*` (all). */
+    eventTypes: text('event_types').array().notNull(),
+    /** Free text for operators. */
+    description: text('description'),
+    /** Current signing secret, `whsec_` + base64 key. Never logged, never listed. */
+    secret: text('secret').notNull(),
+    /** Secret replaced by the last rotation; still signs until `previousSecretExpiresAt`. */
+    previousSecret: text('previous_secret'),
+    /** When the previous secret stops signing. */
+    previousSecretExpiresAt: timestamp('previous_secret_expires_at', tz),
+    /** Extra request headers (name → value); reserved names are refused at validation. */
+    headers: jsonb('headers').$type<Record<string, string>>().notNull().default({}),
+    /** Inactive subscriptions receive no new deliveries. */
+    active: boolean('active').notNull().default(true),
+    /** Why it was disabled (an operator, or `410 Gone` from the endpoint). */
+    disabledReason: text('disabled_reason'),
+    disabledAt: timestamp('disabled_at', tz),
+    /** Per-endpoint cap on concurrent requests; null means the relay's default. */
+    maxInFlight: integer('max_in_flight'),
+    /** Consecutive failed attempts; reset by a success. */
+    failureStreak: integer('failure_streak').notNull().default(0),
+    lastSuccessAt: timestamp('last_success_at', tz),
+    lastFailureAt: timestamp('last_failure_at', tz),
+    createdAt: timestamp('created_at', tz).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', tz).notNull().defaultNow(),
+  },
+  (t) => [
+    // Fan-out reads the active subscriptions of one tenant.
+    index('subscriptions_tenant_active_idx').on(t.tenantId).where(sql`${t.active}`),
+    // Listing a tenant's subscriptions, keyset-paginated by id.
+    index('subscriptions_tenant_id_idx').on(t.tenantId, t.id),
+  ],
+);
+
+/** The outbox: one row per event, written in the service's own transaction. */
+export const events = hookboxSchema.table(
+  'events',
+  {
+    /**
+     * UUIDv7: unique, time-ordered by enqueue time, stable. It is the `webhook-id` header.
+     * A uuid is 16 bytes in the index (half a text ULID) and v7's time prefix keeps
+     * inserts at the right edge of the btree. Order is by enqueue, not commit, so the relay
+     * claims by state (`fanned_out_at is null`), never with an id cursor.
+     */
+    id: uuid('id').primaryKey().default(sql`hookbox.uuid_v7()`),
+    /** Owner; the event fans out only to this tenant's subscriptions. */
+    tenantId: text('tenant_id').notNull(),
+    /** Dot-separated lowercase segments, e.g. `message.new`; at most 255 characters. */
+    type: text('type').notNull(),
+    /** The event's data; becomes `data` in the delivered body. */
+    payload: jsonb('payload').notNull(),
+    /** Optional caller key; a second enqueue with the same key (per tenant) returns the first id. */
+    idempotencyKey: text('idempotency_key'),
+    createdAt: timestamp('created_at', tz).notNull().defaultNow(),
+    /** Set when the relay has created this event's deliveries; null while pending. */
+    fannedOutAt: timestamp('fanned_out_at', tz),
+  },
+  (t) => [
+    uniqueIndex('events_tenant_idempotency_key_uq')
+      .on(t.tenantId, t.idempotencyKey)
+      .where(sql`${t.idempotencyKey} is not null`),
+    // The relay's fan-out claim: pending events in enqueue order.
+    index('events_pending_idx').on(t.id).where(sql`${t.fannedOutAt} is null`),
+    index('events_tenant_id_idx').on(t.tenantId, t.id),
+  ],
+);
+
+/** One row per (event, subscription) to deliver; replays add new rows. */
+export const deliveries = hookboxSchema.table(
+  'deliveries',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    eventId: uuid('event_id')
+      .notNull()
+      .references(() => events.id, { onDelete: 'cascade' }),
+    subscriptionId: uuid('subscription_id')
+      .notNull()
+      .references(() => subscriptions.id, { onDelete: 'cascade' }),
+    /** Copied from the event so tenant-scoped reads need no join. */
+    tenantId: text('tenant_id').notNull(),
+    /** pending → succeeded | dead | cancelled. */
+    status: text('status').$type<DeliveryStatus>().notNull().default('pending'),
+    /** Attempts started so far; also the fencing token of the current claim. */
+    attempts: integer('attempts').notNull().default(0),
+    /**
+     * When the row may next be claimed. A claim moves it to the end of the lease, so an
+     * expired lease (a relay that died) makes the row due again with no extra predicate.
+     */
+    nextAttemptAt: timestamp('next_attempt_at', tz).notNull().defaultNow(),
+    /** End of the current lease; null when no relay holds the row. */
+    lockedUntil: timestamp('locked_until', tz),
+    /** HTTP status of the last attempt, if a response came back. */
+    lastStatus: integer('last_status'),
+    /** Error class and message of the last failed attempt. */
+    lastError: text('last_error'),
+    lastAttemptAt: timestamp('last_attempt_at', tz),
+    /** The delivery this one replays, if any. */
+    replayOf: bigint('replay_of', { mode: 'number' }),
+    createdAt: timestamp('created_at', tz).notNull().defaultNow(),
+    /** When the row reached a final state. */
+    completedAt: timestamp('completed_at', tz),
+  },
+  (t) => [
+    check('deliveries_status_ck', sql`${t.status} in ('pending', 'succeeded', 'dead', 'cancelled')`),
+    // The dispatch claim: due pending rows, oldest first.
+    index('deliveries_due_idx').on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
+    index('deliveries_event_idx').on(t.eventId),
+    index('deliveries_subscription_id_idx').on(t.subscriptionId, t.id),
+    index('deliveries_tenant_id_idx').on(t.tenantId, t.id),
+  ],
+);
+
+/** The delivery log: one row per HTTP attempt. */
+export const deliveryAttempts = hookboxSchema.table(
+  'delivery_attempts',
+  {
+    id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    deliveryId: bigint('delivery_id', { mode: 'number' })
+      .notNull()
+      .references(() => deliveries.id, { onDelete: 'cascade' }),
+    /** 1 for the first attempt. */
+    attempt: integer('attempt').notNull(),
+    startedAt: timestamp('started_at', tz).notNull(),
+    durationMs: integer('duration_ms').notNull(),
+    /** HTTP status, when a response came back. */
+    statusCode: integer('status_code'),
+    /** null on 2xx; otherwise `http_status`, `timeout`, `connection_refused`, `dns`, `tls`, `network`, `blocked`. */
+    errorClass: text('error_class'),
+    errorMessage: text('error_message'),
+    /** First bytes of the response body (capped by the relay). */
+    responseExcerpt: text('response_excerpt'),
+  },
+  (t) => [index('delivery_attempts_delivery_idx').on(t.deliveryId)],
+);
+
+export type Subscription = typeof subscriptions.$inferSelect;
+export type NewSubscription = typeof subscriptions.$inferInsert;
+export type EventRow = typeof events.$inferSelect;
+export type NewEventRow = typeof events.$inferInsert;
+export type Delivery = typeof deliveries.$inferSelect;
+export type DeliveryAttempt = typeof deliveryAttempts.$inferSelect;

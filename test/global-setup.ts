@@ -1,0 +1,49 @@
+/**
+ * vitest globalSetup: one PostgreSQL server for the whole run and a migrated template
+ * database; each test file then clones its own database from the template (test/harness/db.ts).
+ */
+import pg from 'pg';
+import type { TestProject } from 'vitest/node';
+import { migrate } from '../apps/relay/src/migrate.js';
+import { startTestServer } from './harness/server.js';
+import { choosePostgresSource, dockerAnswers } from './harness/source.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    pgAdminUrl: string;
+    pgTemplate: string;
+  }
+}
+
+export function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+export default async function setup(project: TestProject) {
+  const source = await choosePostgresSource(process.env, dockerAnswers);
+  const server = await startTestServer(source);
+  console.log(`[hookbox tests] PostgreSQL: ${server.describe}`);
+  const template = `hookbox_tpl_${process.pid}_${Date.now().toString(36)}`;
+  const admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${template}`);
+  } finally {
+    await admin.end();
+  }
+  await migrate(withDatabase(server.url, template));
+  project.provide('pgAdminUrl', server.url);
+  project.provide('pgTemplate', template);
+  return async () => {
+    const c = new pg.Client({ connectionString: server.url });
+    await c.connect();
+    try {
+      await c.query(`DROP DATABASE IF EXISTS ${template}`);
+    } finally {
+      await c.end();
+    }
+    await server.stop();
+  };
+}

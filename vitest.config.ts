@@ -1,0 +1,22 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const src = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+export default defineConfig({
+  resolve: {
+    // Run the workspace packages from source: no build step before the tests.
+    alias: {
+      '@hookbox/outbox': src('./packages/outbox/src/index.ts'),
+      '@hookbox/devdb': src('./packages/devdb/src/index.ts'),
+    },
+  },
+  test: {
+    include: ['test/**/*.test.ts', 'packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts'],
+    globalSetup: ['./test/global-setup.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    // Two cores: files run in parallel, each on its own database.
+    pool: 'forks',
+  },
+});
