@@ -10,6 +10,7 @@ CREATE OR REPLACE FUNCTION "hookbox"."enqueue"(
   idempotency_key text DEFAULT NULL
 ) RETURNS text
 LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
 DECLARE
   v_id uuid;
   v_max_bytes bigint := coalesce(nullif(current_setting('hookbox.max_payload_bytes', true), '')::bigint, 262144);

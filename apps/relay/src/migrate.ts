@@ -38,10 +38,10 @@ export interface MigrationStatus {
 /** How many migrations are shipped and how many the database has applied. */
 export async function migrationStatus(client: pg.ClientBase): Promise<MigrationStatus> {
   const expected = readMigrationFiles({ migrationsFolder: migrationsFolder() }).length;
-  const { rows } = await client.query<{ n: number }>(
-    `SELECT CASE WHEN to_regclass('${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE}') IS NULL THEN 0
-       ELSE (SELECT count(*)::int FROM ${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE}) END AS n`,
-  );
+  const table = `${MIGRATIONS_SCHEMA}.${MIGRATIONS_TABLE}`;
+  const exists = await client.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [table]);
+  if (!exists.rows[0]?.t) return { expected, applied: 0 };
+  const { rows } = await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`);
   return { expected, applied: rows[0]?.n ?? 0 };
 }
 

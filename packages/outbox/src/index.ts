@@ -21,6 +21,7 @@ export type { EnqueueResult, EventMap, Outbox, OutboxOptions, TypedEvent } from 
 export { createOutbox } from './outbox.js';
 export type { Delivery, DeliveryAttempt, DeliveryStatus, EventRow, Subscription } from './schema.js';
 export * as schema from './schema.js';
+export { GENERATED_SECRET_BYTES, generateSecret, MAX_SECRET_BYTES, MIN_SECRET_BYTES, parseSecret } from './secret.js';
 export type { EventInput, ValidEvent } from './validate.js';
 export {
   DEFAULT_MAX_PAYLOAD_BYTES,

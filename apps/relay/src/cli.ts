@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+/**
+ * The `hookbox` command. Commander parses; functions elsewhere do the work. Exit codes:
+ * 0 ok, 1 operational failure, 2 usage error. Errors print one line (stack with --verbose).
+ */
+import { Command, CommanderError } from 'commander';
+import { registerMigrate } from './commands/migrate.js';
+import { UsageError } from './errors.js';
+import { VERSION } from './version.js';
+
+export function buildProgram(): Command {
+  const program = new Command('hookbox')
+    .description('hookbox: turns committed Postgres outbox rows into signed, retried webhooks')
+    .version(VERSION)
+    .option('--verbose', 'print stack traces of errors')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  registerMigrate(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const verbose = argv.includes('--verbose');
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here with exit code 0; parse errors were already printed.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    console.error(`hookbox: ${message}`);
+    if (verbose && err instanceof Error && err.stack) console.error(err.stack);
+    return err instanceof UsageError || (err as { code?: string })?.code === 'HOOKBOX_INVALID_INPUT' ? 2 : 1;
+  }
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    console.error(`hookbox: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
+  },
+);
