@@ -4,7 +4,9 @@
  * 0 ok, 1 operational failure, 2 usage error. Errors print one line (stack with --verbose).
  */
 import { Command, CommanderError } from 'commander';
+import { registerListen } from './commands/listen.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerRelay } from './commands/relay.js';
 import { UsageError } from './errors.js';
 import { VERSION } from './version.js';
 
@@ -16,6 +18,8 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerMigrate(program);
+  registerRelay(program);
+  registerListen(program);
   return program;
 }
 

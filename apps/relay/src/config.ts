@@ -3,7 +3,10 @@
  * once here. Only the app reads the environment; the library never does.
  */
 import { Option } from 'commander';
+import { formatDuration, parseDuration, parseDurationList } from './duration.js';
 import { UsageError } from './errors.js';
+import { defaultRetryPolicy } from './policy/retry.js';
+import type { RelayOptions } from './relay/relay.js';
 
 export function databaseUrlOption(): Option {
   return new Option('--database-url <url>', 'PostgreSQL connection string').env('DATABASE_URL');
@@ -20,4 +23,163 @@ export function resolveDatabaseUrl(flag: string | undefined): string {
     throw new UsageError('--database-url: must be a postgres:// or postgresql:// URL');
   }
   return url;
+}
+
+/** Every relay setting's default, in one place. */
+export const RELAY_DEFAULTS = {
+  concurrency: 64,
+  batchSize: 200,
+  pollInterval: '250ms',
+  lease: '60s',
+  requestTimeout: '15s',
+  retrySchedule: '5s,5m,30m,2h,5h,10h,10h',
+  retryJitter: 0.1,
+  shutdownGrace: '30s',
+  connectionsPerOrigin: 32,
+  maxResponseBytes: 4096,
+  logLevel: 'info',
+} as const;
+
+/** Flag name → environment variable. Flags win over the environment, which wins over defaults. */
+export const RELAY_ENV = {
+  databaseUrl: 'DATABASE_URL',
+  concurrency: 'HOOKBOX_CONCURRENCY',
+  batchSize: 'HOOKBOX_BATCH_SIZE',
+  pollInterval: 'HOOKBOX_POLL_INTERVAL',
+  lease: 'HOOKBOX_LEASE',
+  requestTimeout: 'HOOKBOX_REQUEST_TIMEOUT',
+  retrySchedule: 'HOOKBOX_RETRY_SCHEDULE',
+  maxAttempts: 'HOOKBOX_MAX_ATTEMPTS',
+  retryJitter: 'HOOKBOX_RETRY_JITTER',
+  allowPrivateNetwork: 'HOOKBOX_ALLOW_PRIVATE_NETWORK',
+  requireHttps: 'HOOKBOX_REQUIRE_HTTPS',
+  exitWhenIdle: 'HOOKBOX_EXIT_WHEN_IDLE',
+  shutdownGrace: 'HOOKBOX_SHUTDOWN_GRACE',
+  connectionsPerOrigin: 'HOOKBOX_CONNECTIONS_PER_ORIGIN',
+  maxResponseBytes: 'HOOKBOX_MAX_RESPONSE_BYTES',
+  logLevel: 'HOOKBOX_LOG_LEVEL',
+} as const;
+
+export type RelayFlags = Partial<{
+  databaseUrl: string;
+  concurrency: string;
+  batchSize: string;
+  pollInterval: string;
+  lease: string;
+  requestTimeout: string;
+  retrySchedule: string;
+  maxAttempts: string;
+  retryJitter: string;
+  allowPrivateNetwork: string[];
+  requireHttps: boolean;
+  exitWhenIdle: boolean;
+  shutdownGrace: string;
+  connectionsPerOrigin: string;
+  maxResponseBytes: string;
+  logLevel: string;
+}>;
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export interface RelayConfig {
+  options: RelayOptions;
+  logLevel: (typeof LOG_LEVELS)[number];
+}
+
+function intIn(text: string, field: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`${field}: must be a whole number from ${min} to ${max} (got "${text}")`);
+  }
+  return n;
+}
+
+function bool(text: string, field: string): boolean {
+  const t = text.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(t)) return true;
+  if (['0', 'false', 'no', 'off', ''].includes(t)) return false;
+  throw new UsageError(`${field}: must be true or false (got "${text}")`);
+}
+
+/**
+ * Resolves the relay's configuration: flag > environment > default, validated once here.
+ * Every message names the flag and the rule.
+ */
+export function resolveRelayConfig(
+  flags: RelayFlags,
+  env: Record<string, string | undefined>,
+  userAgent: string,
+): RelayConfig {
+  const pick = (key: keyof typeof RELAY_ENV): string | undefined => {
+    const f = flags[key];
+    if (typeof f === 'string') return f;
+    const e = env[RELAY_ENV[key]];
+    return e === undefined || e === '' ? undefined : e;
+  };
+  const flag = (key: keyof typeof RELAY_ENV) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const dur = (key: 'pollInterval' | 'lease' | 'requestTimeout' | 'shutdownGrace') =>
+    parseDuration(pick(key) ?? RELAY_DEFAULTS[key], flag(key));
+
+  const databaseUrl = resolveDatabaseUrl(flags.databaseUrl ?? env.DATABASE_URL);
+  const pollIntervalMs = dur('pollInterval');
+  if (pollIntervalMs < 1) throw new UsageError('--poll-interval: must be at least 1ms');
+  const leaseMs = dur('lease');
+  const requestTimeoutMs = dur('requestTimeout');
+  if (requestTimeoutMs < 1) throw new UsageError('--request-timeout: must be at least 1ms');
+  if (leaseMs <= requestTimeoutMs) {
+    throw new UsageError(
+      `--lease: must be longer than --request-timeout (${formatDuration(leaseMs)} <= ${formatDuration(requestTimeoutMs)}), or a slow request would be delivered twice`,
+    );
+  }
+  const scheduleMs = parseDurationList(pick('retrySchedule') ?? RELAY_DEFAULTS.retrySchedule, flag('retrySchedule'));
+  const maxAttemptsText = pick('maxAttempts');
+  const retryJitterText = pick('retryJitter');
+  const retryJitter = retryJitterText === undefined ? RELAY_DEFAULTS.retryJitter : Number(retryJitterText);
+  if (!Number.isFinite(retryJitter) || retryJitter < 0 || retryJitter >= 1) {
+    throw new UsageError(`--retry-jitter: must be a number from 0 to below 1 (got "${retryJitterText}")`);
+  }
+  const retry = defaultRetryPolicy({
+    scheduleMs,
+    maxAttempts:
+      maxAttemptsText === undefined ? scheduleMs.length + 1 : intIn(maxAttemptsText, '--max-attempts', 1, 1000),
+    jitter: retryJitter,
+  });
+  const allowFromEnv = env[RELAY_ENV.allowPrivateNetwork];
+  const allowPrivateNetwork =
+    flags.allowPrivateNetwork && flags.allowPrivateNetwork.length > 0
+      ? flags.allowPrivateNetwork.flatMap((a) => a.split(','))
+      : allowFromEnv
+        ? allowFromEnv.split(',')
+        : [];
+  const logLevel = (pick('logLevel') ?? RELAY_DEFAULTS.logLevel) as RelayConfig['logLevel'];
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new UsageError(`--log-level: must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
+  }
+  const options: RelayOptions = {
+    databaseUrl,
+    concurrency: intIn(pick('concurrency') ?? String(RELAY_DEFAULTS.concurrency), '--concurrency', 1, 10_000),
+    batchSize: intIn(pick('batchSize') ?? String(RELAY_DEFAULTS.batchSize), '--batch-size', 1, 10_000),
+    pollIntervalMs,
+    leaseMs,
+    requestTimeoutMs,
+    retry,
+    allowPrivateNetwork: allowPrivateNetwork.map((a) => a.trim()).filter(Boolean),
+    requireHttps: flags.requireHttps ?? bool(env[RELAY_ENV.requireHttps] ?? '', RELAY_ENV.requireHttps),
+    exitWhenIdle: flags.exitWhenIdle ?? bool(env[RELAY_ENV.exitWhenIdle] ?? '', RELAY_ENV.exitWhenIdle),
+    shutdownGraceMs: dur('shutdownGrace'),
+    maxResponseBytes: intIn(
+      pick('maxResponseBytes') ?? String(RELAY_DEFAULTS.maxResponseBytes),
+      '--max-response-bytes',
+      0,
+      1_048_576,
+    ),
+    connectionsPerOrigin: intIn(
+      pick('connectionsPerOrigin') ?? String(RELAY_DEFAULTS.connectionsPerOrigin),
+      '--connections-per-origin',
+      1,
+      1024,
+    ),
+    userAgent,
+  };
+  return { options, logLevel };
 }

@@ -22,6 +22,8 @@ export { createOutbox } from './outbox.js';
 export type { Delivery, DeliveryAttempt, DeliveryStatus, EventRow, Subscription } from './schema.js';
 export * as schema from './schema.js';
 export { GENERATED_SECRET_BYTES, generateSecret, MAX_SECRET_BYTES, MIN_SECRET_BYTES, parseSecret } from './secret.js';
+export type { Signer, VerifyOptions, WebhookHeaders } from './signing.js';
+export { createSigner, DEFAULT_TOLERANCE_SECONDS, sign, verify, WEBHOOK_HEADERS } from './signing.js';
 export type { EventInput, ValidEvent } from './validate.js';
 export {
   DEFAULT_MAX_PAYLOAD_BYTES,
@@ -29,3 +31,15 @@ export {
   MAX_TENANT_ID_LENGTH,
   validateEvent,
 } from './validate.js';
+export { RESERVED_HEADER_NAMES, SUBSCRIPTION_LIMITS } from './subscription-validate.js';
+export type {
+  CreateSubscriptionInput,
+  DisableSubscriptionInput,
+  ListSubscriptionsInput,
+  RotateSecretInput,
+  SubscriptionPage,
+  SubscriptionRecord,
+  SubscriptionRef,
+  UpdateSubscriptionInput,
+} from './subscriptions.js';
+export { activeSecrets, subscriptions } from './subscriptions.js';

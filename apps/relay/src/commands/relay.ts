@@ -1,0 +1,111 @@
+import { type Command, Option } from 'commander';
+import pg from 'pg';
+import { RELAY_DEFAULTS, RELAY_ENV, type RelayFlags, resolveRelayConfig } from '../config.js';
+import { createLogger } from '../logger.js';
+import { createRelay } from '../relay/relay.js';
+import { VERSION } from '../version.js';
+
+const collect = (value: string, prev: string[] = []) => [...prev, value];
+const env = (key: keyof typeof RELAY_ENV) => `[env: ${RELAY_ENV[key]}]`;
+
+export function registerRelay(program: Command): void {
+  program
+    .command('relay')
+    .description('run the relay daemon: fan out committed events, sign and deliver them, retry until done')
+    .option('--database-url <url>', `PostgreSQL connection string ${env('databaseUrl')}`)
+    .option(
+      '--concurrency <n>',
+      `HTTP requests in flight at most (default ${RELAY_DEFAULTS.concurrency}) ${env('concurrency')}`,
+    )
+    .option('--batch-size <n>', `events claimed per fan-out (default ${RELAY_DEFAULTS.batchSize}) ${env('batchSize')}`)
+    .option(
+      '--poll-interval <dur>',
+      `poll period when no wake-up arrives (default ${RELAY_DEFAULTS.pollInterval}) ${env('pollInterval')}`,
+    )
+    .option(
+      '--lease <dur>',
+      `claim lease; must exceed --request-timeout (default ${RELAY_DEFAULTS.lease}) ${env('lease')}`,
+    )
+    .option(
+      '--request-timeout <dur>',
+      `total time per HTTP attempt (default ${RELAY_DEFAULTS.requestTimeout}) ${env('requestTimeout')}`,
+    )
+    .option(
+      '--retry-schedule <list>',
+      `delays after each failed attempt (default ${RELAY_DEFAULTS.retrySchedule}) ${env('retrySchedule')}`,
+    )
+    .option(
+      '--max-attempts <n>',
+      `attempts in all before a delivery is dead (default: schedule length + 1) ${env('maxAttempts')}`,
+    )
+    .option(
+      '--retry-jitter <fraction>',
+      `random spread of each delay, 0 to <1 (default ${RELAY_DEFAULTS.retryJitter}) ${env('retryJitter')}`,
+    )
+    .option(
+      '--allow-private-network <cidr|host>',
+      `let deliveries reach this private/loopback CIDR, IP or host (repeatable; env: comma-separated) ${env('allowPrivateNetwork')}`,
+      collect,
+    )
+    .option('--require-https', `refuse plain http:// endpoints ${env('requireHttps')}`)
+    .option('--exit-when-idle', `exit 0 once nothing is pending and every delivery is final ${env('exitWhenIdle')}`)
+    .option(
+      '--shutdown-grace <dur>',
+      `wait for in-flight requests on SIGTERM (default ${RELAY_DEFAULTS.shutdownGrace}) ${env('shutdownGrace')}`,
+    )
+    .option(
+      '--connections-per-origin <n>',
+      `keep-alive connections per endpoint (default ${RELAY_DEFAULTS.connectionsPerOrigin}) ${env('connectionsPerOrigin')}`,
+    )
+    .option(
+      '--max-response-bytes <n>',
+      `response bytes kept in the delivery log (default ${RELAY_DEFAULTS.maxResponseBytes}) ${env('maxResponseBytes')}`,
+    )
+    .addOption(new Option('--log-level <level>', `log level (default ${RELAY_DEFAULTS.logLevel}) ${env('logLevel')}`))
+    .addHelpText(
+      'after',
+      `
+Durations take units: 250ms, 5s, 5m, 2h, 1d.
+
+Examples:
+  $ hookbox relay --database-url postgres://app@db/app
+  $ hookbox relay --concurrency 128 --retry-schedule 5s,5m,30m --require-https
+  $ hookbox relay --allow-private-network 127.0.0.0/8 --exit-when-idle   # local testing`,
+    )
+    .action(async (flags: RelayFlags) => {
+      await runRelay(flags);
+    });
+}
+
+export async function runRelay(flags: RelayFlags): Promise<void> {
+  const { options, logLevel } = resolveRelayConfig(flags, process.env, `hookbox/${VERSION}`);
+  const logger = createLogger(logLevel);
+  const db = new pg.Pool({
+    connectionString: options.databaseUrl,
+    max: 4,
+    application_name: 'hookbox-relay',
+    // Losing the last few ms of relay writes on a crash can only cause a redelivery (the
+    // lease expires), never a loss; in exchange commits do not wait for the WAL flush.
+    options: '-c synchronous_commit=off',
+  });
+  db.on('error', (err) => logger.warn({ err }, 'idle database connection failed; it will be replaced'));
+  const relay = createRelay({ db, logger, options });
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(130);
+    }
+    logger.info({ signal }, 'stopping: finishing in-flight deliveries');
+    void relay.stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  relay.start();
+  await relay.done;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  await db.end();
+}

@@ -1,0 +1,27 @@
+/**
+ * The relay's one root logger: JSON lines, or pretty output when stdout is a terminal.
+ * Secrets and signatures are never logged; the redact list is a second line of defence.
+ */
+import { type Logger, pino } from 'pino';
+import pretty from 'pino-pretty';
+
+export function createLogger(level: string, stream: NodeJS.WritableStream = process.stdout): Logger {
+  const options = {
+    level,
+    base: { name: 'hookbox' },
+    redact: {
+      paths: [
+        'secret',
+        'secrets',
+        '*.secret',
+        '*.secrets',
+        'previousSecret',
+        'headers["webhook-signature"]',
+        'databaseUrl',
+      ],
+      censor: '[redacted]',
+    },
+  };
+  const isTty = (stream as { isTTY?: boolean }).isTTY === true;
+  return isTty ? pino(options, pretty({ colorize: true, destination: stream })) : pino(options, stream);
+}

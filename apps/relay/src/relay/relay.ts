@@ -1,0 +1,386 @@
+/**
+ * The relay: fan-out, dispatch, record. One loop per process claims work in short
+ * transactions (leases), sends it with undici outside any transaction, and records the
+ * outcomes in batches, fenced by the claim's attempt number.
+ */
+import { matchesAny } from '@hookbox/outbox';
+import pRetry from 'p-retry';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { Agent, type Dispatcher } from 'undici';
+import { sendAttempt } from '../delivery/http.js';
+import { createAddressGuard } from '../delivery/ssrf.js';
+import { type AttemptResult, decide, type RetryPolicy } from '../policy/retry.js';
+import { buildBody, buildHeaders, SignerCache } from './envelope.js';
+import { Recorder } from './recorder.js';
+import {
+  type ClaimedDelivery,
+  claimDueDeliveries,
+  claimEvents,
+  disableSubscription,
+  type FanoutPair,
+  hasUnfinishedWork,
+  insertLeasedDeliveries,
+  type Outcome,
+  releaseClaims,
+} from './sql.js';
+import { parseTarget } from './urls.js';
+import { listenForWakeups, type Wakeup } from './wakeup.js';
+
+/** Everything the relay loop needs to know; defaults live in apps/relay/src/config.ts. */
+export interface RelayOptions {
+  databaseUrl: string;
+  /** Most HTTP requests in flight at once. */
+  concurrency: number;
+  /** Most events one fan-out claim takes. */
+  batchSize: number;
+  /** Poll period when no wake-up arrives, in ms. */
+  pollIntervalMs: number;
+  /** How long a claim is leased before another relay may take it over, in ms. */
+  leaseMs: number;
+  /** Total time allowed per HTTP attempt, in ms. */
+  requestTimeoutMs: number;
+  retry: RetryPolicy;
+  /** CIDRs, IPs or hostnames the SSRF guard lets through. */
+  allowPrivateNetwork: readonly string[];
+  /** Refuse plain http:// endpoints. */
+  requireHttps: boolean;
+  /** Stop once nothing is pending and every delivery is final. */
+  exitWhenIdle: boolean;
+  /** How long shutdown waits for in-flight requests, in ms. */
+  shutdownGraceMs: number;
+  /** Response bytes kept in the delivery log. */
+  maxResponseBytes: number;
+  /** Keep-alive connections per endpoint origin. */
+  connectionsPerOrigin: number;
+  /** Sent as `user-agent`. */
+  userAgent: string;
+}
+
+/** Hooks for metrics; every one is optional and must not throw. */
+export interface RelayObserver {
+  fannedOut?(matchedEvents: number, unmatchedEvents: number): void;
+  attempt?(d: ClaimedDelivery, result: AttemptResult, durationMs: number): void;
+  outcome?(d: ClaimedDelivery, outcome: 'succeeded' | 'retry' | 'dead' | 'disabled' | 'cancelled'): void;
+}
+
+export interface RelayDeps {
+  /** The relay's pool (a few connections: claims, outcome writes, admin). */
+  db: pg.Pool;
+  logger: Logger;
+  options: RelayOptions;
+  observer?: RelayObserver;
+  /** Override the HTTP dispatcher (tests); default: an undici Agent behind the SSRF guard. */
+  dispatcher?: Dispatcher;
+}
+
+export interface Relay {
+  start(): void;
+  /** Stops claiming, waits for in-flight requests (bounded), records, releases the rest. */
+  stop(): Promise<void>;
+  /** Resolves when the relay has stopped (after stop(), or when idle with exitWhenIdle). */
+  readonly done: Promise<void>;
+  readonly stats: { inFlight: number; queued: number; delivered: number; attempts: number };
+}
+
+export function createRelay({ db, logger, options, observer = {}, dispatcher }: RelayDeps): Relay {
+  const guard = createAddressGuard(options.allowPrivateNetwork);
+  const agent =
+    dispatcher ??
+    new Agent({
+      connections: options.connectionsPerOrigin,
+      keepAliveTimeout: 30_000,
+      connect: guard.connector({ timeout: Math.min(options.requestTimeoutMs, 10_000) }),
+    });
+  const recorder = new Recorder(db, logger);
+  const signers = new SignerCache();
+  const queue: ClaimedDelivery[] = [];
+  const stats = { inFlight: 0, queued: 0, delivered: 0, attempts: 0 };
+  let running = false;
+  let stopping: Promise<void> | null = null;
+  let claiming = false;
+  let again = false;
+  let pollTimer: NodeJS.Timeout | null = null;
+  let wakeup: Wakeup | null = null;
+  let inFlightDrained: (() => void) | null = null;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => {
+    resolveDone = r;
+  });
+
+  /** Claims more work when at least a quarter of the capacity is free. */
+  function pump(): void {
+    if (!running) return;
+    if (claiming) {
+      again = true;
+      return;
+    }
+    const free = options.concurrency - stats.inFlight - queue.length;
+    if (free < Math.max(1, Math.floor(options.concurrency / 4))) return;
+    claiming = true;
+    again = false;
+    claim(free)
+      .then((n) => {
+        claiming = false;
+        // A full round means more is waiting: go again at once instead of waiting for a poll.
+        if (n > 0 || again) setImmediate(pump);
+        else if (options.exitWhenIdle) void checkIdle();
+      })
+      .catch((err) => {
+        claiming = false;
+        logger.error({ err }, 'claim failed; will retry on the next poll');
+      });
+  }
+
+  async function claim(free: number): Promise<number> {
+    const { claimed: fanned, events } = await pRetry(
+      () => fanOut(Math.min(options.batchSize, free)),
+      dbRetry('fan-out'),
+    );
+    const room = Math.max(free - fanned.length, Math.ceil(free / 4));
+    const due = running ? await pRetry(() => claimDueDeliveries(db, room, options.leaseMs), dbRetry('claim')) : [];
+    for (const d of fanned) queue.push(d);
+    for (const d of due) queue.push(d);
+    stats.queued = queue.length;
+    startQueued();
+    return events + due.length;
+  }
+
+  /** Claims pending events, matches them, inserts their deliveries already leased: one transaction. */
+  async function fanOut(limit: number): Promise<{ claimed: ClaimedDelivery[]; events: number }> {
+    const client = await db.connect();
+    let ok = false;
+    try {
+      await client.query('BEGIN');
+      const events = await claimEvents(client, limit);
+      if (events.length === 0) {
+        await client.query('COMMIT');
+        ok = true;
+        return { claimed: [], events: 0 };
+      }
+      const pairs: FanoutPair[] = [];
+      let unmatched = 0;
+      for (const event of events) {
+        let matched = false;
+        for (const [subscriptionId, patterns] of event.subs) {
+          if (matchesAny(patterns, event.type)) {
+            pairs.push({ event, subscriptionId });
+            matched = true;
+          }
+        }
+        if (!matched) unmatched++;
+      }
+      const claimed = await insertLeasedDeliveries(client, events, pairs, options.leaseMs);
+      await client.query('COMMIT');
+      ok = true;
+      observer.fannedOut?.(events.length - unmatched, unmatched);
+      logger.debug({ events: events.length, deliveries: claimed.length, unmatched }, 'fanned out');
+      return { claimed, events: events.length };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release(ok ? undefined : true);
+    }
+  }
+
+  function dbRetry(what: string) {
+    return {
+      retries: 5,
+      minTimeout: 100,
+      maxTimeout: 2_000,
+      onFailedAttempt: ({ error, attemptNumber }: { error: Error; attemptNumber: number }) => {
+        logger.warn({ err: error, attempt: attemptNumber }, `${what}: database error; retrying`);
+      },
+    };
+  }
+
+  function startQueued(): void {
+    while (stats.inFlight < options.concurrency && queue.length > 0 && running) {
+      const d = queue.shift() as ClaimedDelivery;
+      stats.inFlight++;
+      void deliver(d).finally(() => {
+        stats.inFlight--;
+        stats.queued = queue.length;
+        if (stats.inFlight === 0 && inFlightDrained) inFlightDrained();
+        startQueued();
+        pump();
+      });
+    }
+    stats.queued = queue.length;
+  }
+
+  function finalOutcome(d: ClaimedDelivery, status: Outcome['status'], errorClass: string, message: string): Outcome {
+    return {
+      deliveryId: d.deliveryId,
+      attempt: d.attempt,
+      subscriptionId: d.subscriptionId,
+      status,
+      delayMs: 0,
+      statusCode: null,
+      errorClass,
+      errorMessage: message,
+      startedAt: new Date(),
+      durationMs: 0,
+      excerpt: null,
+      attempted: false,
+    };
+  }
+
+  async function deliver(d: ClaimedDelivery): Promise<void> {
+    const log = {
+      deliveryId: d.deliveryId,
+      eventId: d.eventId,
+      subscriptionId: d.subscriptionId,
+      tenantId: d.tenantId,
+      attempt: d.attempt,
+    };
+    if (!d.active) {
+      recorder.add(finalOutcome(d, 'cancelled', 'cancelled', 'subscription is disabled'));
+      observer.outcome?.(d, 'cancelled');
+      return;
+    }
+    const target = parseTarget(d.url);
+    if (!target || (options.requireHttps && target.protocol !== 'https:')) {
+      const why = target ? 'https is required (--require-https)' : 'the URL is not a valid http(s) URL';
+      logger.warn({ ...log }, `delivery refused: ${why}`);
+      recorder.add(finalOutcome(d, 'dead', 'blocked', why));
+      observer.outcome?.(d, 'dead');
+      return;
+    }
+    const body = buildBody(d);
+    const startedAt = new Date();
+    const headers = buildHeaders(
+      d,
+      body,
+      signers.get(d.secrets),
+      options.userAgent,
+      Math.floor(startedAt.getTime() / 1000),
+    );
+    const { result, durationMs, excerpt } = await sendAttempt(agent, target.origin, target.path, headers, body, {
+      timeoutMs: options.requestTimeoutMs,
+      maxResponseBytes: options.maxResponseBytes,
+      maxDrainBytes: 64 * 1024,
+    });
+    stats.attempts++;
+    observer.attempt?.(d, result, durationMs);
+    const decision = decide(result, d.attempt, options.retry);
+    const statusCode = result.kind === 'response' ? result.status : null;
+    const errorClass =
+      decision.action === 'succeeded' ? null : result.kind === 'response' ? 'http_status' : result.errorClass;
+    const errorMessage =
+      decision.action === 'succeeded' ? null : result.kind === 'response' ? `HTTP ${result.status}` : result.message;
+    const outcome: Outcome = {
+      deliveryId: d.deliveryId,
+      attempt: d.attempt,
+      subscriptionId: d.subscriptionId,
+      status: decision.action === 'succeeded' ? 'succeeded' : decision.action === 'retry' ? 'pending' : 'dead',
+      delayMs: decision.action === 'retry' ? Math.round(decision.delayMs) : 0,
+      statusCode,
+      errorClass,
+      errorMessage,
+      startedAt,
+      durationMs,
+      excerpt,
+      attempted: true,
+    };
+    recorder.add(outcome);
+    switch (decision.action) {
+      case 'succeeded':
+        stats.delivered++;
+        logger.debug({ ...log, status: statusCode, durationMs }, 'delivered');
+        observer.outcome?.(d, 'succeeded');
+        break;
+      case 'retry':
+        logger.info(
+          { ...log, status: statusCode, errorClass, durationMs, retryInMs: outcome.delayMs },
+          `attempt failed: ${decision.reason}; will retry`,
+        );
+        observer.outcome?.(d, 'retry');
+        break;
+      case 'dead':
+        logger.warn({ ...log, status: statusCode, errorClass, durationMs }, `delivery dead: ${decision.reason}`);
+        observer.outcome?.(d, 'dead');
+        break;
+      case 'disable': {
+        logger.warn({ ...log, status: statusCode, durationMs }, `subscription disabled: ${decision.reason}`);
+        observer.outcome?.(d, 'disabled');
+        await pRetry(
+          () => disableSubscription(db, d.subscriptionId, decision.reason, d.deliveryId),
+          dbRetry('disable'),
+        ).catch((err) => logger.error({ err, ...log }, 'could not disable subscription'));
+        break;
+      }
+    }
+  }
+
+  let checkingIdle = false;
+  async function checkIdle(): Promise<void> {
+    if (checkingIdle || !running || stats.inFlight > 0 || queue.length > 0) return;
+    checkingIdle = true;
+    try {
+      await recorder.drain();
+      if (stats.inFlight > 0 || queue.length > 0 || claiming) return;
+      if (!(await hasUnfinishedWork(db))) {
+        logger.info({ delivered: stats.delivered, attempts: stats.attempts }, 'idle: nothing pending; exiting');
+        await stop();
+      }
+    } catch (err) {
+      logger.warn({ err }, 'idle check failed');
+    } finally {
+      checkingIdle = false;
+    }
+  }
+
+  function start(): void {
+    if (running) return;
+    running = true;
+    wakeup = listenForWakeups(options.databaseUrl, pump, logger);
+    pollTimer = setInterval(pump, options.pollIntervalMs);
+    logger.info(
+      { concurrency: options.concurrency, batchSize: options.batchSize, pollIntervalMs: options.pollIntervalMs },
+      'relay started',
+    );
+    pump();
+  }
+
+  function stop(): Promise<void> {
+    if (stopping) return stopping;
+    stopping = (async () => {
+      running = false;
+      if (pollTimer) clearInterval(pollTimer);
+      await wakeup?.close();
+      // Let an in-progress claim land so its rows are either started or released.
+      while (claiming) await new Promise((r) => setTimeout(r, 5));
+      const unstarted = queue.splice(0);
+      if (stats.inFlight > 0) {
+        logger.info({ inFlight: stats.inFlight, graceMs: options.shutdownGraceMs }, 'waiting for in-flight deliveries');
+        await Promise.race([
+          new Promise<void>((r) => {
+            inFlightDrained = r;
+          }),
+          new Promise((r) => setTimeout(r, options.shutdownGraceMs).unref()),
+        ]);
+      }
+      await recorder.drain();
+      if (unstarted.length > 0) {
+        const released = await pRetry(() => releaseClaims(db, unstarted), dbRetry('release')).catch((err) => {
+          logger.error({ err }, 'could not release unstarted claims; their leases will expire');
+          return 0;
+        });
+        logger.info({ released }, 'released claims that were not started');
+      }
+      if (!dispatcher) {
+        // Past the grace period, cut what is still in flight: its lease will expire and
+        // another relay (or the next start) redelivers it.
+        const a = agent as Agent;
+        await (stats.inFlight > 0 ? a.destroy() : a.close()).catch(() => {});
+      }
+      logger.info({ delivered: stats.delivered, attempts: stats.attempts }, 'relay stopped');
+      resolveDone();
+    })();
+    return stopping;
+  }
+
+  return { start, stop, done, stats };
+}

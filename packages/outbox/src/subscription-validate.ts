@@ -1,0 +1,239 @@
+/**
+ * Validation of subscription input. Pure functions, run before any SQL: bad input never
+ * reaches the database. Every error is a ValidationError naming the field and the rule.
+ */
+import { ValidationError } from './errors.js';
+import { isValidEventPattern, isValidEventType } from './event-types.js';
+import { parseSecret } from './secret.js';
+
+/** The limits subscription input is held to. */
+export const SUBSCRIPTION_LIMITS = {
+  /** Longest endpoint URL, in characters (before and after normalisation). */
+  maxUrlLength: 2048,
+  /** Most event-type patterns on one subscription (after de-duplication). */
+  maxEventPatterns: 100,
+  /** Longest description, in characters. */
+  maxDescriptionLength: 1000,
+  /** Longest disable reason, in characters. */
+  maxReasonLength: 1000,
+  /** Most custom headers on one subscription. */
+  maxHeaders: 20,
+  /** Longest custom header name, in characters. */
+  maxHeaderNameLength: 256,
+  /** Largest custom header value, in UTF-8 bytes (4 KiB). */
+  maxHeaderValueBytes: 4096,
+  /** Bounds of `maxInFlight`. */
+  minInFlight: 1,
+  maxInFlight: 1000,
+  /** Default and largest page of `list`. */
+  defaultListLimit: 50,
+  maxListLimit: 500,
+  /** Default and largest time the previous secret keeps signing after a rotation. */
+  defaultPreviousSecretTtlMs: 24 * 60 * 60 * 1000,
+  maxPreviousSecretTtlMs: 30 * 24 * 60 * 60 * 1000,
+} as const;
+
+/**
+ * Header names a subscription may not set, compared case-insensitively; names starting with
+ * `webhook-` are refused too. The relay owns the body framing, the signature and the
+ * connection: these would break or forge them (undici also refuses the hop-by-hop ones).
+ */
+export const RESERVED_HEADER_NAMES: readonly string[] = [
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'host',
+  'user-agent',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+];
+const RESERVED_PREFIX = 'webhook-';
+const RESERVED = new Set(RESERVED_HEADER_NAMES);
+
+/** RFC 9110 token: the characters a header name may use. */
+const TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Header values: HTAB, space, visible ASCII and obs-text; no CR, LF, NUL or other controls. */
+const HEADER_VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isUuid(value: unknown): value is string {
+  return typeof value === 'string' && UUID_RE.test(value);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** Throws unless `input` is a plain object whose keys are all in `known`. */
+export function checkInput(input: unknown, known: readonly string[], what: string): Record<string, unknown> {
+  if (!isPlainObject(input)) throw new ValidationError(what, 'required', 'must be an object');
+  for (const key of Object.keys(input)) {
+    if (!known.includes(key)) {
+      throw new ValidationError(key, 'unknown', `is not a field of ${what} (known: ${known.join(', ')})`);
+    }
+  }
+  return input;
+}
+
+/** An absolute http(s) URL without credentials; returns its normalised form (`URL.href`). */
+export function validateUrl(url: unknown, field = 'url'): string {
+  const max = SUBSCRIPTION_LIMITS.maxUrlLength;
+  if (typeof url !== 'string' || url === '') {
+    throw new ValidationError(field, 'required', 'is required and must be a non-empty string');
+  }
+  if (url.length > max) throw new ValidationError(field, 'max_length', `must be at most ${max} characters`);
+  // `new URL` silently strips surrounding whitespace and controls; refuse them instead.
+  if (/[\s\x00-\x1f\x7f]/.test(url)) {
+    throw new ValidationError(field, 'format', 'must not contain whitespace or control characters');
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ValidationError(field, 'format', 'must be an absolute URL, e.g. https://example.com/webhooks');
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new ValidationError(field, 'scheme', `must use http or https (got ${parsed.protocol.slice(0, -1)})`);
+  }
+  if (parsed.username !== '' || parsed.password !== '') {
+    throw new ValidationError(field, 'credentials', 'must not contain a username or password');
+  }
+  if (parsed.href.length > max) {
+    throw new ValidationError(field, 'max_length', `must be at most ${max} characters once normalised`);
+  }
+  return parsed.href;
+}
+
+/** A non-empty array of event-type patterns; returns them de-duplicated, in order. */
+export function validateEventPatterns(patterns: unknown, field = 'eventTypes'): string[] {
+  if (!Array.isArray(patterns) || patterns.length === 0) {
+    throw new ValidationError(field, 'required', 'must be a non-empty array of event-type patterns');
+  }
+  const unique = new Set<string>();
+  patterns.forEach((p, i) => {
+    if (typeof p !== 'string' || !isValidEventPattern(p)) {
+      throw new ValidationError(
+        `${field}[${i}]`,
+        'format',
+        'must be an event type (message.new), a prefix pattern (message.*) or * (everything)',
+      );
+    }
+    unique.add(p);
+  });
+  const max = SUBSCRIPTION_LIMITS.maxEventPatterns;
+  if (unique.size > max) throw new ValidationError(field, 'max_items', `must hold at most ${max} patterns`);
+  return [...unique];
+}
+
+/** Custom request headers: at most 20, valid names, not reserved, safe values. */
+export function validateHeaders(headers: unknown, field = 'headers'): Record<string, string> {
+  if (!isPlainObject(headers)) {
+    throw new ValidationError(field, 'type', 'must be an object of header name to string value');
+  }
+  const names = Object.keys(headers);
+  const { maxHeaders, maxHeaderNameLength, maxHeaderValueBytes } = SUBSCRIPTION_LIMITS;
+  if (names.length > maxHeaders) {
+    throw new ValidationError(field, 'max_items', `must hold at most ${maxHeaders} headers (got ${names.length})`);
+  }
+  const seen = new Set<string>();
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const f = `${field}.${name}`;
+    if (!TOKEN_RE.test(name)) {
+      throw new ValidationError(f, 'name_format', 'header name must be an HTTP token (letters, digits, !#$%&\'*+-.^_`|~)');
+    }
+    if (name.length > maxHeaderNameLength) {
+      throw new ValidationError(f, 'max_length', `header name must be at most ${maxHeaderNameLength} characters`);
+    }
+    const lower = name.toLowerCase();
+    if (RESERVED.has(lower) || lower.startsWith(RESERVED_PREFIX)) {
+      throw new ValidationError(f, 'reserved', 'is set by the relay and may not be overridden');
+    }
+    if (seen.has(lower)) {
+      throw new ValidationError(f, 'duplicate', 'appears twice (header names are case-insensitive)');
+    }
+    seen.add(lower);
+    const value = headers[name];
+    if (typeof value !== 'string') throw new ValidationError(f, 'value_type', 'header value must be a string');
+    if (!HEADER_VALUE_RE.test(value)) {
+      throw new ValidationError(f, 'invalid_char', 'header value must not contain CR, LF, NUL or other control characters');
+    }
+    if (Buffer.byteLength(value) > maxHeaderValueBytes) {
+      throw new ValidationError(f, 'max_bytes', `header value must be at most ${maxHeaderValueBytes} bytes`);
+    }
+    out[name] = value;
+  }
+  return out;
+}
+
+/** Optional free text (description, disable reason): a string up to `max` characters, or null. */
+export function validateText(value: unknown, field: string, max: number): string | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== 'string') throw new ValidationError(field, 'type', 'must be a string or null');
+  if (value.length > max) throw new ValidationError(field, 'max_length', `must be at most ${max} characters`);
+  // Postgres text cannot hold NUL; refuse it here rather than fail in the driver.
+  if (value.includes('\u0000')) throw new ValidationError(field, 'nul', 'must not contain the NUL character');
+  return value;
+}
+
+/** An integer 1..1000, or null for the relay's default. */
+export function validateMaxInFlight(value: unknown, field = 'maxInFlight'): number | null {
+  if (value === null || value === undefined) return null;
+  const { minInFlight, maxInFlight } = SUBSCRIPTION_LIMITS;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < minInFlight || value > maxInFlight) {
+    throw new ValidationError(field, 'range', `must be an integer from ${minInFlight} to ${maxInFlight}, or null`);
+  }
+  return value;
+}
+
+/** A `whsec_` secret (checked by parseSecret); returns the secret string. */
+export function validateSecret(value: unknown, field = 'secret'): string {
+  parseSecret(value, field);
+  return value as string;
+}
+
+export function validatePreviousSecretTtl(value: unknown, field = 'previousSecretTtlMs'): number {
+  if (value === undefined) return SUBSCRIPTION_LIMITS.defaultPreviousSecretTtlMs;
+  const max = SUBSCRIPTION_LIMITS.maxPreviousSecretTtlMs;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
+    throw new ValidationError(field, 'range', `must be an integer number of milliseconds from 0 to ${max} (30 days)`);
+  }
+  return value;
+}
+
+export function validateListLimit(value: unknown, field = 'limit'): number {
+  if (value === undefined) return SUBSCRIPTION_LIMITS.defaultListLimit;
+  const max = SUBSCRIPTION_LIMITS.maxListLimit;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
+    throw new ValidationError(field, 'range', `must be an integer from 1 to ${max}`);
+  }
+  return value;
+}
+
+export function validateCursor(value: unknown, field = 'after'): string | null {
+  if (value === undefined || value === null) return null;
+  if (!isUuid(value)) throw new ValidationError(field, 'format', 'must be a subscription id (a uuid) from nextCursor');
+  return value.toLowerCase();
+}
+
+export function validateEventTypeFilter(value: unknown, field = 'eventType'): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' || !isValidEventType(value)) {
+    throw new ValidationError(field, 'format', 'must be an event type such as message.new (not a pattern)');
+  }
+  return value;
+}
+
+export function validateBoolean(value: unknown, field: string): boolean | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'boolean') throw new ValidationError(field, 'type', 'must be true or false');
+  return value;
+}

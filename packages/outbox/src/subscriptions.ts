@@ -1,0 +1,365 @@
+/**
+ * Subscription management: a tenant's webhook endpoints. Every function takes the caller's
+ * executor first (so it joins the caller's transaction) and is scoped by `tenantId`: an id
+ * that belongs to another tenant, or is not a uuid at all, is a NotFoundError, never
+ * returned or changed. Input is validated before any SQL runs.
+ */
+import { NotFoundError, ValidationError } from './errors.js';
+import { type Executor, runQuery } from './executor.js';
+import type { Subscription } from './schema.js';
+import { generateSecret } from './secret.js';
+import {
+  checkInput,
+  isUuid,
+  SUBSCRIPTION_LIMITS,
+  validateBoolean,
+  validateCursor,
+  validateEventPatterns,
+  validateEventTypeFilter,
+  validateHeaders,
+  validateListLimit,
+  validateMaxInFlight,
+  validatePreviousSecretTtl,
+  validateSecret,
+  validateText,
+  validateUrl,
+} from './subscription-validate.js';
+import { validateTenantId } from './validate.js';
+
+/** A stored subscription, camelCase, secrets included (callers decide what to show). */
+export type SubscriptionRecord = Subscription;
+
+/** Which subscription: always a tenant and an id. */
+export interface SubscriptionRef {
+  tenantId: string;
+  id: string;
+}
+
+export interface CreateSubscriptionInput {
+  tenantId: string;
+  /** Absolute http(s) URL without credentials, ≤ 2,048 characters; stored normalised. */
+  url: string;
+  /** Non-empty list of patterns: `message.new`, `message.*`, `*`. Duplicates are dropped. */
+  eventTypes: readonly string[];
+  /** `whsec_` + base64 key of 24–64 bytes. Default: a generated 32-byte key. */
+  secret?: string;
+  /** Free text, ≤ 1,000 characters. Default null. */
+  description?: string | null;
+  /** Extra request headers, ≤ 20; reserved names (`webhook-*`, `content-type`, `host`, …) refused. Default `{}`. */
+  headers?: Record<string, string>;
+  /** Concurrent requests to this endpoint, 1..1000. Default null (the relay's default). */
+  maxInFlight?: number | null;
+}
+
+export interface UpdateSubscriptionInput extends SubscriptionRef {
+  url?: string;
+  eventTypes?: readonly string[];
+  /** null clears it. */
+  description?: string | null;
+  /** Replaces all custom headers; `{}` clears them. */
+  headers?: Record<string, string>;
+  /** false disables (keeping any reason); true enables (clearing reason and failure streak). */
+  active?: boolean;
+  /** null returns to the relay's default. */
+  maxInFlight?: number | null;
+}
+
+export interface ListSubscriptionsInput {
+  tenantId: string;
+  /** Only active (true) or only disabled (false) subscriptions. Default: both. */
+  active?: boolean;
+  /** Only subscriptions with a pattern matching this event type (e.g. `message.new`). */
+  eventType?: string;
+  /** Page size, 1..500. Default 50. */
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  after?: string | null;
+}
+
+export interface SubscriptionPage {
+  /** Ordered by id. */
+  items: SubscriptionRecord[];
+  /** Pass as `after` for the next page; null on the last page. */
+  nextCursor: string | null;
+}
+
+export interface DisableSubscriptionInput extends SubscriptionRef {
+  /** Why, for operators; ≤ 1,000 characters. Default null. */
+  reason?: string | null;
+}
+
+export interface RotateSecretInput extends SubscriptionRef {
+  /** The new secret. Default: a generated one. */
+  secret?: string;
+  /**
+   * How long the replaced secret keeps signing, in ms (0..30 days). Default 24 h. A second
+   * rotation within this window replaces the previous secret: only one previous is kept.
+   */
+  previousSecretTtlMs?: number;
+}
+
+const ts = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8 AS ${column}`;
+
+// Timestamps leave as epoch milliseconds: drivers disagree on timestamptz (pg gives a
+// Date, drizzle's session the server's text), a float8 reads the same everywhere.
+const COLUMNS = [
+  'id',
+  'tenant_id',
+  'url',
+  'event_types',
+  'description',
+  'secret',
+  'previous_secret',
+  ts('previous_secret_expires_at'),
+  'headers',
+  'active',
+  'disabled_reason',
+  ts('disabled_at'),
+  'max_in_flight',
+  'failure_streak',
+  ts('last_success_at'),
+  ts('last_failure_at'),
+  ts('created_at'),
+  ts('updated_at'),
+].join(', ');
+
+const WHERE_REF = 'WHERE tenant_id = $1 AND id = $2';
+
+const INSERT = `INSERT INTO hookbox.subscriptions
+  (tenant_id, url, event_types, description, secret, headers, max_in_flight)
+VALUES ($1, $2, $3::text[], $4, $5, $6::jsonb, $7)
+RETURNING ${COLUMNS}`;
+
+const SELECT_ONE = `SELECT ${COLUMNS} FROM hookbox.subscriptions ${WHERE_REF}`;
+
+// The pattern test is matchesEventType (event-types.ts) in SQL: `*`, equality, or a
+// `prefix.*` whose prefix (with its dot) starts a longer type.
+const SELECT_PAGE = `SELECT ${COLUMNS} FROM hookbox.subscriptions
+WHERE tenant_id = $1
+  AND ($2::boolean IS NULL OR active = $2::boolean)
+  AND ($3::text IS NULL OR EXISTS (
+    SELECT 1 FROM unnest(event_types) AS p(pattern)
+    WHERE p.pattern = '*' OR p.pattern = $3::text
+       OR (right(p.pattern, 2) = '.*' AND length($3::text) > length(p.pattern) - 1
+           AND starts_with($3::text, left(p.pattern, -1)))))
+  AND ($4::uuid IS NULL OR id > $4::uuid)
+ORDER BY id
+LIMIT $5`;
+
+const DISABLE = `UPDATE hookbox.subscriptions
+SET active = false, disabled_reason = $3,
+    disabled_at = CASE WHEN active OR disabled_at IS NULL THEN now() ELSE disabled_at END,
+    updated_at = now()
+${WHERE_REF}
+RETURNING ${COLUMNS}`;
+
+const ENABLE = `UPDATE hookbox.subscriptions
+SET active = true, disabled_reason = NULL, disabled_at = NULL, failure_streak = 0, updated_at = now()
+${WHERE_REF}
+RETURNING ${COLUMNS}`;
+
+const DELETE = `DELETE FROM hookbox.subscriptions ${WHERE_REF} RETURNING id`;
+
+// The old current secret becomes the previous one (right-hand sides read the old row).
+// `secret <> $3` makes a no-op rotation match no row; the caller then says why.
+const ROTATE = `UPDATE hookbox.subscriptions
+SET previous_secret = secret,
+    previous_secret_expires_at = now() + $4::float8 * interval '1 millisecond',
+    secret = $3,
+    updated_at = now()
+${WHERE_REF} AND secret <> $3
+RETURNING ${COLUMNS}`;
+
+type Row = Record<string, unknown>;
+
+function toDate(value: unknown): Date | null {
+  if (value === null || value === undefined) return null;
+  if (value instanceof Date) return value;
+  return new Date(Number(value));
+}
+
+function toRecord(r: Row): SubscriptionRecord {
+  return {
+    id: String(r.id),
+    tenantId: r.tenant_id as string,
+    url: r.url as string,
+    eventTypes: r.event_types as string[],
+    description: (r.description as string | null) ?? null,
+    secret: r.secret as string,
+    previousSecret: (r.previous_secret as string | null) ?? null,
+    previousSecretExpiresAt: toDate(r.previous_secret_expires_at),
+    headers: (typeof r.headers === 'string' ? JSON.parse(r.headers) : r.headers) as Record<string, string>,
+    active: r.active as boolean,
+    disabledReason: (r.disabled_reason as string | null) ?? null,
+    disabledAt: toDate(r.disabled_at),
+    maxInFlight: (r.max_in_flight as number | null) ?? null,
+    failureStreak: Number(r.failure_streak),
+    lastSuccessAt: toDate(r.last_success_at),
+    lastFailureAt: toDate(r.last_failure_at),
+    createdAt: toDate(r.created_at)!,
+    updatedAt: toDate(r.updated_at)!,
+  };
+}
+
+/** Validates the tenant and id. A malformed id cannot exist, so it is "not found" too. */
+function ref(input: SubscriptionRef): [tenantId: string, id: string] {
+  const tenantId = validateTenantId(input.tenantId);
+  if (!isUuid(input.id)) throw new NotFoundError('subscription', String(input.id));
+  return [tenantId, input.id.toLowerCase()];
+}
+
+async function one(executor: Executor, text: string, values: unknown[], id: string): Promise<SubscriptionRecord> {
+  const row = (await runQuery(executor, text, values))[0];
+  if (!row) throw new NotFoundError('subscription', id);
+  return toRecord(row);
+}
+
+const CREATE_KEYS = ['tenantId', 'url', 'eventTypes', 'secret', 'description', 'headers', 'maxInFlight'];
+
+/** Creates a subscription and returns it, its (possibly generated) secret included. */
+async function create(executor: Executor, input: CreateSubscriptionInput): Promise<SubscriptionRecord> {
+  checkInput(input, CREATE_KEYS, 'subscription');
+  const tenantId = validateTenantId(input.tenantId);
+  const url = validateUrl(input.url);
+  const eventTypes = validateEventPatterns(input.eventTypes);
+  const secret = input.secret === undefined ? generateSecret() : validateSecret(input.secret);
+  const description = validateText(input.description, 'description', SUBSCRIPTION_LIMITS.maxDescriptionLength);
+  const headers = input.headers === undefined ? {} : validateHeaders(input.headers);
+  const maxInFlight = validateMaxInFlight(input.maxInFlight);
+  const rows = await runQuery(executor, INSERT, [
+    tenantId,
+    url,
+    eventTypes,
+    description,
+    secret,
+    JSON.stringify(headers),
+    maxInFlight,
+  ]);
+  return toRecord(rows[0]!);
+}
+
+/** One subscription of the tenant; NotFoundError otherwise. */
+async function get(executor: Executor, input: SubscriptionRef): Promise<SubscriptionRecord> {
+  checkInput(input, ['tenantId', 'id'], 'get options');
+  const [tenantId, id] = ref(input);
+  return one(executor, SELECT_ONE, [tenantId, id], id);
+}
+
+/** A page of the tenant's subscriptions ordered by id (keyset pagination, no OFFSET). */
+async function list(executor: Executor, input: ListSubscriptionsInput): Promise<SubscriptionPage> {
+  checkInput(input, ['tenantId', 'active', 'eventType', 'limit', 'after'], 'list options');
+  const tenantId = validateTenantId(input.tenantId);
+  const active = validateBoolean(input.active, 'active');
+  const eventType = validateEventTypeFilter(input.eventType);
+  const limit = validateListLimit(input.limit);
+  const after = validateCursor(input.after);
+  // One row more than asked tells whether another page exists.
+  const rows = await runQuery(executor, SELECT_PAGE, [tenantId, active, eventType, after, limit + 1]);
+  const items = rows.slice(0, limit).map(toRecord);
+  return { items, nextCursor: rows.length > limit ? items[items.length - 1]!.id : null };
+}
+
+const UPDATE_KEYS = ['tenantId', 'id', 'url', 'eventTypes', 'description', 'headers', 'active', 'maxInFlight'];
+
+/** Changes the given fields (others untouched) and bumps `updatedAt`. */
+async function update(executor: Executor, input: UpdateSubscriptionInput): Promise<SubscriptionRecord> {
+  checkInput(input, UPDATE_KEYS, 'subscription update');
+  const [tenantId, id] = ref(input);
+  const values: unknown[] = [tenantId, id];
+  const sets: string[] = [];
+  const set = (column: string, value: unknown, cast = '') => {
+    values.push(value);
+    sets.push(`${column} = $${values.length}${cast}`);
+  };
+  if (input.url !== undefined) set('url', validateUrl(input.url));
+  if (input.eventTypes !== undefined) set('event_types', validateEventPatterns(input.eventTypes), '::text[]');
+  if (input.description !== undefined) {
+    set('description', validateText(input.description, 'description', SUBSCRIPTION_LIMITS.maxDescriptionLength));
+  }
+  if (input.headers !== undefined) set('headers', JSON.stringify(validateHeaders(input.headers)), '::jsonb');
+  if (input.maxInFlight !== undefined) set('max_in_flight', validateMaxInFlight(input.maxInFlight));
+  const active = validateBoolean(input.active, 'active');
+  if (active !== null) {
+    values.push(active);
+    const p = `$${values.length}::boolean`;
+    // Right-hand sides read the old row: only a real disabled → enabled change resets state.
+    sets.push(
+      `active = ${p}`,
+      `disabled_at = CASE WHEN ${p} THEN NULL WHEN active THEN now() ELSE disabled_at END`,
+      `disabled_reason = CASE WHEN ${p} THEN NULL ELSE disabled_reason END`,
+      `failure_streak = CASE WHEN ${p} AND NOT active THEN 0 ELSE failure_streak END`,
+    );
+  }
+  if (sets.length === 0) {
+    throw new ValidationError('update', 'required', 'give at least one field to change');
+  }
+  const text = `UPDATE hookbox.subscriptions SET ${sets.join(', ')}, updated_at = now()
+${WHERE_REF}
+RETURNING ${COLUMNS}`;
+  return one(executor, text, values, id);
+}
+
+/** Stops new deliveries to the endpoint, recording why. Disabling twice keeps the first `disabledAt`. */
+async function disable(executor: Executor, input: DisableSubscriptionInput): Promise<SubscriptionRecord> {
+  checkInput(input, ['tenantId', 'id', 'reason'], 'disable options');
+  const [tenantId, id] = ref(input);
+  const reason = validateText(input.reason, 'reason', SUBSCRIPTION_LIMITS.maxReasonLength);
+  return one(executor, DISABLE, [tenantId, id, reason], id);
+}
+
+/** Re-activates the endpoint and clears the disable reason and the failure streak. */
+async function enable(executor: Executor, input: SubscriptionRef): Promise<SubscriptionRecord> {
+  checkInput(input, ['tenantId', 'id'], 'enable options');
+  const [tenantId, id] = ref(input);
+  return one(executor, ENABLE, [tenantId, id], id);
+}
+
+/** Deletes the subscription and (by cascade) its deliveries. NotFoundError when absent. */
+async function remove(executor: Executor, input: SubscriptionRef): Promise<void> {
+  checkInput(input, ['tenantId', 'id'], 'delete options');
+  const [tenantId, id] = ref(input);
+  const rows = await runQuery(executor, DELETE, [tenantId, id]);
+  if (rows.length === 0) throw new NotFoundError('subscription', id);
+}
+
+/**
+ * Makes a new secret current; the replaced one keeps signing (both signatures are sent)
+ * until now + `previousSecretTtlMs`, by the database clock. Returns the updated subscription.
+ */
+async function rotateSecret(executor: Executor, input: RotateSecretInput): Promise<SubscriptionRecord> {
+  checkInput(input, ['tenantId', 'id', 'secret', 'previousSecretTtlMs'], 'rotate options');
+  const [tenantId, id] = ref(input);
+  const secret = input.secret === undefined ? generateSecret() : validateSecret(input.secret);
+  const ttl = validatePreviousSecretTtl(input.previousSecretTtlMs);
+  const row = (await runQuery(executor, ROTATE, [tenantId, id, secret, ttl]))[0];
+  if (row) return toRecord(row);
+  await get(executor, { tenantId, id }); // NotFoundError when absent
+  throw new ValidationError('secret', 'unchanged', 'is already the current secret; give a different one');
+}
+
+/**
+ * The secrets to sign with at `now`: the current one, plus the previous one until it
+ * expires. Pure; the relay calls it per delivery.
+ */
+export function activeSecrets(
+  sub: Pick<SubscriptionRecord, 'secret' | 'previousSecret' | 'previousSecretExpiresAt'>,
+  now: Date = new Date(),
+): string[] {
+  const out = [sub.secret];
+  const expires = sub.previousSecretExpiresAt;
+  if (sub.previousSecret && expires && new Date(expires).getTime() > now.getTime()) out.push(sub.previousSecret);
+  return out;
+}
+
+/** Subscription management, executor first; see the module comment for the tenant rule. */
+export const subscriptions = {
+  create,
+  get,
+  list,
+  update,
+  disable,
+  enable,
+  delete: remove,
+  rotateSecret,
+  activeSecrets,
+} as const;
