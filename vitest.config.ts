@@ -9,6 +9,7 @@ export default defineConfig({
     alias: {
       '@hookbox/outbox': src('./packages/outbox/src/index.ts'),
       '@hookbox/devdb': src('./packages/devdb/src/index.ts'),
+      '@hookbox/relay': src('./apps/relay/src/index.ts'),
     },
   },
   test: {

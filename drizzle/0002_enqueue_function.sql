@@ -16,7 +16,7 @@ DECLARE
   v_max_bytes bigint := coalesce(nullif(current_setting('hookbox.max_payload_bytes', true), '')::bigint, 262144);
   v_bytes bigint;
 BEGIN
-  IF tenant_id IS NULL OR btrim(tenant_id) = '' THEN
+  IF tenant_id IS NULL OR tenant_id ~ '^[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]*$' THEN
     RAISE EXCEPTION 'hookbox: tenantId is required and must not be empty' USING ERRCODE = '22023';
   END IF;
   IF char_length(tenant_id) > 255 THEN

@@ -208,7 +208,12 @@ describe('enqueueMany', () => {
     const t = tenant();
     let calls = 0;
     const results = await drizzle(db.pool).transaction(async (tx) => {
-      const counting = { execute: (q: Parameters<typeof tx.execute>[0]) => (calls++, tx.execute(q)) };
+      const counting = {
+        execute: (q: Parameters<typeof tx.execute>[0]) => {
+          calls++;
+          return tx.execute(q);
+        },
+      };
       return outbox.enqueueMany(
         counting,
         [0, 1, 2, 3].map((seq) => ({ tenantId: t, type: 'flow.started', payload: { seq } })),
@@ -223,7 +228,12 @@ describe('enqueueMany', () => {
 
   it('an empty batch sends nothing', async () => {
     let calls = 0;
-    const never = { query: async () => (calls++, { rows: [] }) };
+    const never = {
+      query: async () => {
+        calls++;
+        return { rows: [] };
+      },
+    };
     expect(await outbox.enqueueMany(never, [])).toEqual([]);
     expect(calls).toBe(0);
   });

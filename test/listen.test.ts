@@ -279,7 +279,7 @@ describe('hookbox listen answers', () => {
   });
 });
 
-describe('hookbox listen rejects bad flags', () => {
+describe.concurrent('hookbox listen rejects bad flags', () => {
   it.each([
     [['--status', '42'], /--status: must be an integer from 100 to 599/],
     [['--status', 'ok'], /--status: must be a whole number/],

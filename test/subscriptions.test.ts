@@ -239,7 +239,8 @@ describe('list', () => {
       ['message_x.new'],
     ];
     const subs: SubscriptionRecord[] = [];
-    for (const eventTypes of patternSets) subs.push(await subscriptions.create(db.pool, base(tenantId, { eventTypes })));
+    for (const eventTypes of patternSets)
+      subs.push(await subscriptions.create(db.pool, base(tenantId, { eventTypes })));
     // Another tenant's catch-all must never show up.
     await subscriptions.create(db.pool, base(newTenant(), { eventTypes: ['*'] }));
 
@@ -478,12 +479,7 @@ describe('validation: typed errors naming field and rule, nothing written', () =
     ['event pattern inner star', { eventTypes: ['message.*.new'] }, 'eventTypes[0]', 'format'],
     ['event pattern bare prefix star', { eventTypes: ['message*'] }, 'eventTypes[0]', 'format'],
     ['event pattern not a string', { eventTypes: [3] }, 'eventTypes[0]', 'format'],
-    [
-      'too many patterns',
-      { eventTypes: Array.from({ length: 101 }, (_, i) => `t${i}.x`) },
-      'eventTypes',
-      'max_items',
-    ],
+    ['too many patterns', { eventTypes: Array.from({ length: 101 }, (_, i) => `t${i}.x`) }, 'eventTypes', 'max_items'],
     ['secret without prefix', { secret: Buffer.alloc(32).toString('base64') }, 'secret', 'format'],
     ['secret not base64', { secret: 'whsec_!!!!' }, 'secret', 'format'],
     ['secret too short', { secret: `whsec_${Buffer.alloc(16).toString('base64')}` }, 'secret', 'key_length'],
@@ -495,7 +491,12 @@ describe('validation: typed errors naming field and rule, nothing written', () =
     ['header name not a token', { headers: { 'X A': '1' } }, 'headers.X A', 'name_format'],
     ['header name with colon', { headers: { 'X-A:': '1' } }, 'headers.X-A:', 'name_format'],
     ['header name too long', { headers: { [`X-${long(300)}`]: '1' } }, `headers.X-${long(300)}`, 'max_length'],
-    ['header reserved webhook-*', { headers: { 'Webhook-Signature': 'v1,x' } }, 'headers.Webhook-Signature', 'reserved'],
+    [
+      'header reserved webhook-*',
+      { headers: { 'Webhook-Signature': 'v1,x' } },
+      'headers.Webhook-Signature',
+      'reserved',
+    ],
     ['header reserved webhook-id lower', { headers: { 'webhook-id': 'x' } }, 'headers.webhook-id', 'reserved'],
     ['header reserved content-type', { headers: { 'Content-Type': 'text/plain' } }, 'headers.Content-Type', 'reserved'],
     ['header reserved content-length', { headers: { 'CONTENT-LENGTH': '1' } }, 'headers.CONTENT-LENGTH', 'reserved'],

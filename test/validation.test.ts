@@ -3,7 +3,6 @@
  * row is written and the caller's transaction stays usable. The SQL function
  * `hookbox.enqueue` accepts and rejects the same tenant/type/key/size inputs.
  */
-import { randomUUID } from 'node:crypto';
 import { createOutbox, type EventInput, type Outbox, ValidationError } from '@hookbox/outbox';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
@@ -33,7 +32,10 @@ const count = async (c: pg.ClientBase) =>
 function spy(c: pg.PoolClient) {
   const s = {
     sent: [] as string[],
-    query: (text: string, values?: unknown[]) => (s.sent.push(text), c.query(text, values)),
+    query: (text: string, values?: unknown[]) => {
+      s.sent.push(text);
+      return c.query(text, values);
+    },
   };
   return s;
 }
@@ -227,7 +229,11 @@ const parity: ParityCase[] = [
   { name: 'tab/newline tenant', tenantId: '\t\n', field: 'tenantId' },
   { name: 'tenant at 255', tenantId: 't'.repeat(255), field: null },
   { name: 'tenant at 256', tenantId: 't'.repeat(256), field: 'tenantId' },
+  { name: 'ideographic/no-break space tenant', tenantId: '\u3000\u00a0\ufeff', field: 'tenantId' },
+  { name: 'zero-width space tenant (not whitespace)', tenantId: '\u200b', field: null },
+  // Lengths count characters (code points), as Postgres's char_length does.
   { name: 'tenant of 255 emoji', tenantId: '😀'.repeat(255), field: null },
+  { name: 'tenant of 256 emoji', tenantId: '😀'.repeat(256), field: 'tenantId' },
   { name: 'type Message.New', type: 'Message.New', field: 'type' },
   { name: 'type message..new', type: 'message..new', field: 'type' },
   { name: 'type message new', type: 'message new', field: 'type' },
@@ -241,51 +247,68 @@ const parity: ParityCase[] = [
   { name: 'key at 255', key: 'k'.repeat(255), field: null },
   { name: 'key at 256', key: 'k'.repeat(256), field: 'idempotencyKey' },
   { name: 'empty key', key: '', field: 'idempotencyKey' },
+  { name: 'key of 255 emoji', key: '🔑'.repeat(255), field: null },
+  { name: 'key of 256 emoji', key: '🔑'.repeat(256), field: 'idempotencyKey' },
   // A JSON string has the same text in JSON.stringify and in jsonb's output.
   { name: `payload at ${LIMIT} bytes`, payload: 'x'.repeat(LIMIT - 2), field: null },
   { name: `payload over ${LIMIT} bytes`, payload: 'x'.repeat(LIMIT - 1), field: 'payload' },
   { name: 'payload far over the limit', payload: { list: Array.from({ length: 50 }, (_, i) => i) }, field: 'payload' },
 ];
 
-describe('the SQL function hookbox.enqueue validates like the TypeScript path', () => {
-  const ts = createOutbox({ maxPayloadBytes: LIMIT });
+/** Sends one input down both paths in one transaction; returns what each threw (null: accepted). */
+async function bothPaths(c: pg.PoolClient, p: ParityCase) {
+  const input = { ...ok, ...p };
+  const tsErr = await createOutbox({ maxPayloadBytes: LIMIT })
+    .enqueue(c, {
+      tenantId: input.tenantId as string,
+      type: input.type,
+      payload: input.payload,
+      idempotencyKey: input.key,
+    })
+    .then(
+      () => null,
+      (e: unknown) => e,
+    );
+  await c.query(`SET LOCAL hookbox.max_payload_bytes = '${LIMIT}'`);
+  await c.query('SAVEPOINT before_sql');
+  const sqlErr = await c
+    .query('SELECT hookbox.enqueue($1, $2, $3::jsonb, $4) AS id', [
+      input.tenantId,
+      input.type,
+      JSON.stringify(input.payload),
+      input.key,
+    ])
+    .then(
+      () => null,
+      (e: { code?: string; message: string }) => e,
+    );
+  await c.query('ROLLBACK TO SAVEPOINT before_sql');
+  return { tsErr, sqlErr };
+}
 
+describe('the SQL function hookbox.enqueue validates like the TypeScript path', () => {
   it.each(parity)('$name', async (p) => {
-    const input = { ...ok, ...p };
-    await inRolledBackTx(async (c) => {
-      const tsErr = await ts
-        .enqueue(c, {
-          tenantId: input.tenantId as string,
-          type: input.type,
-          payload: input.payload,
-          idempotencyKey: input.key,
-        })
-        .then(
-          () => null,
-          (e: unknown) => e,
-        );
-      await c.query(`SET LOCAL hookbox.max_payload_bytes = '${LIMIT}'`);
-      await c.query('SAVEPOINT before_sql');
-      const sqlErr = await c
-        .query('SELECT hookbox.enqueue($1, $2, $3::jsonb, $4) AS id', [
-          input.tenantId,
-          input.type,
-          JSON.stringify(input.payload),
-          input.key,
-        ])
-        .then(
-          () => null,
-          (e: { code?: string; message: string }) => e,
-        );
-      await c.query('ROLLBACK TO SAVEPOINT before_sql');
-      if (p.field === null) {
-        expect(tsErr).toBeNull();
-        expect(sqlErr).toBeNull();
-      } else {
-        expect(tsErr).toMatchObject({ code: 'HOOKBOX_INVALID_INPUT', field: p.field });
-        expect(sqlErr).toMatchObject({ code: '22023' });
-        expect(sqlErr?.message).toContain(p.field);
-      }
-    });
+    const { tsErr, sqlErr } = await inRolledBackTx((c) => bothPaths(c, p));
+    if (p.field === null) {
+      expect(tsErr).toBeNull();
+      expect(sqlErr).toBeNull();
+    } else {
+      expect(tsErr).toMatchObject({ code: 'HOOKBOX_INVALID_INPUT', field: p.field });
+      expect(sqlErr).toMatchObject({ code: '22023' });
+      expect(sqlErr?.message).toContain(p.field);
+    }
+  });
+
+  // BUG (reported, not fixed here): TypeScript measures JSON.stringify's compact text, SQL
+  // measures jsonb's output, which puts a space after every ':' and ','. An object at the
+  // limit passes in TypeScript and fails in SQL. Drop `.fails` once the two agree.
+  it.fails('an object payload at the limit is accepted by both', async () => {
+    const atLimit = { a: 'x'.repeat(LIMIT - 8) };
+    expect(Buffer.byteLength(JSON.stringify(atLimit))).toBe(LIMIT);
+    const { tsErr, sqlErr } = await inRolledBackTx((c) =>
+      bothPaths(c, { name: 'at limit', payload: atLimit, field: null }),
+    );
+    expect(tsErr).toBeNull();
+    expect(sqlErr).toBeNull();
   });
 });

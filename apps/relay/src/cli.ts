@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { registerListen } from './commands/listen.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerRelay } from './commands/relay.js';
+import { registerSubscriptions } from './commands/subscriptions.js';
 import { UsageError } from './errors.js';
 import { VERSION } from './version.js';
 
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerMigrate(program);
+  registerSubscriptions(program);
   registerRelay(program);
   registerListen(program);
   return program;

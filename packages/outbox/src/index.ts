@@ -17,6 +17,8 @@ export {
 export type { DrizzleExecutor, Executor, QueryExecutor } from './executor.js';
 export { runQuery } from './executor.js';
 export { uuidv7 } from './id.js';
+export type { Notifier, NotifierOptions, NotifyPool } from './notify.js';
+export { NOTIFY_CHANNEL, notifyRelay } from './notify.js';
 export type { EnqueueResult, EventMap, Outbox, OutboxOptions, TypedEvent } from './outbox.js';
 export { createOutbox } from './outbox.js';
 export type { Delivery, DeliveryAttempt, DeliveryStatus, EventRow, Subscription } from './schema.js';
@@ -24,13 +26,6 @@ export * as schema from './schema.js';
 export { GENERATED_SECRET_BYTES, generateSecret, MAX_SECRET_BYTES, MIN_SECRET_BYTES, parseSecret } from './secret.js';
 export type { Signer, VerifyOptions, WebhookHeaders } from './signing.js';
 export { createSigner, DEFAULT_TOLERANCE_SECONDS, sign, verify, WEBHOOK_HEADERS } from './signing.js';
-export type { EventInput, ValidEvent } from './validate.js';
-export {
-  DEFAULT_MAX_PAYLOAD_BYTES,
-  MAX_IDEMPOTENCY_KEY_LENGTH,
-  MAX_TENANT_ID_LENGTH,
-  validateEvent,
-} from './validate.js';
 export { RESERVED_HEADER_NAMES, SUBSCRIPTION_LIMITS } from './subscription-validate.js';
 export type {
   CreateSubscriptionInput,
@@ -43,3 +38,10 @@ export type {
   UpdateSubscriptionInput,
 } from './subscriptions.js';
 export { activeSecrets, subscriptions } from './subscriptions.js';
+export type { EventInput, ValidEvent } from './validate.js';
+export {
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  MAX_IDEMPOTENCY_KEY_LENGTH,
+  MAX_TENANT_ID_LENGTH,
+  validateEvent,
+} from './validate.js';

@@ -1,6 +1,7 @@
 import { HookboxError, ValidationError } from './errors.js';
 import { type Executor, runQuery } from './executor.js';
 import { uuidv7 } from './id.js';
+import { attachNotifier, type Notifier, type NotifierOptions, type NotifyPool } from './notify.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, type EventInput, type ValidEvent, validateEvent } from './validate.js';
 
 /** Options of `createOutbox`. Unknown keys are rejected. */
@@ -39,6 +40,13 @@ export interface Outbox<E extends EventMap = EventMap> {
   enqueue(executor: Executor, event: TypedEvent<E>): Promise<EnqueueResult>;
   /** Writes many events in one statement (plus one more if idempotency keys repeat). */
   enqueueMany(executor: Executor, events: readonly TypedEvent<E>[]): Promise<EnqueueResult[]>;
+  /**
+   * Wakes the relay soon after your transactions commit: watches `pool` (a pg Pool —
+   * drizzle's `db.$client`, TypeORM's `dataSource.driver.master`) for returned
+   * connections and sends a debounced NOTIFY after those that may have committed an
+   * enqueue. Optional: without it the relay finds events on its next poll.
+   */
+  attachNotifier(pool: NotifyPool, options?: NotifierOptions): Notifier;
   /** The resolved options. */
   readonly options: Readonly<Required<OutboxOptions>>;
 }
@@ -99,10 +107,12 @@ async function resolveExisting(executor: Executor, missing: ValidEvent[]): Promi
 /** Creates the outbox API. `E` types payloads by event type; leave it out to accept any. */
 export function createOutbox<E extends EventMap = EventMap>(options: OutboxOptions = {}): Outbox<E> {
   const opts = resolveOptions(options);
+  let lastEnqueueAt = Number.NEGATIVE_INFINITY;
 
   async function enqueue(executor: Executor, event: TypedEvent<E>): Promise<EnqueueResult> {
     const ev = validateEvent(event as EventInput, opts.maxPayloadBytes);
     const id = uuidv7();
+    lastEnqueueAt = performance.now();
     const rows = await runQuery<{ id: string }>(executor, INSERT_ONE, [
       id,
       ev.tenantId,
@@ -129,6 +139,7 @@ export function createOutbox<E extends EventMap = EventMap>(options: OutboxOptio
     // Validate everything first: one bad event rejects the batch before anything is written.
     const valid = events.map((e, i) => validateEvent(e as EventInput, opts.maxPayloadBytes, `events[${i}]`));
     const ids = valid.map(() => uuidv7());
+    lastEnqueueAt = performance.now();
     const rows = await runQuery<{ id: string }>(executor, INSERT_MANY, [
       ids,
       valid.map((e) => e.tenantId),
@@ -149,7 +160,12 @@ export function createOutbox<E extends EventMap = EventMap>(options: OutboxOptio
     });
   }
 
-  return { enqueue, enqueueMany, options: opts };
+  return {
+    enqueue,
+    enqueueMany,
+    attachNotifier: (pool, notifierOptions) => attachNotifier(pool, () => lastEnqueueAt, notifierOptions),
+    options: opts,
+  };
 }
 
 function lostIdempotentRow(): HookboxError {

@@ -148,7 +148,11 @@ export function validateHeaders(headers: unknown, field = 'headers'): Record<str
   for (const name of names) {
     const f = `${field}.${name}`;
     if (!TOKEN_RE.test(name)) {
-      throw new ValidationError(f, 'name_format', 'header name must be an HTTP token (letters, digits, !#$%&\'*+-.^_`|~)');
+      throw new ValidationError(
+        f,
+        'name_format',
+        "header name must be an HTTP token (letters, digits, !#$%&'*+-.^_`|~)",
+      );
     }
     if (name.length > maxHeaderNameLength) {
       throw new ValidationError(f, 'max_length', `header name must be at most ${maxHeaderNameLength} characters`);
@@ -164,7 +168,11 @@ export function validateHeaders(headers: unknown, field = 'headers'): Record<str
     const value = headers[name];
     if (typeof value !== 'string') throw new ValidationError(f, 'value_type', 'header value must be a string');
     if (!HEADER_VALUE_RE.test(value)) {
-      throw new ValidationError(f, 'invalid_char', 'header value must not contain CR, LF, NUL or other control characters');
+      throw new ValidationError(
+        f,
+        'invalid_char',
+        'header value must not contain CR, LF, NUL or other control characters',
+      );
     }
     if (Buffer.byteLength(value) > maxHeaderValueBytes) {
       throw new ValidationError(f, 'max_bytes', `header value must be at most ${maxHeaderValueBytes} bytes`);

@@ -35,9 +35,10 @@ export function validateTenantId(tenantId: unknown, field = 'tenantId'): string 
   if (typeof tenantId !== 'string' || tenantId.trim() === '') {
     throw new ValidationError(field, 'required', 'is required and must be a non-empty string');
   }
-  if (tenantId.length > MAX_TENANT_ID_LENGTH) {
+  if ([...tenantId].length > MAX_TENANT_ID_LENGTH) {
     throw new ValidationError(field, 'max_length', `must be at most ${MAX_TENANT_ID_LENGTH} characters`);
   }
+  checkString(tenantId, field);
   return tenantId;
 }
 
@@ -57,9 +58,10 @@ export function validateEventType(type: unknown, field = 'type'): string {
 
 function validateIdempotencyKey(key: unknown, field: string): string | null {
   if (key === undefined || key === null) return null;
-  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+  if (typeof key !== 'string' || key.length === 0 || [...key].length > MAX_IDEMPOTENCY_KEY_LENGTH) {
     throw new ValidationError(field, 'max_length', `must be a string of 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
   }
+  checkString(key, field);
   return key;
 }
 

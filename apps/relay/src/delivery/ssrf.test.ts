@@ -209,8 +209,9 @@ const isLoopback = (ip: string) => net.isIP(ip) !== 0 && ipaddr.process(ip).rang
 /**
  * Watches every socket net.connect creates (undici's connector uses it) and the dials they
  * attempt. It is also a tripwire, so that even a broken guard cannot make this file send a
- * packet anywhere but loopback: a literal non-loopback host is never dialed, and a lookup
- * answer with a non-loopback address is turned into an error before net can dial it.
+ * packet anywhere but loopback: a literal non-loopback host is never dialed, a hostname is
+ * never handed to the system resolver by net, and a lookup answer with a non-loopback
+ * address is turned into an error before net can dial it.
  */
 function watchNet() {
   const watch = {
@@ -242,6 +243,12 @@ function watchNet() {
         return socket;
       }
       const lookup = options.lookup;
+      if (!lookup && net.isIP(host) === 0) {
+        // The guard always hands net a lookup; without one net would ask real DNS.
+        watch.tripped.push(`unguarded lookup of ${host}`);
+        process.nextTick(() => socket.destroy(new Error(`tripwire: unguarded lookup of ${host}`)));
+        return socket;
+      }
       if (lookup) {
         options.lookup = (hostname, lookupOptions, callback) =>
           lookup(hostname, lookupOptions, (err, address, family) => {

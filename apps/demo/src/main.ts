@@ -1,0 +1,211 @@
+/**
+ * The hookbox demo: the whole idea in one run, on an embedded PostgreSQL.
+ *
+ * 1. a service writes business rows and webhook events in the same transactions
+ *    (one of them rolls back: its event must never be sent);
+ * 2. the relay fans events out to each tenant's matching subscriptions, signs them
+ *    (Standard Webhooks) and POSTs them to a local receiver;
+ * 3. the receiver verifies every signature; one endpoint fails twice, so you see retries;
+ * 4. the relay exits when everything is delivered.
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { startEmbeddedPostgres } from '@hookbox/devdb';
+import { createOutbox, subscriptions, verify } from '@hookbox/outbox';
+import { createLogger, createRelay, migrate, resolveRelayConfig } from '@hookbox/relay';
+import { sql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import pg from 'pg';
+
+const c = {
+  dim: (s: string) => (process.stdout.isTTY ? `\x1b[2m${s}\x1b[0m` : s),
+  green: (s: string) => (process.stdout.isTTY ? `\x1b[32m${s}\x1b[0m` : s),
+  red: (s: string) => (process.stdout.isTTY ? `\x1b[31m${s}\x1b[0m` : s),
+  bold: (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s),
+};
+const step = (s: string) => console.log(`\n${c.bold(`▸ ${s}`)}`);
+
+interface Received {
+  path: string;
+  webhookId: string;
+  type: string;
+  tenant: string;
+  rolledBack: boolean;
+  valid: boolean;
+}
+
+/** A receiver for every demo endpoint; `/flaky` answers 500 to its first two requests. */
+async function startReceiver(
+  secretsByPath: Map<string, string>,
+): Promise<{ server: Server; url: string; got: Received[] }> {
+  const got: Received[] = [];
+  let flakyCalls = 0;
+  const read = (req: IncomingMessage) =>
+    new Promise<string>((resolve) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      req.on('end', () => resolve(body));
+    });
+  const server = createServer(async (req, res) => {
+    const body = await read(req);
+    const path = req.url ?? '/';
+    if (path === '/flaky' && ++flakyCalls <= 2) {
+      console.log(`  ${c.red('✗')} ${path.padEnd(18)} answered 500 (attempt ${flakyCalls}; the relay will retry)`);
+      res.writeHead(500).end('try again');
+      return;
+    }
+    let valid = false;
+    let parsed: { type?: string; data?: { tenant?: string; rolledBack?: boolean } } = {};
+    try {
+      parsed = verify(secretsByPath.get(path) ?? '', req.headers, body) as typeof parsed;
+      valid = true;
+    } catch {
+      parsed = JSON.parse(body);
+    }
+    const r: Received = {
+      path,
+      webhookId: String(req.headers['webhook-id']),
+      type: parsed.type ?? '?',
+      tenant: parsed.data?.tenant ?? '?',
+      rolledBack: parsed.data?.rolledBack === true,
+      valid,
+    };
+    got.push(r);
+    console.log(
+      `  ${valid ? c.green('✓') : c.red('✗')} ${path.padEnd(18)} ${r.type.padEnd(22)} ${c.dim(`webhook-id ${r.webhookId}`)} signature ${valid ? 'valid' : 'INVALID'}`,
+    );
+    res.writeHead(204).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, got };
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  step('Starting an embedded PostgreSQL and applying hookbox migrations');
+  const postgres = await startEmbeddedPostgres();
+  const pool = new pg.Pool({ connectionString: postgres.url, max: 4 });
+  pool.on('error', (err) => console.error('demo pool error', err.message));
+  try {
+    const { total } = await migrate(postgres.url);
+    console.log(`  PostgreSQL on 127.0.0.1:${postgres.port}; ${total} migrations applied`);
+    const db = drizzle(pool);
+    await db.execute(sql`CREATE TABLE messages (id serial PRIMARY KEY, tenant text NOT NULL, body text NOT NULL)`);
+
+    step('Creating subscriptions (two tenants, different patterns) pointing at a local receiver');
+    const secretsByPath = new Map<string, string>();
+    const receiver = await startReceiver(secretsByPath);
+    const subs = [
+      { tenantId: 'acme', path: '/acme/everything', eventTypes: ['*'] },
+      { tenantId: 'acme', path: '/acme/messages', eventTypes: ['message.*'] },
+      { tenantId: 'globex', path: '/globex/convos', eventTypes: ['conversation.created', 'conversation.closed'] },
+      { tenantId: 'globex', path: '/flaky', eventTypes: ['contact.created'] },
+    ];
+    for (const s of subs) {
+      const created = await subscriptions.create(db, {
+        tenantId: s.tenantId,
+        url: `${receiver.url}${s.path}`,
+        eventTypes: s.eventTypes,
+      });
+      secretsByPath.set(s.path, created.secret);
+      console.log(`  ${s.tenantId.padEnd(7)} ${s.eventTypes.join(',').padEnd(40)} → ${s.path}`);
+    }
+
+    step('Writing business rows and events in the same transactions');
+    const outbox = createOutbox();
+    const notifier = outbox.attachNotifier(pool);
+    const business = [
+      { tenant: 'acme', type: 'message.new', body: 'Hi, is my order on its way?' },
+      { tenant: 'acme', type: 'message.sent', body: 'Yes! It ships today.' },
+      { tenant: 'acme', type: 'contact.created', body: 'Ada Lovelace' },
+      { tenant: 'globex', type: 'conversation.created', body: 'New chat from +44…' },
+      { tenant: 'globex', type: 'message.new', body: 'globex has no message.* endpoint' },
+      { tenant: 'globex', type: 'contact.created', body: 'Grace Hopper' },
+    ];
+    for (const b of business) {
+      await db.transaction(async (tx) => {
+        const [row] = (
+          await tx.execute(sql`INSERT INTO messages (tenant, body) VALUES (${b.tenant}, ${b.body}) RETURNING id`)
+        ).rows as { id: number }[];
+        await outbox.enqueue(tx, {
+          tenantId: b.tenant,
+          type: b.type,
+          payload: { tenant: b.tenant, messageId: row?.id, body: b.body },
+        });
+      });
+      console.log(`  committed  ${b.tenant.padEnd(7)} ${b.type}`);
+    }
+    // From any language: the SQL function, in the same transaction as the business write.
+    await db.transaction(async (tx) => {
+      await tx.execute(
+        sql`SELECT hookbox.enqueue('globex', 'conversation.closed', '{"tenant":"globex","via":"SQL"}'::jsonb)`,
+      );
+    });
+    console.log('  committed  globex  conversation.closed   (via SELECT hookbox.enqueue(...))');
+    // A transaction that fails after enqueueing: the event disappears with it.
+    await db
+      .transaction(async (tx) => {
+        await tx.execute(sql`INSERT INTO messages (tenant, body) VALUES ('acme', 'never saved')`);
+        await outbox.enqueue(tx, {
+          tenantId: 'acme',
+          type: 'message.new',
+          payload: { tenant: 'acme', rolledBack: true },
+        });
+        throw new Error('payment declined');
+      })
+      .catch(() => console.log(`  ${c.red('rolled back')} acme    message.new  (its event must never be delivered)`));
+    await notifier.flush();
+    notifier.detach();
+
+    step('Running the relay until every delivery is final');
+    const { options } = resolveRelayConfig(
+      {
+        allowPrivateNetwork: ['127.0.0.0/8'], // the receiver is local; production relays refuse private addresses
+        retrySchedule: '300ms,600ms',
+        exitWhenIdle: true,
+        pollInterval: '100ms',
+      },
+      { DATABASE_URL: postgres.url },
+      'hookbox-demo',
+    );
+    const relayPool = new pg.Pool({ connectionString: postgres.url, max: 4 });
+    relayPool.on('error', (err) => console.error('relay pool error', err.message));
+    const relay = createRelay({ db: relayPool, logger: createLogger('warn'), options });
+    relay.start();
+    await relay.done;
+    await relayPool.end();
+    await new Promise<void>((r) => receiver.server.close(() => r()));
+
+    step('Summary');
+    const { rows } = await pool.query<{ status: string; n: number }>(
+      'SELECT status, count(*)::int AS n FROM hookbox.deliveries GROUP BY status ORDER BY status',
+    );
+    const { rows: attempts } = await pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM hookbox.delivery_attempts',
+    );
+    const allValid = receiver.got.every((r) => r.valid);
+    const leaked = receiver.got.filter((r) => r.tenant !== r.path.split('/')[1] && r.path !== '/flaky');
+    console.log(`  deliveries: ${rows.map((r) => `${r.n} ${r.status}`).join(', ')}; HTTP attempts: ${attempts[0]?.n}`);
+    console.log(
+      `  receiver got ${receiver.got.length} signed requests; signatures ${allValid ? c.green('all valid') : c.red('NOT all valid')}`,
+    );
+    const ghosts = receiver.got.filter((r) => r.rolledBack).length;
+    console.log(
+      `  rolled-back event delivered: ${ghosts === 0 ? c.green('never') : c.red(`${ghosts} times`)}; cross-tenant deliveries: ${leaked.length === 0 ? c.green('none') : c.red(String(leaked.length))}`,
+    );
+    console.log(`\n  done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    if (!allValid || leaked.length > 0 || ghosts > 0 || rows.some((r) => r.status !== 'succeeded'))
+      process.exitCode = 1;
+  } finally {
+    await pool.end();
+    await postgres.stop();
+  }
+}
+
+main().catch((err) => {
+  console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
