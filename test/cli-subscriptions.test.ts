@@ -23,7 +23,7 @@ function hookbox(...args: string[]): Promise<Run> {
     execFile(
       'npx',
       ['tsx', 'apps/relay/src/cli.ts', 'subscriptions', ...args, '--database-url', db.url],
-      { cwd: root, env, timeout: 60_000 },
+      { cwd: root, env, timeout: 120_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
         resolve({ code, stdout, stderr });

@@ -53,7 +53,7 @@ export interface ResponseTrace {
 }
 
 export interface Receiver {
-  /** `http://127.0.0.1:<port><path>` */
+  /** `http://127.0.0.1:<port><path>` (the host it listens on). */
   url(path: string): string;
   readonly port: number;
   /** Sets how `path` answers from now on (a fixed behaviour or a function of the request). */
@@ -76,8 +76,11 @@ export interface Receiver {
 
 const CHUNK = Buffer.alloc(64 * 1024, 'x');
 
-/** Starts a receiver on an ephemeral port of 127.0.0.1. Unknown paths answer 200. */
-export async function startReceiver(): Promise<Receiver> {
+/**
+ * Starts a receiver on an ephemeral port of `host` (default 127.0.0.1; `::1` for IPv6).
+ * Unknown paths answer 200.
+ */
+export async function startReceiver({ host = '127.0.0.1' }: { host?: string } = {}): Promise<Receiver> {
   const behaviours = new Map<string, Behaviour | BehaviourFn>();
   const received: ReceivedRequest[] = [];
   const counts = new Map<string, number>();
@@ -139,7 +142,7 @@ export async function startReceiver(): Promise<Receiver> {
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(0, host);
   await once(server, 'listening');
   const port = (server.address() as AddressInfo).port;
 
@@ -156,7 +159,7 @@ export async function startReceiver(): Promise<Receiver> {
 
   return {
     port,
-    url: (path) => `http://127.0.0.1:${port}${path}`,
+    url: (path) => `http://${host.includes(':') ? `[${host}]` : host}:${port}${path}`,
     on(path, behaviour) {
       behaviours.set(path, behaviour);
     },

@@ -4,9 +4,12 @@
  * 0 ok, 1 operational failure, 2 usage error. Errors print one line (stack with --verbose).
  */
 import { Command, CommanderError } from 'commander';
+import { registerDeliveries } from './commands/deliveries.js';
+import { registerEvents } from './commands/events.js';
 import { registerListen } from './commands/listen.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerRelay } from './commands/relay.js';
+import { registerStats } from './commands/stats.js';
 import { registerSubscriptions } from './commands/subscriptions.js';
 import { UsageError } from './errors.js';
 import { VERSION } from './version.js';
@@ -20,6 +23,9 @@ export function buildProgram(): Command {
     .exitOverride();
   registerMigrate(program);
   registerSubscriptions(program);
+  registerDeliveries(program);
+  registerEvents(program);
+  registerStats(program);
   registerRelay(program);
   registerListen(program);
   return program;

@@ -38,6 +38,10 @@ export const RELAY_DEFAULTS = {
   connectionsPerOrigin: 32,
   maxResponseBytes: 4096,
   logLevel: 'info',
+  /** The admin port (/metrics, /healthz, /readyz) is off unless a port is given. */
+  metricsPort: 'off',
+  metricsHost: '127.0.0.1',
+  metricsTenantLimit: 100,
 } as const;
 
 /** Flag name → environment variable. Flags win over the environment, which wins over defaults. */
@@ -58,6 +62,9 @@ export const RELAY_ENV = {
   connectionsPerOrigin: 'HOOKBOX_CONNECTIONS_PER_ORIGIN',
   maxResponseBytes: 'HOOKBOX_MAX_RESPONSE_BYTES',
   logLevel: 'HOOKBOX_LOG_LEVEL',
+  metricsPort: 'HOOKBOX_METRICS_PORT',
+  metricsHost: 'HOOKBOX_METRICS_HOST',
+  metricsTenantLimit: 'HOOKBOX_METRICS_TENANT_LIMIT',
 } as const;
 
 export type RelayFlags = Partial<{
@@ -77,13 +84,27 @@ export type RelayFlags = Partial<{
   connectionsPerOrigin: string;
   maxResponseBytes: string;
   logLevel: string;
+  metricsPort: string;
+  metricsHost: string;
+  metricsTenantLimit: string;
 }>;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/** The admin server and metrics (apps/relay/src/metrics/). */
+export interface MetricsConfig {
+  /** Port of /metrics, /healthz, /readyz; null when off (the default); 0 picks a free port. */
+  port: number | null;
+  /** Interface to bind. Default 127.0.0.1. */
+  host: string;
+  /** Tenants with their own label on hookbox_tenant_deliveries_total; later ones count as "_other". Default 100. */
+  tenantLimit: number;
+}
+
 export interface RelayConfig {
   options: RelayOptions;
   logLevel: (typeof LOG_LEVELS)[number];
+  metrics: MetricsConfig;
 }
 
 function intIn(text: string, field: string, min: number, max: number): number {
@@ -181,5 +202,18 @@ export function resolveRelayConfig(
     ),
     userAgent,
   };
-  return { options, logLevel };
+  const metricsPortText = pick('metricsPort') ?? RELAY_DEFAULTS.metricsPort;
+  const metricsHost = (pick('metricsHost') ?? RELAY_DEFAULTS.metricsHost).trim();
+  if (metricsHost === '') throw new UsageError('--metrics-host: must not be empty');
+  const metrics: MetricsConfig = {
+    port: metricsPortText.trim().toLowerCase() === 'off' ? null : intIn(metricsPortText, '--metrics-port', 0, 65_535),
+    host: metricsHost,
+    tenantLimit: intIn(
+      pick('metricsTenantLimit') ?? String(RELAY_DEFAULTS.metricsTenantLimit),
+      '--metrics-tenant-limit',
+      0,
+      100_000,
+    ),
+  };
+  return { options, logLevel, metrics };
 }

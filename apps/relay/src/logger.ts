@@ -23,5 +23,8 @@ export function createLogger(level: string, stream: NodeJS.WritableStream = proc
     },
   };
   const isTty = (stream as { isTTY?: boolean }).isTTY === true;
-  return isTty ? pino(options, pretty({ colorize: true, destination: stream })) : pino(options, stream);
+  if (!isTty) return pino(options, stream);
+  // Loaded only for terminals: a daemon writing JSON lines never pays for it.
+  const pretty = require('pino-pretty') as typeof import('pino-pretty').default;
+  return pino(options, pretty({ colorize: true, destination: stream }));
 }

@@ -3,6 +3,22 @@
  * transaction; manage subscriptions; sign and verify Standard Webhooks.
  */
 
+export type {
+  AttemptRecord,
+  DeliveryDetail,
+  DeliveryRecord,
+  DeliveryRef,
+  EventDetail,
+  EventRecord,
+  EventRef,
+  FanoutSummary,
+  ListDeliveriesInput,
+  ListEventsInput,
+  Page,
+  TenantScope,
+  TimeInput,
+} from './delivery-log.js';
+export { DELIVERY_LOG_LIMITS, deliveryLog } from './delivery-log.js';
 export type { HookboxErrorCode } from './errors.js';
 export { HookboxError, NotFoundError, ValidationError, WebhookVerificationError } from './errors.js';
 export type { CatalogEventType } from './event-types.js';
@@ -26,6 +42,8 @@ export * as schema from './schema.js';
 export { GENERATED_SECRET_BYTES, generateSecret, MAX_SECRET_BYTES, MIN_SECRET_BYTES, parseSecret } from './secret.js';
 export type { Signer, VerifyOptions, WebhookHeaders } from './signing.js';
 export { createSigner, DEFAULT_TOLERANCE_SECONDS, sign, verify, WEBHOOK_HEADERS } from './signing.js';
+export type { Stats, StatsInput, SubscriptionStats, TenantUsage } from './stats.js';
+export { stats } from './stats.js';
 export { RESERVED_HEADER_NAMES, SUBSCRIPTION_LIMITS } from './subscription-validate.js';
 export type {
   CreateSubscriptionInput,
@@ -45,3 +63,19 @@ export {
   MAX_TENANT_ID_LENGTH,
   validateEvent,
 } from './validate.js';
+export type {
+  DeliveryOutcome,
+  DeliveryOutcomeInput,
+  RecoverDeadInput,
+  RecoverDeadResult,
+  ReplayedDelivery,
+  ReplayEventInput,
+  ReplayEventResult,
+  RetryDeliveryInput,
+  RetryDeliveryResult,
+  SendTestInput,
+  SendTestResult,
+} from './replay.js';
+export { deliveryOutcome, recoverDead, replayEvent, retryDelivery, sendTest, TEST_EVENT_TYPE } from './replay.js';
+export type { CleanupInput, CleanupProgress, CleanupResult } from './retention.js';
+export { CLEANUP_DEFAULTS, cleanup } from './retention.js';

@@ -51,7 +51,7 @@ export async function notifyRelay(executor: Executor): Promise<void> {
 export function attachNotifier(pool: NotifyPool, lastEnqueueAt: () => number, options: NotifierOptions = {}): Notifier {
   const debounceMs = options.debounceMs ?? 2;
   const windowMs = options.windowMs ?? 1000;
-  const own = new WeakSet<object>();
+  const own = new WeakSet<object>(); // clients checked out by the notifier itself
   let lastSentAt = Number.NEGATIVE_INFINITY;
   let timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   let inFlight: Promise<void> | null = null;
@@ -92,7 +92,9 @@ export function attachNotifier(pool: NotifyPool, lastEnqueueAt: () => number, op
   };
 
   const onRelease = (_err: Error | undefined, client: unknown) => {
-    if (typeof client === 'object' && client !== null && own.has(client)) return;
+    // Our own NOTIFY connection coming back. Forget it: the pool will lend the same client
+    // object to the application next, and that release must count.
+    if (typeof client === 'object' && client !== null && own.delete(client)) return;
     if (performance.now() - lastEnqueueAt() <= windowMs) schedule();
   };
   pool.on('release', onRelease);

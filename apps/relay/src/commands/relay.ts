@@ -2,6 +2,8 @@ import { type Command, Option } from 'commander';
 import pg from 'pg';
 import { RELAY_DEFAULTS, RELAY_ENV, type RelayFlags, resolveRelayConfig } from '../config.js';
 import { createLogger } from '../logger.js';
+import { startAdminServer } from '../metrics/admin-server.js';
+import { createRelayMetrics } from '../metrics/metrics.js';
 import { createRelay } from '../relay/relay.js';
 import { VERSION } from '../version.js';
 
@@ -62,6 +64,18 @@ export function registerRelay(program: Command): void {
       `response bytes kept in the delivery log (default ${RELAY_DEFAULTS.maxResponseBytes}) ${env('maxResponseBytes')}`,
     )
     .addOption(new Option('--log-level <level>', `log level (default ${RELAY_DEFAULTS.logLevel}) ${env('logLevel')}`))
+    .option(
+      '--metrics-port <port>',
+      `serve /metrics, /healthz, /readyz on this port; "off" disables (default ${RELAY_DEFAULTS.metricsPort}) ${env('metricsPort')}`,
+    )
+    .option(
+      '--metrics-host <host>',
+      `interface the metrics port binds to (default ${RELAY_DEFAULTS.metricsHost}) ${env('metricsHost')}`,
+    )
+    .option(
+      '--metrics-tenant-limit <n>',
+      `tenants labelled on hookbox_tenant_deliveries_total, first seen first; the rest count as tenant="_other" (default ${RELAY_DEFAULTS.metricsTenantLimit}) ${env('metricsTenantLimit')}`,
+    )
     .addHelpText(
       'after',
       `
@@ -70,6 +84,7 @@ Durations take units: 250ms, 5s, 5m, 2h, 1d.
 Examples:
   $ hookbox relay --database-url postgres://app@db/app
   $ hookbox relay --concurrency 128 --retry-schedule 5s,5m,30m --require-https
+  $ hookbox relay --metrics-port 9464        # Prometheus: http://127.0.0.1:9464/metrics
   $ hookbox relay --allow-private-network 127.0.0.0/8 --exit-when-idle   # local testing`,
     )
     .action(async (flags: RelayFlags) => {
@@ -78,7 +93,7 @@ Examples:
 }
 
 export async function runRelay(flags: RelayFlags): Promise<void> {
-  const { options, logLevel } = resolveRelayConfig(flags, process.env, `hookbox/${VERSION}`);
+  const { options, logLevel, metrics: metricsConfig } = resolveRelayConfig(flags, process.env, `hookbox/${VERSION}`);
   const logger = createLogger(logLevel);
   const db = new pg.Pool({
     connectionString: options.databaseUrl,
@@ -89,7 +104,25 @@ export async function runRelay(flags: RelayFlags): Promise<void> {
     options: '-c synchronous_commit=off',
   });
   db.on('error', (err) => logger.warn({ err }, 'idle database connection failed; it will be replaced'));
-  const relay = createRelay({ db, logger, options });
+  const metrics =
+    metricsConfig.port === null
+      ? null
+      : createRelayMetrics({ db, logger: logger.child({ part: 'metrics' }), tenantLimit: metricsConfig.tenantLimit });
+  // Started before the relay, so a port already in use fails the command at once.
+  const admin = metrics
+    ? await startAdminServer({
+        db,
+        registry: metrics.registry,
+        logger: logger.child({ part: 'admin' }),
+        host: metricsConfig.host,
+        port: metricsConfig.port ?? 0,
+      }).catch(async (err) => {
+        await db.end();
+        throw err;
+      })
+    : null;
+  metrics?.start();
+  const relay = createRelay({ db, logger, options, observer: metrics?.observer });
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -107,5 +140,7 @@ export async function runRelay(flags: RelayFlags): Promise<void> {
   await relay.done;
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
+  await admin?.close();
+  await metrics?.stop();
   await db.end();
 }

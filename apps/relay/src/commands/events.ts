@@ -1,0 +1,130 @@
+/**
+ * `hookbox events list|show`: the outbox's events and how each fanned out. Commander
+ * parses; `@hookbox/outbox`'s `deliveryLog` does the work.
+ *
+ * More subcommands (e.g. `events replay`) attach to the same group through
+ * `eventsCommand(program)`, which creates the group once and returns it after.
+ */
+import { deliveryLog, type FanoutSummary } from '@hookbox/outbox';
+import type { Command } from 'commander';
+import { databaseUrlOption } from '../config.js';
+import {
+  deliveriesTable,
+  examples,
+  parseTimeFlag,
+  runLog,
+  type ScopeFlags,
+  scopeFromFlags,
+  scopeOptions,
+} from './deliveries.js';
+import { formatFields, formatTable, formatTime, parseIntFlag, printJson } from './output.js';
+
+/** `3: 2 succeeded, 1 dead`, or `none` when the event matched no subscription. */
+export function fanoutText(f: FanoutSummary, fannedOut: boolean): string {
+  if (!fannedOut) return 'not fanned out yet';
+  if (f.total === 0) return 'none';
+  const parts = (['succeeded', 'pending', 'dead', 'cancelled'] as const)
+    .filter((k) => f[k] > 0)
+    .map((k) => `${f[k]} ${k}`);
+  return `${f.total}: ${parts.join(', ')}`;
+}
+
+/** The `events` command group, created on first use; later calls return the same one. */
+export function eventsCommand(program: Command): Command {
+  const existing = program.commands.find((c) => c.name() === 'events');
+  if (existing) return existing;
+  return program.command('events').description('the outbox: enqueued events and their fan-out to subscriptions');
+}
+
+interface ListFlags extends ScopeFlags {
+  type?: string;
+  since?: string;
+  until?: string;
+  limit: string;
+  cursor?: string;
+  databaseUrl?: string;
+  json?: boolean;
+}
+
+/** Registers `events list` and `events show`; returns the group. */
+export function registerEvents(program: Command): Command {
+  const group = eventsCommand(program);
+
+  scopeOptions(group.command('list'), 'events')
+    .description('list events, newest first, with their fan-out (keyset-paginated: pass --cursor for the next page)')
+    .option('--type <type>', 'only events of this type or pattern (message.new, message.*)')
+    .option('--since <when>', 'created at or after: a duration ago (1h, 7d) or an ISO 8601 time')
+    .option('--until <when>', 'created before: a duration ago or an ISO 8601 time')
+    .option('--limit <n>', 'page size (1–500)', '50')
+    .option('--cursor <cursor>', 'continue after the previous page (its "next" cursor)')
+    .addOption(databaseUrlOption())
+    .option('--json', 'print JSON ({ items, nextCursor }) instead of a table')
+    .addHelpText(
+      'after',
+      examples(
+        'hookbox events list --tenant acme',
+        "hookbox events list --tenant acme --type 'message.*' --since 1h --json",
+        'hookbox events list --all-tenants --limit 20',
+      ),
+    )
+    .action(async (opts: ListFlags) => {
+      const scope = scopeFromFlags(opts);
+      const now = Date.now();
+      const input = {
+        ...scope,
+        limit: parseIntFlag(opts.limit, '--limit', 1, 500),
+        ...(opts.type === undefined ? {} : { type: opts.type }),
+        ...(opts.since === undefined ? {} : { since: parseTimeFlag(opts.since, '--since', now) }),
+        ...(opts.until === undefined ? {} : { until: parseTimeFlag(opts.until, '--until', now) }),
+        ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }),
+      };
+      const page = await runLog(opts.databaseUrl, (c) => deliveryLog.listEvents(c, input));
+      if (opts.json) return printJson(page);
+      if (page.items.length === 0) return console.log('no events');
+      const withTenant = 'allTenants' in scope;
+      const rows = page.items.map((e) => [
+        e.id,
+        formatTime(e.createdAt),
+        e.type,
+        ...(withTenant ? [e.tenantId] : []),
+        fanoutText(e.deliveries, e.fannedOutAt !== null),
+      ]);
+      console.log(formatTable(['ID', 'CREATED', 'TYPE', ...(withTenant ? ['TENANT'] : []), 'DELIVERIES'], rows));
+      if (page.nextCursor) console.log(`\nmore: --cursor ${page.nextCursor}`);
+    });
+
+  group
+    .command('show')
+    .description('show one event: its payload and every delivery made of it')
+    .argument('<id>', 'event id (the webhook-id)')
+    .requiredOption('--tenant <id>', 'tenant that owns the event')
+    .addOption(databaseUrlOption())
+    .option('--json', 'print JSON ({ event, deliveries }) instead of text')
+    .addHelpText(
+      'after',
+      examples(
+        'hookbox events show 0190a5c4-…-id --tenant acme',
+        'hookbox events show 0190a5c4-…-id --tenant acme --json',
+      ),
+    )
+    .action(async (id: string, opts: { tenant: string; databaseUrl?: string; json?: boolean }) => {
+      const detail = await runLog(opts.databaseUrl, (c) => deliveryLog.getEvent(c, { tenantId: opts.tenant, id }));
+      if (opts.json) return printJson(detail);
+      const e = detail.event;
+      console.log(
+        formatFields([
+          ['id', e.id],
+          ['tenant', e.tenantId],
+          ['type', e.type],
+          ['idempotency key', e.idempotencyKey ?? '-'],
+          ['created', formatTime(e.createdAt)],
+          ['fanned out', formatTime(e.fannedOutAt)],
+          ['deliveries', fanoutText(e.deliveries, e.fannedOutAt !== null)],
+        ]),
+      );
+      console.log(`\npayload:\n${JSON.stringify(e.payload, null, 2)}`);
+      if (detail.deliveries.length > 0) console.log(`\n${deliveriesTable(detail.deliveries, false)}`);
+    });
+
+  return group;
+}

@@ -1,0 +1,587 @@
+/**
+ * Replay and recovery: send a delivery again, replay an event, bulk-recover dead deliveries,
+ * send a test event to one endpoint. Every function takes the caller's executor first and is
+ * scoped by `tenantId` (another tenant's id is a NotFoundError). Nothing is rewritten: each
+ * replay is a NEW pending delivery whose `replay_of` names the one it replays, so the
+ * delivery log keeps every earlier attempt.
+ */
+import { NotFoundError, ValidationError } from './errors.js';
+import { matchesAny } from './event-types.js';
+import { type Executor, runQuery } from './executor.js';
+import { uuidv7 } from './id.js';
+import type { DeliveryStatus } from './schema.js';
+import { checkInput, isUuid } from './subscription-validate.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES, validateEvent, validateTenantId } from './validate.js';
+
+/** A delivery created (or found pending) by a replay. */
+export interface ReplayedDelivery {
+  id: number;
+  eventId: string;
+  subscriptionId: string;
+  tenantId: string;
+  status: DeliveryStatus;
+  /** The delivery this one replays; null when it is the first delivery of its event to that endpoint. */
+  replayOf: number | null;
+  createdAt: Date;
+}
+
+export interface RetryDeliveryInput {
+  tenantId: string;
+  /** The delivery to send again: a number or its decimal text. */
+  id: number | string;
+}
+
+export interface RetryDeliveryResult {
+  /** The new pending delivery, or the one already pending for the same event and endpoint. */
+  delivery: ReplayedDelivery;
+  /** False when a delivery of that event to that endpoint was already pending (nothing was added). */
+  created: boolean;
+}
+
+export interface ReplayEventInput {
+  tenantId: string;
+  eventId: string;
+  /** Replay to this subscription only. Default: every active subscription whose patterns match now. */
+  subscriptionId?: string;
+}
+
+export interface ReplayEventResult {
+  eventId: string;
+  /** New pending deliveries, one per endpoint. */
+  created: ReplayedDelivery[];
+  /** Endpoints that already had a pending delivery of this event; not doubled. */
+  alreadyPending: ReplayedDelivery[];
+}
+
+export interface RecoverDeadInput {
+  /** Only this tenant's dead deliveries. Required unless `allTenants` is true. */
+  tenantId?: string;
+  /** Every tenant's dead deliveries (operators only); give it instead of `tenantId`. Default false. */
+  allTenants?: boolean;
+  /** Only deliveries to this subscription (which must belong to `tenantId` when that is given). */
+  subscriptionId?: string;
+  /** Only deliveries that went dead at or after this time (their `completed_at`). Default: no bound. */
+  since?: Date;
+  /** Only deliveries that went dead before this time. Default: no bound. */
+  until?: Date;
+  /** Replay at most this many (1..10,000,000). Default: no limit. */
+  limit?: number;
+  /** Dead deliveries examined per statement (1..10,000). Default 500. */
+  batchSize?: number;
+  /** Count what would be replayed; write nothing. Default false. */
+  dryRun?: boolean;
+  /** Called after each batch with the running totals (for progress output). */
+  onProgress?: (progress: RecoverDeadResult) => void;
+}
+
+export interface RecoverDeadResult {
+  /** Dead deliveries that matched the filters. */
+  matched: number;
+  /** Replayed (or, in a dry run, that would be). */
+  replayed: number;
+  /** Skipped: a later delivery of the same event to the same endpoint is pending, succeeded or dead. */
+  alreadyReplayed: number;
+  /** Skipped: their subscription is disabled (the relay would only cancel them). */
+  subscriptionDisabled: number;
+  /** Statements run. */
+  batches: number;
+  /** True when `limit` stopped the run before every match was examined. */
+  limitReached: boolean;
+  dryRun: boolean;
+}
+
+export interface SendTestInput {
+  tenantId: string;
+  subscriptionId: string;
+  /** Event type. Default `hookbox.ping`. */
+  type?: string;
+  /** Event payload. Default `{ "test": true, "message": "hookbox test event" }`. */
+  payload?: unknown;
+}
+
+export interface SendTestResult {
+  eventId: string;
+  deliveryId: number;
+}
+
+export interface DeliveryOutcomeInput {
+  tenantId: string;
+  id: number | string;
+}
+
+/** Where a delivery stands, with its latest attempt: what `send-test` waits on. */
+export interface DeliveryOutcome {
+  id: number;
+  status: DeliveryStatus;
+  attempts: number;
+  /** True while a relay holds the delivery (an attempt is running). */
+  leased: boolean;
+  lastStatus: number | null;
+  lastError: string | null;
+  createdAt: Date;
+  completedAt: Date | null;
+  /** The most recent logged HTTP attempt, or null when none has finished. */
+  lastAttempt: {
+    attempt: number;
+    startedAt: Date;
+    durationMs: number;
+    statusCode: number | null;
+    errorClass: string | null;
+  } | null;
+}
+
+/** Default event type of `sendTest`. */
+export const TEST_EVENT_TYPE = 'hookbox.ping';
+
+const RECOVER_DEFAULTS = { batchSize: 500, maxBatchSize: 10_000, maxLimit: 10_000_000 } as const;
+
+// The relay LISTENs on this channel; a NOTIFY after a replay saves it a poll period. Only a
+// hint (delivered at the caller's commit): the relay polls anyway.
+const WAKEUP = `SELECT pg_notify('hookbox_events', '')`;
+
+const ts = (expr: string, as: string) => `(extract(epoch FROM ${expr}) * 1000)::float8 AS ${as}`;
+const DELIVERY_COLUMNS = (t: string) =>
+  `${t}.id, ${t}.event_id, ${t}.subscription_id, ${t}.tenant_id, ${t}.status, ${t}.replay_of, ${ts(`${t}.created_at`, 'created_at')}`;
+
+type Row = Record<string, unknown>;
+
+function toDelivery(r: Row): ReplayedDelivery {
+  return {
+    id: Number(r.id),
+    eventId: String(r.event_id),
+    subscriptionId: String(r.subscription_id),
+    tenantId: String(r.tenant_id),
+    status: r.status as DeliveryStatus,
+    replayOf: r.replay_of === null || r.replay_of === undefined ? null : Number(r.replay_of),
+    createdAt: new Date(Number(r.created_at)),
+  };
+}
+
+const toDate = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(Number(v)));
+
+/** A delivery id as stored (a positive bigint within JS's safe range); anything else cannot exist. */
+function deliveryId(id: unknown): number {
+  const n = typeof id === 'number' ? id : typeof id === 'string' && /^\d{1,16}$/.test(id.trim()) ? Number(id) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new NotFoundError('delivery', String(id));
+  return n;
+}
+
+function uuid(id: unknown, what: string): string {
+  if (!isUuid(id)) throw new NotFoundError(what, String(id));
+  return id.toLowerCase();
+}
+
+function intIn(value: unknown, field: string, min: number, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ValidationError(field, 'range', `must be a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function optionalDate(value: unknown, field: string): Date | null {
+  if (value === undefined || value === null) return null;
+  if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
+    throw new ValidationError(field, 'type', 'must be a valid Date');
+  }
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------
+// retryDelivery
+
+// One statement: lock the delivery, and if it may be retried, insert its replay (and cancel
+// it when it was a failed pending row waiting for its next try). A row a relay holds
+// (locked_until in the future) is excluded; a claim racing us either wins the row lock (we
+// then see its lease on recheck and do nothing) or waits and then finds it cancelled.
+const RETRY = `WITH old AS (
+  SELECT d.id, d.event_id, d.subscription_id, d.tenant_id, d.status
+  FROM hookbox.deliveries d
+  JOIN hookbox.subscriptions s ON s.id = d.subscription_id
+  WHERE d.tenant_id = $1 AND d.id = $2 AND s.active
+    AND (d.status IN ('dead', 'cancelled')
+         OR (d.status = 'pending' AND d.last_error IS NOT NULL
+             AND (d.locked_until IS NULL OR d.locked_until <= now())))
+    AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries p
+                    WHERE p.event_id = d.event_id AND p.subscription_id = d.subscription_id
+                      AND p.status = 'pending' AND p.id <> d.id)
+    AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries n
+                    WHERE n.event_id = d.event_id AND n.subscription_id = d.subscription_id
+                      AND n.status = 'succeeded' AND n.id > d.id)
+  FOR UPDATE OF d
+), superseded AS (
+  UPDATE hookbox.deliveries d
+  SET status = 'cancelled', locked_until = NULL, completed_at = now(),
+      last_error = 'superseded by a manual retry; last error: ' || d.last_error
+  FROM old WHERE d.id = old.id AND old.status = 'pending'
+), ins AS (
+  INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, replay_of)
+  SELECT event_id, subscription_id, tenant_id, id FROM old
+  RETURNING *
+)
+SELECT ${DELIVERY_COLUMNS('ins')} FROM ins`;
+
+// Why a delivery could not be retried (run only after RETRY inserted nothing).
+const RETRY_DIAGNOSE = `SELECT d.status, d.last_error IS NOT NULL AS failed,
+  coalesce(d.locked_until > now(), false) AS leased, s.active, d.subscription_id,
+  (SELECT p.id FROM hookbox.deliveries p
+   WHERE p.event_id = d.event_id AND p.subscription_id = d.subscription_id
+     AND p.status = 'pending' AND p.id <> d.id
+   ORDER BY p.id DESC LIMIT 1) AS pending_id,
+  (SELECT n.id FROM hookbox.deliveries n
+   WHERE n.event_id = d.event_id AND n.subscription_id = d.subscription_id
+     AND n.status = 'succeeded' AND n.id > d.id
+   ORDER BY n.id DESC LIMIT 1) AS succeeded_id
+FROM hookbox.deliveries d JOIN hookbox.subscriptions s ON s.id = d.subscription_id
+WHERE d.tenant_id = $1 AND d.id = $2`;
+
+const SELECT_DELIVERY = `SELECT ${DELIVERY_COLUMNS('d')} FROM hookbox.deliveries d WHERE d.tenant_id = $1 AND d.id = $2`;
+
+/**
+ * Sends a delivery again now: a dead or cancelled delivery, or a pending one whose last
+ * attempt failed and that waits for its next try (that one is cancelled and replaced, so the
+ * endpoint gets one request, not two). Creates a new pending delivery, due now, with
+ * `replayOf` = `id`. When a delivery of the same event to the same endpoint is already
+ * pending, returns it with `created: false` instead of adding another.
+ *
+ * Throws NotFoundError for an unknown id or another tenant's, and ValidationError (rule
+ * `succeeded`, `already_replayed` (a later replay succeeded), `in_flight`, `pending` or
+ * `subscription_disabled`) when it may not be retried.
+ */
+export async function retryDelivery(executor: Executor, input: RetryDeliveryInput): Promise<RetryDeliveryResult> {
+  checkInput(input, ['tenantId', 'id'], 'retry options');
+  const tenantId = validateTenantId(input.tenantId);
+  const id = deliveryId(input.id);
+  const rows = await runQuery(executor, RETRY, [tenantId, id]);
+  if (rows[0]) {
+    await runQuery(executor, WAKEUP);
+    return { delivery: toDelivery(rows[0]), created: true };
+  }
+  const why = (await runQuery(executor, RETRY_DIAGNOSE, [tenantId, id]))[0];
+  if (!why) throw new NotFoundError('delivery', String(id));
+  if (why.pending_id !== null && why.pending_id !== undefined) {
+    const pending = (await runQuery(executor, SELECT_DELIVERY, [tenantId, Number(why.pending_id)]))[0];
+    if (pending) return { delivery: toDelivery(pending), created: false };
+  }
+  if (!why.active) {
+    throw new ValidationError(
+      'id',
+      'subscription_disabled',
+      `delivery ${id}: subscription ${String(why.subscription_id)} is disabled; enable it first`,
+    );
+  }
+  if (why.succeeded_id !== null && why.succeeded_id !== undefined) {
+    throw new ValidationError(
+      'id',
+      'already_replayed',
+      `delivery ${id} was already replayed and delivered by delivery ${String(why.succeeded_id)}`,
+    );
+  }
+  switch (why.status) {
+    case 'succeeded':
+      throw new ValidationError(
+        'id',
+        'succeeded',
+        `delivery ${id} already succeeded; replay its event to send it again`,
+      );
+    case 'pending':
+      throw why.leased
+        ? new ValidationError('id', 'in_flight', `delivery ${id} is being attempted right now; wait for the outcome`)
+        : new ValidationError('id', 'pending', `delivery ${id} is pending and has not failed; the relay will send it`);
+    default:
+      // Its state changed between the two statements (e.g. a relay finished it): say so.
+      throw new ValidationError('id', 'conflict', `delivery ${id} changed while retrying it; try again`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// replayEvent
+
+const SELECT_EVENT = `SELECT id, type, fanned_out_at IS NOT NULL AS fanned_out
+FROM hookbox.events WHERE tenant_id = $1 AND id = $2`;
+
+const SELECT_SUBS = `SELECT id, event_types, active FROM hookbox.subscriptions
+WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id = $2::uuid) AND ($2::uuid IS NOT NULL OR active)`;
+
+// New deliveries for the endpoints without a pending one; the endpoints that have one come
+// back as they are (the main query does not see the CTE's inserts, only what was there).
+const REPLAY_EVENT = `WITH t AS (
+  SELECT unnest($3::uuid[]) AS subscription_id
+), ins AS (
+  INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, replay_of)
+  SELECT $2::uuid, t.subscription_id, $1,
+    (SELECT max(p.id) FROM hookbox.deliveries p WHERE p.event_id = $2::uuid AND p.subscription_id = t.subscription_id)
+  FROM t
+  WHERE NOT EXISTS (SELECT 1 FROM hookbox.deliveries p
+                    WHERE p.event_id = $2::uuid AND p.subscription_id = t.subscription_id AND p.status = 'pending')
+  RETURNING *
+)
+SELECT true AS created, ${DELIVERY_COLUMNS('ins')} FROM ins
+UNION ALL
+SELECT false, ${DELIVERY_COLUMNS('p')} FROM hookbox.deliveries p JOIN t ON t.subscription_id = p.subscription_id
+WHERE p.event_id = $2::uuid AND p.status = 'pending'`;
+
+/**
+ * Replays an event: one new pending delivery (due now) to every subscription of the tenant
+ * that is active and whose patterns match the event's type today, or only to
+ * `subscriptionId`. Earlier deliveries stay as they are; `replayOf` points at the latest
+ * earlier delivery of the event to that endpoint. An endpoint that already has a pending
+ * delivery of the event is reported in `alreadyPending`, not sent twice.
+ *
+ * Throws NotFoundError for an unknown event or subscription (or another tenant's), and
+ * ValidationError when the event has not been fanned out yet (the relay will send it) or the
+ * given subscription is disabled or does not subscribe to the event's type.
+ */
+export async function replayEvent(executor: Executor, input: ReplayEventInput): Promise<ReplayEventResult> {
+  checkInput(input, ['tenantId', 'eventId', 'subscriptionId'], 'replay options');
+  const tenantId = validateTenantId(input.tenantId);
+  const eventId = uuid(input.eventId, 'event');
+  const only = input.subscriptionId === undefined ? null : uuid(input.subscriptionId, 'subscription');
+  const event = (await runQuery(executor, SELECT_EVENT, [tenantId, eventId]))[0];
+  if (!event) throw new NotFoundError('event', eventId);
+  if (!event.fanned_out) {
+    throw new ValidationError(
+      'eventId',
+      'not_fanned_out',
+      `event ${eventId} has not been fanned out yet; the relay will deliver it`,
+    );
+  }
+  const type = String(event.type);
+  const subs = await runQuery(executor, SELECT_SUBS, [tenantId, only]);
+  if (only) {
+    const sub = subs[0];
+    if (!sub) throw new NotFoundError('subscription', only);
+    if (!sub.active) {
+      throw new ValidationError('subscriptionId', 'subscription_disabled', `subscription ${only} is disabled`);
+    }
+    if (!matchesAny(sub.event_types as string[], type)) {
+      throw new ValidationError(
+        'subscriptionId',
+        'no_match',
+        `subscription ${only} does not subscribe to ${type} (patterns: ${(sub.event_types as string[]).join(', ')})`,
+      );
+    }
+  }
+  const targets = subs.filter((s) => matchesAny(s.event_types as string[], type)).map((s) => String(s.id));
+  if (targets.length === 0) return { eventId, created: [], alreadyPending: [] };
+  const rows = await runQuery(executor, REPLAY_EVENT, [tenantId, eventId, targets]);
+  const created = rows.filter((r) => r.created).map(toDelivery);
+  if (created.length > 0) await runQuery(executor, WAKEUP);
+  return { eventId, created, alreadyPending: rows.filter((r) => !r.created).map(toDelivery) };
+}
+
+// ---------------------------------------------------------------------------------------
+// recoverDead
+
+// One batch: the next dead deliveries after the cursor (ids up to the bound taken at the
+// start, so replays that die during the run are not picked up again), classified, and the
+// replayable ones replayed. A dead delivery is replayable when its endpoint is active and it
+// is the newest non-cancelled delivery of its event to that endpoint: a replay pending,
+// succeeded or dead (that one is the candidate instead) means it was already replayed.
+const CANDIDATES = `c AS (
+  SELECT d.id, d.event_id, d.subscription_id, d.tenant_id, s.active,
+    EXISTS (SELECT 1 FROM hookbox.deliveries n
+            WHERE n.event_id = d.event_id AND n.subscription_id = d.subscription_id
+              AND n.id > d.id AND n.status <> 'cancelled') AS superseded
+  FROM hookbox.deliveries d
+  JOIN hookbox.subscriptions s ON s.id = d.subscription_id
+  WHERE d.status = 'dead' AND d.id > $1 AND d.id <= $2
+    AND ($3::text IS NULL OR d.tenant_id = $3::text)
+    AND ($4::uuid IS NULL OR d.subscription_id = $4::uuid)
+    AND ($5::timestamptz IS NULL OR d.completed_at >= $5::timestamptz)
+    AND ($6::timestamptz IS NULL OR d.completed_at < $6::timestamptz)
+  ORDER BY d.id
+  LIMIT $7
+)`;
+
+const COUNTS = `(SELECT count(*) FROM c)::int AS matched,
+  (SELECT max(id) FROM c)::text AS last_id,
+  (SELECT count(*) FROM c WHERE NOT active)::int AS disabled,
+  (SELECT count(*) FROM c WHERE active AND superseded)::int AS superseded,
+  (SELECT count(*) FROM c WHERE active AND NOT superseded)::int AS replayable`;
+
+const RECOVER_DRY = `WITH ${CANDIDATES} SELECT ${COUNTS}`;
+
+const RECOVER = `WITH ${CANDIDATES}, ins AS (
+  INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, replay_of)
+  SELECT event_id, subscription_id, tenant_id, id FROM c WHERE active AND NOT superseded ORDER BY id
+  RETURNING id
+)
+SELECT ${COUNTS}, (SELECT count(*) FROM ins)::int AS replayed`;
+
+/**
+ * Bulk replay of dead deliveries (Svix calls it "recover"), filtered by tenant, subscription
+ * and the time they went dead, in batches of `batchSize` (each its own short statement).
+ * Running it twice replays nothing twice: a dead delivery that already has a later delivery
+ * of the same event to the same endpoint is skipped. Deliveries to disabled subscriptions
+ * are skipped too. Run one recovery at a time: two running at once may both replay a row.
+ *
+ * Throws NotFoundError when `subscriptionId` is not the tenant's, and ValidationError for
+ * bad options (including neither `tenantId` nor `allTenants`).
+ */
+export async function recoverDead(executor: Executor, input: RecoverDeadInput): Promise<RecoverDeadResult> {
+  checkInput(
+    input,
+    ['tenantId', 'allTenants', 'subscriptionId', 'since', 'until', 'limit', 'batchSize', 'dryRun', 'onProgress'],
+    'recover options',
+  );
+  const allTenants = input.allTenants === true;
+  if (input.allTenants !== undefined && typeof input.allTenants !== 'boolean') {
+    throw new ValidationError('allTenants', 'type', 'must be a boolean');
+  }
+  if (allTenants === (input.tenantId !== undefined)) {
+    throw new ValidationError('tenantId', 'required', 'give a tenantId, or allTenants: true for every tenant (not both)');
+  }
+  const tenantId = allTenants ? null : validateTenantId(input.tenantId);
+  const subscriptionId = input.subscriptionId === undefined ? null : uuid(input.subscriptionId, 'subscription');
+  const since = optionalDate(input.since, 'since');
+  const until = optionalDate(input.until, 'until');
+  if (since && until && since >= until) throw new ValidationError('until', 'order', 'must be later than since');
+  const limit = intIn(input.limit, 'limit', 1, RECOVER_DEFAULTS.maxLimit, Number.POSITIVE_INFINITY);
+  const batchSize = intIn(input.batchSize, 'batchSize', 1, RECOVER_DEFAULTS.maxBatchSize, RECOVER_DEFAULTS.batchSize);
+  const dryRun = input.dryRun === true;
+  if (input.onProgress !== undefined && typeof input.onProgress !== 'function') {
+    throw new ValidationError('onProgress', 'type', 'must be a function');
+  }
+
+  if (subscriptionId && tenantId) {
+    const owned = await runQuery(executor, 'SELECT 1 FROM hookbox.subscriptions WHERE tenant_id = $1 AND id = $2', [
+      tenantId,
+      subscriptionId,
+    ]);
+    if (owned.length === 0) throw new NotFoundError('subscription', subscriptionId);
+  }
+  const bound = await runQuery(executor, 'SELECT coalesce(max(id), 0)::text AS max_id FROM hookbox.deliveries');
+  const maxId = String(bound[0]?.max_id ?? '0');
+
+  const result: RecoverDeadResult = {
+    matched: 0,
+    replayed: 0,
+    alreadyReplayed: 0,
+    subscriptionDisabled: 0,
+    batches: 0,
+    limitReached: false,
+    dryRun,
+  };
+  let cursor = '0';
+  for (;;) {
+    // Never examine more than are left to replay: every replayable row of a batch is replayed.
+    const take = Math.min(batchSize, limit - result.replayed);
+    const row = (
+      await runQuery(executor, dryRun ? RECOVER_DRY : RECOVER, [
+        cursor,
+        maxId,
+        tenantId,
+        subscriptionId,
+        since?.toISOString() ?? null,
+        until?.toISOString() ?? null,
+        take,
+      ])
+    )[0] as Row;
+    const matched = Number(row.matched);
+    result.batches++;
+    result.matched += matched;
+    result.subscriptionDisabled += Number(row.disabled);
+    result.alreadyReplayed += Number(row.superseded);
+    result.replayed += dryRun ? Number(row.replayable) : Number(row.replayed);
+    input.onProgress?.({ ...result });
+    if (matched < take) break;
+    if (result.replayed >= limit) {
+      result.limitReached = true;
+      break;
+    }
+    cursor = String(row.last_id);
+  }
+  if (!dryRun && result.replayed > 0) await runQuery(executor, WAKEUP);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------
+// sendTest and deliveryOutcome
+
+// The event is born fanned out and gets exactly one delivery, so no other subscription of
+// the tenant receives it. Nothing is written unless the subscription is the tenant's and
+// active (the relay would only cancel a delivery to a disabled one).
+const SEND_TEST = `WITH s AS (
+  SELECT id, active FROM hookbox.subscriptions WHERE tenant_id = $1 AND id = $2
+), ev AS (
+  INSERT INTO hookbox.events (id, tenant_id, type, payload, fanned_out_at)
+  SELECT $3, $1, $4, $5::jsonb, now() FROM s WHERE s.active
+  RETURNING id
+), ins AS (
+  INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id)
+  SELECT ev.id, $2, $1 FROM ev
+  RETURNING id
+)
+SELECT (SELECT active FROM s) AS active, (SELECT id FROM ins)::text AS delivery_id`;
+
+/**
+ * Enqueues a test event (default type `hookbox.ping`) for exactly one endpoint: the event
+ * and its single delivery are written directly, so no other subscription receives it. A
+ * running relay sends it like any delivery (signed, retried); poll `deliveryOutcome` for the
+ * result. Throws NotFoundError for another tenant's subscription and ValidationError when
+ * it is disabled or the type or payload is invalid.
+ */
+export async function sendTest(executor: Executor, input: SendTestInput): Promise<SendTestResult> {
+  checkInput(input, ['tenantId', 'subscriptionId', 'type', 'payload'], 'send-test options');
+  const tenantId = validateTenantId(input.tenantId);
+  const subscriptionId = uuid(input.subscriptionId, 'subscription');
+  const event = validateEvent(
+    {
+      tenantId,
+      type: input.type ?? TEST_EVENT_TYPE,
+      payload: input.payload === undefined ? { test: true, message: 'hookbox test event' } : input.payload,
+    },
+    DEFAULT_MAX_PAYLOAD_BYTES,
+  );
+  const eventId = uuidv7();
+  const row = (await runQuery(executor, SEND_TEST, [tenantId, subscriptionId, eventId, event.type, event.payloadJson]))[0];
+  if (!row || row.active === null || row.active === undefined) throw new NotFoundError('subscription', subscriptionId);
+  if (!row.active) {
+    throw new ValidationError(
+      'subscriptionId',
+      'subscription_disabled',
+      `subscription ${subscriptionId} is disabled; enable it first`,
+    );
+  }
+  await runQuery(executor, WAKEUP);
+  return { eventId, deliveryId: Number(row.delivery_id) };
+}
+
+const OUTCOME = `SELECT d.id, d.status, d.attempts, coalesce(d.locked_until > now(), false) AS leased,
+  d.last_status, d.last_error, ${ts('d.created_at', 'created_at')}, ${ts('d.completed_at', 'completed_at')},
+  a.attempt, ${ts('a.started_at', 'started_at')}, a.duration_ms, a.status_code, a.error_class
+FROM hookbox.deliveries d
+LEFT JOIN LATERAL (
+  SELECT * FROM hookbox.delivery_attempts x WHERE x.delivery_id = d.id ORDER BY x.attempt DESC, x.id DESC LIMIT 1
+) a ON true
+WHERE d.tenant_id = $1 AND d.id = $2`;
+
+/** Where one delivery stands, with its latest logged attempt. NotFoundError for another tenant's. */
+export async function deliveryOutcome(executor: Executor, input: DeliveryOutcomeInput): Promise<DeliveryOutcome> {
+  checkInput(input, ['tenantId', 'id'], 'delivery options');
+  const tenantId = validateTenantId(input.tenantId);
+  const id = deliveryId(input.id);
+  const r = (await runQuery(executor, OUTCOME, [tenantId, id]))[0];
+  if (!r) throw new NotFoundError('delivery', String(id));
+  return {
+    id,
+    status: r.status as DeliveryStatus,
+    attempts: Number(r.attempts),
+    leased: r.leased === true,
+    lastStatus: r.last_status === null ? null : Number(r.last_status),
+    lastError: (r.last_error as string | null) ?? null,
+    createdAt: toDate(r.created_at) as Date,
+    completedAt: toDate(r.completed_at),
+    lastAttempt:
+      r.attempt === null || r.attempt === undefined
+        ? null
+        : {
+            attempt: Number(r.attempt),
+            startedAt: toDate(r.started_at) as Date,
+            durationMs: Number(r.duration_ms),
+            statusCode: r.status_code === null ? null : Number(r.status_code),
+            errorClass: (r.error_class as string | null) ?? null,
+          },
+  };
+}

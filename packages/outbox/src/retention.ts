@@ -1,0 +1,192 @@
+/**
+ * Retention: deletes finished deliveries (with their attempts) and fanned-out events once
+ * they are older than the cutoff, in bounded batches. Each batch is its own short statement
+ * (`DELETE … WHERE id IN (the next n ids)`), walks forward by primary key, and skips rows
+ * another transaction holds, so cleanup never takes a long lock or scans the table twice.
+ *
+ * What is never deleted: a `pending` delivery (due, waiting for a retry, or leased by a
+ * relay), and an event that still has any delivery at all (so a recent delivery of an old
+ * event, e.g. a replay, keeps its event and its history until it ages out itself).
+ */
+import { ValidationError } from './errors.js';
+import { type Executor, runQuery } from './executor.js';
+import { checkInput } from './subscription-validate.js';
+
+export interface CleanupInput {
+  /**
+   * Retention in ms: deliveries that finished (succeeded, dead, cancelled) longer ago than
+   * this, and events fanned out longer ago, are deleted. Required; 0 to 100 years.
+   */
+  olderThanMs: number;
+  /** Rows per DELETE statement, 1..10,000. Default 1,000. */
+  batchSize?: number;
+  /** Only count what a complete run would delete; delete nothing. Default false. */
+  dryRun?: boolean;
+  /**
+   * Most DELETE statements in this call, both phases together; what is left waits for the
+   * next call (`complete: false`). Ignored by a dry run. Default: no limit.
+   */
+  maxBatches?: number;
+  /** Called after each batch with the running totals; awaited, so it can pause between batches. */
+  onBatch?: (progress: CleanupProgress) => void | Promise<void>;
+  /** Checked between batches: once aborted, returns what was done so far (`complete: false`). */
+  signal?: AbortSignal;
+}
+
+export interface CleanupProgress {
+  /** `deliveries` first (with their attempts), then `events`. */
+  phase: 'deliveries' | 'events';
+  deliveries: number;
+  attempts: number;
+  events: number;
+  batches: number;
+}
+
+export interface CleanupResult {
+  /** Deleted (or, in a dry run, that would be). */
+  deliveries: number;
+  attempts: number;
+  events: number;
+  /** DELETE statements run (0 in a dry run). */
+  batches: number;
+  /** Rows finished or fanned out before this instant (database clock) were eligible. */
+  cutoff: Date;
+  dryRun: boolean;
+  /** False when `maxBatches` or `signal` stopped the run before everything eligible was deleted. */
+  complete: boolean;
+}
+
+export const CLEANUP_DEFAULTS = { batchSize: 1000, maxBatchSize: 10_000 } as const;
+
+/** Finished before the cutoff, which is the statement parameter `p`. */
+const finished = (p: string) => `status IN ('succeeded', 'dead', 'cancelled') AND completed_at < ${p}::timestamptz`;
+
+/** Longest retention accepted: 100 years (anything longer is a unit mistake). */
+const MAX_RETENTION_MS = 100 * 365 * 24 * 60 * 60 * 1000;
+
+// The next batch of old finished deliveries after the cursor; their attempts go in the same
+// statement (and would by cascade anyway: deleting them here lets us count them). The outer
+// `status <> 'pending'` is rechecked on the row version being deleted. Final states never
+// return to pending, so it cannot fail today; it is there so no future path can make this
+// statement delete a live row.
+const DELETE_DELIVERIES = `WITH v AS (
+  SELECT id FROM hookbox.deliveries
+  WHERE id > $1::bigint AND ${finished('$2')}
+  ORDER BY id
+  LIMIT $3
+  FOR UPDATE SKIP LOCKED
+), a AS (
+  DELETE FROM hookbox.delivery_attempts WHERE delivery_id IN (SELECT id FROM v) RETURNING 1
+), d AS (
+  DELETE FROM hookbox.deliveries x USING v WHERE x.id = v.id AND x.status <> 'pending' RETURNING 1
+)
+SELECT (SELECT count(*) FROM v)::int AS seen, (SELECT max(id) FROM v)::text AS last_id,
+  (SELECT count(*) FROM d)::int AS deliveries, (SELECT count(*) FROM a)::int AS attempts`;
+
+// Old fanned-out events with no delivery left. Events still waiting for fan-out have a null
+// fanned_out_at and never match. SKIP LOCKED passes over an event whose row a replay is
+// referencing right now (the foreign-key check holds a key-share lock on it).
+const DELETE_EVENTS = `WITH v AS (
+  SELECT e.id FROM hookbox.events e
+  WHERE e.id > $1::uuid AND e.fanned_out_at < $2::timestamptz
+    AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries d WHERE d.event_id = e.id)
+  ORDER BY e.id
+  LIMIT $3
+  FOR UPDATE SKIP LOCKED
+), x AS (
+  DELETE FROM hookbox.events e USING v WHERE e.id = v.id AND e.fanned_out_at < $2::timestamptz RETURNING 1
+)
+SELECT (SELECT count(*) FROM v)::int AS seen, (SELECT id FROM v ORDER BY id DESC LIMIT 1)::text AS last_id,
+  (SELECT count(*) FROM x)::int AS events`;
+
+// A dry run counts in one read-only statement: it takes no row locks, so it blocks nobody.
+// An event counts when every delivery it has would be deleted by this run.
+const COUNT = `WITH v AS (
+  SELECT id FROM hookbox.deliveries WHERE ${finished('$1')}
+)
+SELECT (SELECT count(*) FROM v)::float8 AS deliveries,
+  (SELECT count(*) FROM hookbox.delivery_attempts a JOIN v ON v.id = a.delivery_id)::float8 AS attempts,
+  (SELECT count(*) FROM hookbox.events e
+   WHERE e.fanned_out_at < $1::timestamptz
+     AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries d
+                     WHERE d.event_id = e.id
+                       AND (d.status = 'pending' OR d.completed_at IS NULL OR d.completed_at >= $1::timestamptz))
+  )::float8 AS events`;
+
+const MIN_UUID = '00000000-0000-0000-0000-000000000000';
+
+function wholeNumber(value: unknown, field: string, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ValidationError(field, 'range', `must be a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/**
+ * Deletes finished deliveries and their attempts, then fanned-out events, older than
+ * `olderThanMs`, one bounded batch per statement; see the module comment for what is never
+ * touched. Returns the counts. The caller's executor may be a pool: batches are independent
+ * statements and nothing needs a transaction around them.
+ */
+export async function cleanup(executor: Executor, input: CleanupInput): Promise<CleanupResult> {
+  checkInput(input, ['olderThanMs', 'batchSize', 'dryRun', 'maxBatches', 'onBatch', 'signal'], 'cleanup options');
+  const olderThanMs = wholeNumber(input.olderThanMs, 'olderThanMs', 0, MAX_RETENTION_MS);
+  const batchSize =
+    input.batchSize === undefined
+      ? CLEANUP_DEFAULTS.batchSize
+      : wholeNumber(input.batchSize, 'batchSize', 1, CLEANUP_DEFAULTS.maxBatchSize);
+  const maxBatches =
+    input.maxBatches === undefined
+      ? Number.POSITIVE_INFINITY
+      : wholeNumber(input.maxBatches, 'maxBatches', 1, Number.MAX_SAFE_INTEGER);
+  if (input.onBatch !== undefined && typeof input.onBatch !== 'function') {
+    throw new ValidationError('onBatch', 'type', 'must be a function');
+  }
+  const dryRun = input.dryRun === true;
+
+  // One cutoff for the whole run, from the database clock (relays and cleanup agree on it).
+  const now = await runQuery(executor, 'SELECT (extract(epoch FROM now()) * 1000)::float8 AS ms');
+  const cutoff = new Date(Number(now[0]?.ms) - olderThanMs);
+  const cutoffText = cutoff.toISOString();
+
+  if (dryRun) {
+    const c = (await runQuery(executor, COUNT, [cutoffText]))[0] ?? {};
+    return {
+      deliveries: Number(c.deliveries),
+      attempts: Number(c.attempts),
+      events: Number(c.events),
+      batches: 0,
+      cutoff,
+      dryRun,
+      complete: true,
+    };
+  }
+
+  const totals = { deliveries: 0, attempts: 0, events: 0, batches: 0 };
+  const stopped = () => input.signal?.aborted === true || totals.batches >= maxBatches;
+  const done = (complete: boolean): CleanupResult => ({ ...totals, cutoff, dryRun, complete });
+
+  let cursor = '0';
+  for (;;) {
+    if (stopped()) return done(false);
+    const r = (await runQuery(executor, DELETE_DELIVERIES, [cursor, cutoffText, batchSize]))[0] ?? {};
+    totals.batches++;
+    totals.deliveries += Number(r.deliveries);
+    totals.attempts += Number(r.attempts);
+    await input.onBatch?.({ phase: 'deliveries', ...totals });
+    if (Number(r.seen) < batchSize) break;
+    cursor = String(r.last_id);
+  }
+
+  cursor = MIN_UUID;
+  for (;;) {
+    if (stopped()) return done(false);
+    const r = (await runQuery(executor, DELETE_EVENTS, [cursor, cutoffText, batchSize]))[0] ?? {};
+    totals.batches++;
+    totals.events += Number(r.events);
+    await input.onBatch?.({ phase: 'events', ...totals });
+    if (Number(r.seen) < batchSize) break;
+    cursor = String(r.last_id);
+  }
+  return done(true);
+}

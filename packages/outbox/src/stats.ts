@@ -1,0 +1,219 @@
+/**
+ * Delivery statistics from the log, computed by SQL aggregates: per subscription (attempts,
+ * success rate, latency percentiles, dead and pending deliveries, last success/failure)
+ * and per tenant (the usage operators bill or alert on). Executor first, like the rest of
+ * the library. The two statements are not one snapshot unless the caller runs them in a
+ * REPEATABLE READ transaction.
+ */
+import { epochMs, toDate, validateTime } from './delivery-log.js';
+import { type Executor, runQuery } from './executor.js';
+import { checkInput } from './subscription-validate.js';
+import { validateTenantId } from './validate.js';
+
+export interface StatsInput {
+  /** Only this tenant's subscriptions and usage. Default: every tenant. */
+  tenantId?: string;
+  /** Count attempts, events and deliveries from this time on (a Date or ISO 8601). Default: all retained history. */
+  since?: Date | string;
+}
+
+export interface SubscriptionStats {
+  subscriptionId: string;
+  tenantId: string;
+  url: string;
+  active: boolean;
+  /** HTTP attempts started in the window. */
+  attempts: number;
+  /** Attempts answered 2xx. */
+  successes: number;
+  failures: number;
+  /** successes / attempts, from 0 to 1; null without attempts. */
+  successRate: number | null;
+  /** Median attempt duration in ms (percentile_cont, interpolated); null without attempts. */
+  p50Ms: number | null;
+  /** 95th percentile attempt duration in ms; null without attempts. */
+  p95Ms: number | null;
+  /** Deliveries that became dead in the window. */
+  dead: number;
+  /** Deliveries pending now (the backlog), whatever the window. */
+  pending: number;
+  /** Latest successful attempt: the relay's record on the subscription or the log, whichever is later. */
+  lastSuccessAt: Date | null;
+  /** Latest failed attempt, likewise. */
+  lastFailureAt: Date | null;
+}
+
+export interface TenantUsage {
+  tenantId: string;
+  /** Events enqueued in the window. */
+  events: number;
+  /** Deliveries created in the window (replays included), then by their current status. */
+  deliveries: number;
+  pending: number;
+  succeeded: number;
+  dead: number;
+  cancelled: number;
+  /** HTTP attempts started in the window. */
+  attempts: number;
+}
+
+export interface Stats {
+  /** Start of the window; null for all history. */
+  since: Date | null;
+  /** The database's clock when the statistics were taken. */
+  generatedAt: Date;
+  /** Every subscription in scope, idle ones included; by tenant, then id. */
+  subscriptions: SubscriptionStats[];
+  /** Tenants with events or deliveries in the window; by tenant id. */
+  tenants: TenantUsage[];
+}
+
+type Row = Record<string, unknown>;
+
+/** Positional parameters for one statement; a filter not given adds no predicate at all. */
+class Params {
+  readonly values: unknown[] = [];
+  constructor(
+    private readonly tenantId: string | null,
+    private readonly since: string | null,
+  ) {}
+  /** `AND <column> = $n` for the tenant, or nothing. */
+  tenant(column: string): string {
+    if (this.tenantId === null) return '';
+    this.values.push(this.tenantId);
+    return `AND ${column} = $${this.values.length}`;
+  }
+  /** `AND <column> >= $n` for the window start, or nothing. */
+  from(column: string): string {
+    if (this.since === null) return '';
+    this.values.push(this.since);
+    return `AND ${column} >= $${this.values.length}::timestamptz`;
+  }
+}
+
+// Each filter appears only when given, so the planner sees plain predicates it can match
+// to indexes: (tenant_id, id) on subscriptions, deliveries and events, delivery_attempts
+// by delivery_id, deliveries_due_idx for the pending backlog. The window columns
+// (started_at, created_at, completed_at) have no index; they filter the rows in scope,
+// which retention (cleanup) keeps bounded.
+function subscriptionSql(p: Params): string {
+  return `WITH att AS (
+  SELECT d.subscription_id,
+         count(*) AS attempts,
+         count(*) FILTER (WHERE a.error_class IS NULL) AS successes,
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY a.duration_ms) AS p50,
+         percentile_cont(0.95) WITHIN GROUP (ORDER BY a.duration_ms) AS p95,
+         max(a.started_at) FILTER (WHERE a.error_class IS NULL) AS last_ok,
+         max(a.started_at) FILTER (WHERE a.error_class IS NOT NULL) AS last_fail
+  FROM hookbox.delivery_attempts a
+  JOIN hookbox.deliveries d ON d.id = a.delivery_id
+  WHERE true ${p.tenant('d.tenant_id')} ${p.from('a.started_at')}
+  GROUP BY d.subscription_id
+), dead AS (
+  SELECT subscription_id, count(*) AS dead FROM hookbox.deliveries
+  WHERE status = 'dead' ${p.tenant('tenant_id')} ${p.from('completed_at')}
+  GROUP BY subscription_id
+), backlog AS (
+  SELECT subscription_id, count(*) AS pending FROM hookbox.deliveries
+  WHERE status = 'pending' ${p.tenant('tenant_id')}
+  GROUP BY subscription_id
+)
+SELECT s.id, s.tenant_id, s.url, s.active,
+       coalesce(att.attempts, 0) AS attempts, coalesce(att.successes, 0) AS successes,
+       att.p50, att.p95, coalesce(dead.dead, 0) AS dead, coalesce(backlog.pending, 0) AS pending,
+       ${epochMs('greatest(s.last_success_at, att.last_ok)', 'last_success_at')},
+       ${epochMs('greatest(s.last_failure_at, att.last_fail)', 'last_failure_at')}
+FROM hookbox.subscriptions s
+LEFT JOIN att ON att.subscription_id = s.id
+LEFT JOIN dead ON dead.subscription_id = s.id
+LEFT JOIN backlog ON backlog.subscription_id = s.id
+WHERE true ${p.tenant('s.tenant_id')}
+ORDER BY s.tenant_id, s.id`;
+}
+
+function tenantSql(p: Params): string {
+  return `WITH ev AS (
+  SELECT tenant_id, count(*) AS events FROM hookbox.events
+  WHERE true ${p.tenant('tenant_id')} ${p.from('created_at')}
+  GROUP BY tenant_id
+), dl AS (
+  SELECT tenant_id, count(*) AS deliveries,
+         count(*) FILTER (WHERE status = 'pending') AS pending,
+         count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+         count(*) FILTER (WHERE status = 'dead') AS dead,
+         count(*) FILTER (WHERE status = 'cancelled') AS cancelled
+  FROM hookbox.deliveries
+  WHERE true ${p.tenant('tenant_id')} ${p.from('created_at')}
+  GROUP BY tenant_id
+), at AS (
+  SELECT d.tenant_id, count(*) AS attempts
+  FROM hookbox.delivery_attempts a JOIN hookbox.deliveries d ON d.id = a.delivery_id
+  WHERE true ${p.tenant('d.tenant_id')} ${p.from('a.started_at')}
+  GROUP BY d.tenant_id
+)
+SELECT t.tenant_id, coalesce(ev.events, 0) AS events, coalesce(dl.deliveries, 0) AS deliveries,
+       coalesce(dl.pending, 0) AS pending, coalesce(dl.succeeded, 0) AS succeeded,
+       coalesce(dl.dead, 0) AS dead, coalesce(dl.cancelled, 0) AS cancelled, coalesce(at.attempts, 0) AS attempts
+FROM (SELECT tenant_id FROM ev UNION SELECT tenant_id FROM dl UNION SELECT tenant_id FROM at) t
+LEFT JOIN ev ON ev.tenant_id = t.tenant_id
+LEFT JOIN dl ON dl.tenant_id = t.tenant_id
+LEFT JOIN at ON at.tenant_id = t.tenant_id
+ORDER BY t.tenant_id`;
+}
+
+const rate = (ok: number, all: number) => (all === 0 ? null : ok / all);
+const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+
+function toSubscriptionStats(r: Row): SubscriptionStats {
+  const attempts = Number(r.attempts);
+  const successes = Number(r.successes);
+  return {
+    subscriptionId: String(r.id),
+    tenantId: r.tenant_id as string,
+    url: r.url as string,
+    active: r.active === true || r.active === 't',
+    attempts,
+    successes,
+    failures: attempts - successes,
+    successRate: rate(successes, attempts),
+    p50Ms: num(r.p50),
+    p95Ms: num(r.p95),
+    dead: Number(r.dead),
+    pending: Number(r.pending),
+    lastSuccessAt: toDate(r.last_success_at),
+    lastFailureAt: toDate(r.last_failure_at),
+  };
+}
+
+function toTenantUsage(r: Row): TenantUsage {
+  return {
+    tenantId: r.tenant_id as string,
+    events: Number(r.events),
+    deliveries: Number(r.deliveries),
+    pending: Number(r.pending),
+    succeeded: Number(r.succeeded),
+    dead: Number(r.dead),
+    cancelled: Number(r.cancelled),
+    attempts: Number(r.attempts),
+  };
+}
+
+/** Statistics per subscription and usage per tenant, for one tenant or all, since a time or ever. */
+export async function stats(executor: Executor, input: StatsInput = {}): Promise<Stats> {
+  checkInput(input, ['tenantId', 'since'], 'stats options');
+  const tenantId = input.tenantId === undefined ? null : validateTenantId(input.tenantId);
+  const since = validateTime(input.since, 'since');
+  const sinceIso = since?.toISOString() ?? null;
+  const now = await runQuery(executor, `SELECT ${epochMs('now()', 'now')}`);
+  const sp = new Params(tenantId, sinceIso);
+  const subs = await runQuery(executor, subscriptionSql(sp), sp.values);
+  const tp = new Params(tenantId, sinceIso);
+  const tenants = await runQuery(executor, tenantSql(tp), tp.values);
+  const generatedAt = toDate(now[0]?.now)!;
+  return {
+    since,
+    generatedAt,
+    subscriptions: subs.map(toSubscriptionStats),
+    tenants: tenants.map(toTenantUsage),
+  };
+}
