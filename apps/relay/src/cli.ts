@@ -9,6 +9,7 @@ import { registerEvents } from './commands/events.js';
 import { registerListen } from './commands/listen.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerRelay } from './commands/relay.js';
+import { registerReplay } from './commands/replay.js';
 import { registerStats } from './commands/stats.js';
 import { registerSubscriptions } from './commands/subscriptions.js';
 import { UsageError } from './errors.js';
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerStats(program);
   registerRelay(program);
   registerListen(program);
+  registerReplay(program);
   return program;
 }
 
@@ -48,6 +50,12 @@ export async function main(argv: string[]): Promise<number> {
     return err instanceof UsageError || (err as { code?: string })?.code === 'HOOKBOX_INVALID_INPUT' ? 2 : 1;
   }
 }
+
+// `hookbox … | head` closes stdout early: that is not an error worth a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
 
 main(process.argv).then(
   (code) => {

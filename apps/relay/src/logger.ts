@@ -25,6 +25,6 @@ export function createLogger(level: string, stream: NodeJS.WritableStream = proc
   const isTty = (stream as { isTTY?: boolean }).isTTY === true;
   if (!isTty) return pino(options, stream);
   // Loaded only for terminals: a daemon writing JSON lines never pays for it.
-  const pretty = require('pino-pretty') as typeof import('pino-pretty').default;
+  const pretty = require('pino-pretty') as typeof import('pino-pretty');
   return pino(options, pretty({ colorize: true, destination: stream }));
 }

@@ -1,0 +1,21 @@
+import { randomUUID } from 'node:crypto';
+import { subscriptions } from '@hookbox/outbox';
+import { afterEach, expect, it } from 'vitest';
+import { useTestDatabase } from './harness/db.js';
+import { startReceiver } from './harness/receiver.js';
+import { enqueueEvents, startRelay, useCleanup } from './harness/relay.js';
+const db = useTestDatabase();
+const defer = useCleanup(afterEach);
+it('hol', async () => {
+  const rx = await startReceiver(); defer(() => rx.close());
+  rx.on('/slow', { hang: true });
+  const t = `t-${randomUUID().slice(0, 8)}`;
+  await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/slow'), eventTypes: ['slow.*'] });
+  await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/fast'), eventTypes: ['fast.*'] });
+  await enqueueEvents(db.pool, Array.from({ length: 20 }, (_, n) => ({ tenantId: t, type: 'slow.one', payload: { n } })));
+  await enqueueEvents(db.pool, Array.from({ length: 40 }, (_, n) => ({ tenantId: t, type: 'fast.one', payload: { n } })));
+  const r = startRelay(db.url, { concurrency: 8, requestTimeoutMs: 2000, leaseMs: 6000, retry: { maxAttempts: 1 } }); defer(() => r.stop());
+  const t0 = Date.now();
+  await rx.waitFor((all) => all.filter((x) => x.path === '/fast').length === 40, { timeoutMs: 20000 });
+  console.log('fast done after', Date.now() - t0, 'slow traces', rx.traces.filter((x) => x.path === '/slow').length);
+});
