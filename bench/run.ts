@@ -92,6 +92,8 @@ function startRelay(url: string): ChildProcess {
   return spawn(
     process.execPath,
     [
+      // e.g. BENCH_RELAY_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' to profile the relay
+      ...(process.env.BENCH_RELAY_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
       `${root}apps/relay/dist/cli.js`,
       'relay',
       '--database-url',

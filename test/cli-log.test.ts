@@ -112,14 +112,16 @@ interface PageJson<T> {
   nextCursor: string | null;
 }
 
-describe('hookbox deliveries', () => {
+describe('hookbox deliveries', { timeout: 60_000 }, () => {
   it("list --json prints the tenant's deliveries newest first, and --cursor walks the pages", async () => {
     const all = json<PageJson<DeliveryJson>>(await hookbox('deliveries', 'list', '--tenant', A, '--json'));
     expect(all.items.map((d) => d.id)).toEqual([...fx.deliveries].reverse());
     expect(all.items.every((d) => d.tenantId === A)).toBe(true);
     expect(all.nextCursor).toBeNull();
 
-    const p1 = json<PageJson<DeliveryJson>>(await hookbox('deliveries', 'list', '--tenant', A, '--limit', '3', '--json'));
+    const p1 = json<PageJson<DeliveryJson>>(
+      await hookbox('deliveries', 'list', '--tenant', A, '--limit', '3', '--json'),
+    );
     expect(p1.items).toHaveLength(3);
     expect(p1.nextCursor).toEqual(expect.any(String));
     const p2 = json<PageJson<DeliveryJson>>(
@@ -189,7 +191,9 @@ describe('hookbox deliveries', () => {
     expect(r.code).toBe(0);
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^ID\s+CREATED\s+STATUS\s+TRIES\s+LAST\s+EVENT TYPE\s+URL$/);
-    expect(lines[1]).toMatch(new RegExp(`^${fx.deliveries[4]}\\s.*succeeded.*200\\s+message\\.read\\s+https://ok\\.example/h$`));
+    expect(lines[1]).toMatch(
+      new RegExp(`^${fx.deliveries[4]}\\s.*succeeded.*200\\s+message\\.read\\s+https://ok\\.example/h$`),
+    );
     expect(lines[2]).toMatch(new RegExp(`^${fx.deliveries[3]}\\s.*pending.*503`));
     expect(lines.at(-1)).toMatch(/^more: --cursor \S+$/);
   });
@@ -204,9 +208,10 @@ describe('hookbox deliveries', () => {
       hookbox('deliveries', 'show', 'abc', '--tenant', A),
       hookbox('deliveries', 'show', id),
     ]);
-    const detail = json<{ delivery: DeliveryJson; attempts: { attempt: number; statusCode: number; durationMs: number }[] }>(
-      asJson,
-    );
+    const detail = json<{
+      delivery: DeliveryJson;
+      attempts: { attempt: number; statusCode: number; durationMs: number }[];
+    }>(asJson);
     expect(detail.delivery).toMatchObject({ id: Number(id), status: 'dead', subscriptionId: fx.subDown });
     expect(detail.attempts.map((a) => [a.attempt, a.statusCode, a.durationMs])).toEqual([
       [1, 500, 900],
@@ -233,7 +238,7 @@ describe('hookbox deliveries', () => {
   });
 });
 
-describe('hookbox events', () => {
+describe('hookbox events', { timeout: 60_000 }, () => {
   it('list --json shows the fan-out; show --json the payload and deliveries', async () => {
     const [list, show, other, typeFilter] = await Promise.all([
       hookbox('events', 'list', '--tenant', A, '--json'),
@@ -267,13 +272,20 @@ describe('hookbox events', () => {
   });
 });
 
-describe('hookbox stats', () => {
+describe('hookbox stats', { timeout: 60_000 }, () => {
   it('--json gives per-subscription numbers and usage for the tenant', async () => {
     const [day, ever] = await Promise.all([
       hookbox('stats', '--tenant', A, '--json'),
       hookbox('stats', '--tenant', A, '--since', '30d', '--json'),
     ]);
-    type S = { subscriptionId: string; attempts: number; successRate: number; p50Ms: number; dead: number; pending: number };
+    type S = {
+      subscriptionId: string;
+      attempts: number;
+      successRate: number;
+      p50Ms: number;
+      dead: number;
+      pending: number;
+    };
     const d = json<{ subscriptions: S[]; tenants: { tenantId: string; events: number; deliveries: number }[] }>(day);
     const down = d.subscriptions.find((s) => s.subscriptionId === fx.subDown)!;
     const ok = d.subscriptions.find((s) => s.subscriptionId === fx.subOk)!;

@@ -185,7 +185,12 @@ describe('listDeliveries', () => {
     }
     const p1 = await deliveryLog.listDeliveries(db.pool, { tenantId: t, status: 'dead', limit: 3 });
     expect(p1.nextCursor).toMatch(/^dlv_\d+$/);
-    const p2 = await deliveryLog.listDeliveries(db.pool, { tenantId: t, status: 'dead', limit: 3, cursor: p1.nextCursor });
+    const p2 = await deliveryLog.listDeliveries(db.pool, {
+      tenantId: t,
+      status: 'dead',
+      limit: 3,
+      cursor: p1.nextCursor,
+    });
     expect(p2.nextCursor).toBeNull();
     expect([...p1.items, ...p2.items].map((d) => d.id)).toEqual([...dead].reverse());
   });
@@ -244,7 +249,18 @@ describe('getDelivery', () => {
     const other = newTenant();
     const id = ids[0]!;
     await expectNotFound(deliveryLog.getDelivery(db.pool, { tenantId: other, id }));
-    for (const bad of ['abc', '1; select 1', '-1', '0', '1.5', '99999999999999999999', '9223372036854775808', '', -1, 1.5]) {
+    for (const bad of [
+      'abc',
+      '1; select 1',
+      '-1',
+      '0',
+      '1.5',
+      '99999999999999999999',
+      '9223372036854775808',
+      '',
+      -1,
+      1.5,
+    ]) {
       await expectNotFound(deliveryLog.getDelivery(db.pool, { tenantId, id: bad }));
     }
     await expectNotFound(deliveryLog.getDelivery(db.pool, { tenantId, id: '9223372036854775807' }));
@@ -310,7 +326,11 @@ describe('listEvents and getEvent', () => {
     expect(seen).toEqual([...ids].reverse());
     const recent = await deliveryLog.listEvents(db.pool, { tenantId: t, since: ago(5.5 * HOUR) });
     expect(recent.items.map((e) => e.id)).toEqual(ids.slice(5).reverse());
-    const window = await deliveryLog.listEvents(db.pool, { tenantId: t, since: ago(9.5 * HOUR), until: ago(7.5 * HOUR) });
+    const window = await deliveryLog.listEvents(db.pool, {
+      tenantId: t,
+      since: ago(9.5 * HOUR),
+      until: ago(7.5 * HOUR),
+    });
     expect(window.items.map((e) => e.id)).toEqual([ids[2], ids[1]]);
   });
 
@@ -352,7 +372,15 @@ describe('validation', () => {
     await expectValidation(L({ tenantId: t, status: ['dead', 'nope'] }), 'status[1]', 'enum');
     await expectValidation(L({ tenantId: t, status: [] }), 'status', 'required');
     for (const limit of [0, 501, 1.5, '10', -1]) await expectValidation(L({ tenantId: t, limit }), 'limit', 'range');
-    for (const cursor of ['garbage', 'dlv_', 'dlv_abc', 'dlv_-1', 'dlv_99999999999999999999', `evt_${randomUUID()}`, 42]) {
+    for (const cursor of [
+      'garbage',
+      'dlv_',
+      'dlv_abc',
+      'dlv_-1',
+      'dlv_99999999999999999999',
+      `evt_${randomUUID()}`,
+      42,
+    ]) {
       await expectValidation(L({ tenantId: t, cursor }), 'cursor', 'format');
     }
     await expectValidation(E({ tenantId: t, cursor: 'dlv_12' }), 'cursor', 'format');

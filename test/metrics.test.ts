@@ -85,10 +85,9 @@ function allSeries(text: string, name: string): string[] {
 function relayOptions(databaseUrl: string): RelayOptions {
   return {
     databaseUrl,
-    // One request at a time: the 410 disables its subscription before the next event fans
-    // out, so the counts below are exact rather than racy.
+    // One request at a time, one event per fan-out: the first delivery is the first event's.
     concurrency: 1,
-    batchSize: 10,
+    batchSize: 1,
     pollIntervalMs: 20,
     leaseMs: 30_000,
     requestTimeoutMs: 5_000,
@@ -122,13 +121,14 @@ describe('a relay delivering to real receivers, scraped over HTTP', () => {
     const message = ['message.*'];
     okSubId = (await subscriptions.create(pool, { tenantId: 'acme', url: `${ok.url}/acme`, eventTypes: message })).id;
     failingSubId = (await subscriptions.create(pool, { tenantId: 'acme', url: failing.url, eventTypes: message })).id;
-    await subscriptions.create(pool, { tenantId: 'acme', url: gone.url, eventTypes: message });
+    // Only one event matches the 410 endpoint, so it is hit once however the relay batches.
+    await subscriptions.create(pool, { tenantId: 'acme', url: gone.url, eventTypes: ['account.closed'] });
     await subscriptions.create(pool, { tenantId: 'globex', url: `${ok.url}/globex`, eventTypes: ['order.*'] });
 
-    // Fan-out takes events in enqueue order; acme is the first tenant the relay sees.
     const outbox = createOutbox();
     firstEventId = (await outbox.enqueue(pool, { tenantId: 'acme', type: 'message.new', payload: { n: 1 } })).id;
     await outbox.enqueue(pool, { tenantId: 'acme', type: 'message.new', payload: { n: 2 } });
+    await outbox.enqueue(pool, { tenantId: 'acme', type: 'account.closed', payload: {} });
     await outbox.enqueue(pool, { tenantId: 'acme', type: 'user.created', payload: {} }); // matches nothing
     const late = await outbox.enqueue(pool, { tenantId: 'globex', type: 'order.paid', payload: {} });
     await outbox.enqueue(pool, { tenantId: 'initech', type: 'message.new', payload: {} }); // no subscriptions
@@ -161,7 +161,7 @@ describe('a relay delivering to real receivers, scraped over HTTP', () => {
   });
 
   it('counts fanned-out events by matched / unmatched', () => {
-    expect(series(scrape, 'hookbox_events_fanned_out_total', { result: 'matched' })).toBe(3);
+    expect(series(scrape, 'hookbox_events_fanned_out_total', { result: 'matched' })).toBe(4);
     expect(series(scrape, 'hookbox_events_fanned_out_total', { result: 'unmatched' })).toBe(2);
   });
 
@@ -194,11 +194,13 @@ describe('a relay delivering to real receivers, scraped over HTTP', () => {
     expect(series(scrape, 'hookbox_delivery_lag_seconds_sum')).toBeGreaterThanOrEqual(3600);
   });
 
-  it('labels the first tenant (limit 1) and counts later ones under _other', () => {
-    // acme: 2 succeeded + 2 retry + 2 dead + 1 disabled; globex: 1 succeeded.
+  it('labels the first tenant seen (limit 1) and counts the other under _other', () => {
+    // acme: 2 succeeded + 2 retry + 2 dead + 1 disabled; globex: 1 succeeded. With one request
+    // at a time and one event per fan-out the first outcome is acme's (the first event).
     expect(allSeries(scrape, 'hookbox_tenant_deliveries_total')).toHaveLength(2);
     expect(series(scrape, 'hookbox_tenant_deliveries_total', { tenant: 'acme' })).toBe(7);
     expect(series(scrape, 'hookbox_tenant_deliveries_total', { tenant: '_other' })).toBe(1);
+    expect(series(scrape, 'hookbox_tenant_deliveries_total', { tenant: 'globex' })).toBeUndefined();
   });
 
   it('exports default process metrics too', () => {
@@ -216,7 +218,9 @@ describe('a relay delivering to real receivers, scraped over HTTP', () => {
     expect(series(scrape, 'hookbox_disabled_subscriptions')).toBe(1);
     // Only the active failing endpoint: the 410 one is disabled, the 200 ones have no streak.
     expect(allSeries(scrape, 'hookbox_endpoint_failure_streak')).toHaveLength(1);
-    expect(series(scrape, 'hookbox_endpoint_failure_streak', { subscription_id: failingSubId, tenant: 'acme' })).toBe(4);
+    expect(series(scrape, 'hookbox_endpoint_failure_streak', { subscription_id: failingSubId, tenant: 'acme' })).toBe(
+      4,
+    );
     expect(series(scrape, 'hookbox_metrics_last_sample_timestamp_seconds')).toBeGreaterThan(0);
     expect(series(scrape, 'hookbox_metrics_sample_errors_total')).toBe(0);
 
@@ -353,7 +357,14 @@ describe('metrics configuration', () => {
 
   it('bounds the tenant label set and the sample interval', () => {
     const labels = new TenantLabels(2);
-    expect(['a', 'b', 'c', 'a', 'd', 'b'].map((t) => labels.label(t))).toEqual(['a', 'b', '_other', 'a', '_other', 'b']);
+    expect(['a', 'b', 'c', 'a', 'd', 'b'].map((t) => labels.label(t))).toEqual([
+      'a',
+      'b',
+      '_other',
+      'a',
+      '_other',
+      'b',
+    ]);
     expect(new TenantLabels(0).label('a')).toBe('_other');
     expect([0, 10, 15_000, 10_000_000, Number.NaN].map(boundedSampleInterval)).toEqual([
       1_000, 1_000, 15_000, 300_000, 15_000,

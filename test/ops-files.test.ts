@@ -219,7 +219,9 @@ describe('ops/prometheus/alerts.yml', () => {
 
   it('references only metrics the relay exports (and Prometheus’ own `up`)', () => {
     const unknown = rules.flatMap((r) =>
-      [...metricNamesIn(r.expr)].filter((n) => !EXPORTED.has(n) && !PROMETHEUS_OWN.has(n)).map((n) => `${r.alert}: ${n}`),
+      [...metricNamesIn(r.expr)]
+        .filter((n) => !EXPORTED.has(n) && !PROMETHEUS_OWN.has(n))
+        .map((n) => `${r.alert}: ${n}`),
     );
     expect(unknown).toEqual([]);
   });
@@ -230,111 +232,117 @@ describe('ops/prometheus/alerts.yml', () => {
     expect(r.status).toBe(0);
   });
 
-  it.skipIf(SKIP_PROMTOOL)('fires on a stuck backlog, a failing endpoint and a down relay, and not when healthy', () => {
-    const annotations = (alert: string, summary: string, description?: string) => ({
-      summary,
-      description: description ?? rules.find((r) => r.alert === alert)!.annotations.description,
-    });
-    const relay = 'job="hookbox-relay",instance="relay-a:9464"';
-    const test = {
-      rule_files: [ALERTS],
-      evaluation_interval: '1m',
-      tests: [
-        {
-          // Old pending events while fan-out keeps moving: a backlog, not a stall.
-          interval: '1m',
-          input_series: [
-            { series: `hookbox_oldest_pending_event_age_seconds{${relay}}`, values: '600x20' },
-            { series: `hookbox_events_fanned_out_total{${relay},result="matched"}`, values: '0+10x20' },
-            { series: `up{${relay}}`, values: '1x20' },
-          ],
-          alert_rule_test: [
-            { eval_time: '4m', alertname: 'HookboxEventBacklogGrowing', exp_alerts: [] },
-            {
-              eval_time: '6m',
-              alertname: 'HookboxEventBacklogGrowing',
-              exp_alerts: [
-                {
-                  exp_labels: { severity: 'warning' },
-                  exp_annotations: annotations(
-                    'HookboxEventBacklogGrowing',
-                    'hookbox event backlog: oldest pending event is 10m 0s old',
-                  ),
-                },
-              ],
-            },
-            { eval_time: '15m', alertname: 'HookboxFanOutStalled', exp_alerts: [] },
-            { eval_time: '15m', alertname: 'HookboxRelayDown', exp_alerts: [] },
-          ],
-        },
-        {
-          // The same old events and no fan-out at all: stalled.
-          interval: '1m',
-          input_series: [
-            { series: `hookbox_oldest_pending_event_age_seconds{${relay}}`, values: '600x20' },
-            { series: `hookbox_events_fanned_out_total{${relay},result="matched"}`, values: '5x20' },
-          ],
-          alert_rule_test: [
-            {
-              eval_time: '15m',
-              alertname: 'HookboxFanOutStalled',
-              exp_alerts: [
-                {
-                  exp_labels: { severity: 'critical' },
-                  exp_annotations: annotations(
-                    'HookboxFanOutStalled',
-                    'hookbox relays make no progress on pending events',
-                    "Events have waited 10m 0s and no relay fanned out any in 10 minutes. Check the relays' logs and database access.",
-                  ),
-                },
-              ],
-            },
-          ],
-        },
-        {
-          // One endpoint failing every attempt, one with a short streak, and a relay that goes down.
-          interval: '1m',
-          input_series: [
-            {
-              series: `hookbox_endpoint_failure_streak{${relay},subscription_id="s-bad",tenant="acme"}`,
-              values: '12x20',
-            },
-            { series: `hookbox_endpoint_failure_streak{${relay},subscription_id="s-ok",tenant="acme"}`, values: '3x20' },
-            { series: `up{${relay}}`, values: '1 1 1 1 1 0x15' },
-          ],
-          alert_rule_test: [
-            {
-              eval_time: '16m',
-              alertname: 'HookboxEndpointFailing',
-              exp_alerts: [
-                {
-                  exp_labels: { severity: 'warning', tenant: 'acme', subscription_id: 's-bad' },
-                  exp_annotations: annotations(
-                    'HookboxEndpointFailing',
-                    'endpoint s-bad of tenant acme failed its last 12 attempts',
-                  ),
-                },
-              ],
-            },
-            { eval_time: '5m', alertname: 'HookboxRelayDown', exp_alerts: [] },
-            {
-              eval_time: '8m',
-              alertname: 'HookboxRelayDown',
-              exp_alerts: [
-                {
-                  exp_labels: { severity: 'critical', job: 'hookbox-relay', instance: 'relay-a:9464' },
-                  exp_annotations: annotations('HookboxRelayDown', 'hookbox relay relay-a:9464 is down'),
-                },
-              ],
-            },
-          ],
-        },
-      ],
-    };
-    const file = join(tmp, 'alerts.test.yml');
-    writeFileSync(file, JSON.stringify(test));
-    const r = promtool(['test', 'rules', file]);
-    expect(r.out).toContain('SUCCESS');
-    expect(r.status, r.out).toBe(0);
-  });
+  it.skipIf(SKIP_PROMTOOL)(
+    'fires on a stuck backlog, a failing endpoint and a down relay, and not when healthy',
+    () => {
+      const annotations = (alert: string, summary: string, description?: string) => ({
+        summary,
+        description: description ?? rules.find((r) => r.alert === alert)!.annotations.description,
+      });
+      const relay = 'job="hookbox-relay",instance="relay-a:9464"';
+      const test = {
+        rule_files: [ALERTS],
+        evaluation_interval: '1m',
+        tests: [
+          {
+            // Old pending events while fan-out keeps moving: a backlog, not a stall.
+            interval: '1m',
+            input_series: [
+              { series: `hookbox_oldest_pending_event_age_seconds{${relay}}`, values: '600x20' },
+              { series: `hookbox_events_fanned_out_total{${relay},result="matched"}`, values: '0+10x20' },
+              { series: `up{${relay}}`, values: '1x20' },
+            ],
+            alert_rule_test: [
+              { eval_time: '4m', alertname: 'HookboxEventBacklogGrowing', exp_alerts: [] },
+              {
+                eval_time: '6m',
+                alertname: 'HookboxEventBacklogGrowing',
+                exp_alerts: [
+                  {
+                    exp_labels: { severity: 'warning' },
+                    exp_annotations: annotations(
+                      'HookboxEventBacklogGrowing',
+                      'hookbox event backlog: oldest pending event is 10m 0s old',
+                    ),
+                  },
+                ],
+              },
+              { eval_time: '15m', alertname: 'HookboxFanOutStalled', exp_alerts: [] },
+              { eval_time: '15m', alertname: 'HookboxRelayDown', exp_alerts: [] },
+            ],
+          },
+          {
+            // The same old events and no fan-out at all: stalled.
+            interval: '1m',
+            input_series: [
+              { series: `hookbox_oldest_pending_event_age_seconds{${relay}}`, values: '600x20' },
+              { series: `hookbox_events_fanned_out_total{${relay},result="matched"}`, values: '5x20' },
+            ],
+            alert_rule_test: [
+              {
+                eval_time: '15m',
+                alertname: 'HookboxFanOutStalled',
+                exp_alerts: [
+                  {
+                    exp_labels: { severity: 'critical' },
+                    exp_annotations: annotations(
+                      'HookboxFanOutStalled',
+                      'hookbox relays make no progress on pending events',
+                      "Events have waited 10m 0s and no relay fanned out any in 10 minutes. Check the relays' logs and database access.",
+                    ),
+                  },
+                ],
+              },
+            ],
+          },
+          {
+            // One endpoint failing every attempt, one with a short streak, and a relay that goes down.
+            interval: '1m',
+            input_series: [
+              {
+                series: `hookbox_endpoint_failure_streak{${relay},subscription_id="s-bad",tenant="acme"}`,
+                values: '12x20',
+              },
+              {
+                series: `hookbox_endpoint_failure_streak{${relay},subscription_id="s-ok",tenant="acme"}`,
+                values: '3x20',
+              },
+              { series: `up{${relay}}`, values: '1 1 1 1 1 0x15' },
+            ],
+            alert_rule_test: [
+              {
+                eval_time: '16m',
+                alertname: 'HookboxEndpointFailing',
+                exp_alerts: [
+                  {
+                    exp_labels: { severity: 'warning', tenant: 'acme', subscription_id: 's-bad' },
+                    exp_annotations: annotations(
+                      'HookboxEndpointFailing',
+                      'endpoint s-bad of tenant acme failed its last 12 attempts',
+                    ),
+                  },
+                ],
+              },
+              { eval_time: '5m', alertname: 'HookboxRelayDown', exp_alerts: [] },
+              {
+                eval_time: '8m',
+                alertname: 'HookboxRelayDown',
+                exp_alerts: [
+                  {
+                    exp_labels: { severity: 'critical', job: 'hookbox-relay', instance: 'relay-a:9464' },
+                    exp_annotations: annotations('HookboxRelayDown', 'hookbox relay relay-a:9464 is down'),
+                  },
+                ],
+              },
+            ],
+          },
+        ],
+      };
+      const file = join(tmp, 'alerts.test.yml');
+      writeFileSync(file, JSON.stringify(test));
+      const r = promtool(['test', 'rules', file]);
+      expect(r.out).toContain('SUCCESS');
+      expect(r.status, r.out).toBe(0);
+    },
+  );
 });

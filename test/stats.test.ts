@@ -47,7 +47,7 @@ async function addDelivery(
   tenantId: string,
   subscriptionId: string,
   status: string,
-  { createdAt = new Date(), completedAt = status === 'pending' ? null : new Date() as Date | null } = {},
+  { createdAt = new Date(), completedAt = status === 'pending' ? null : (new Date() as Date | null) } = {},
 ): Promise<number> {
   const eventId = await addEvent(tenantId, createdAt);
   const { rows } = await db.pool.query(
@@ -214,6 +214,22 @@ describe('usage per tenant', () => {
     expect(all.generatedAt.getTime()).toBeGreaterThan(Date.now() - 60_000);
     const tenants = all.tenants.map((u) => u.tenantId);
     expect(tenants).toEqual([...tenants].sort());
+  });
+
+  it('lists a tenant whose only activity in the window is retries of older deliveries', async () => {
+    const t = newTenant();
+    const sub = await addSubscription(t);
+    const old = await addDelivery(t, sub, 'pending', { createdAt: ago(48 * HOUR) });
+    await addAttempts(old, [
+      { ms: 9, ok: false, at: ago(47 * HOUR) },
+      { ms: 9, ok: false, at: ago(HOUR) },
+      { ms: 9, ok: false, at: ago(HOUR / 2) },
+    ]);
+    const result = await stats(db.pool, { tenantId: t, since: ago(24 * HOUR) });
+    expect(result.tenants).toEqual([
+      { tenantId: t, events: 0, deliveries: 0, pending: 0, succeeded: 0, dead: 0, cancelled: 0, attempts: 2 },
+    ]);
+    expect(result.subscriptions[0]).toMatchObject({ attempts: 2, successes: 0, successRate: 0, pending: 1 });
   });
 
   it('returns empty lists for a tenant with nothing', async () => {

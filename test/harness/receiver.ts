@@ -19,6 +19,8 @@ export interface ReceivedRequest {
   receivedAt: number;
   /** 1 for the first request to this path, 2 for the second, … */
   nth: number;
+  /** Date.now() when the response finished or the connection closed; null while in flight. */
+  closedAt: number | null;
 }
 
 /** What the receiver does with one request. Every field is optional; `{}` answers 200. */
@@ -109,11 +111,13 @@ export async function startReceiver({ host = '127.0.0.1' }: { host?: string } = 
         body: Buffer.concat(chunks).toString('utf8'),
         receivedAt: Date.now(),
         nth,
+        closedAt: null,
       };
       received.push(request);
       inFlight++;
       const trace: ResponseTrace = { path, bytesWritten: 0, completed: false };
       res.once('close', () => {
+        request.closedAt = Date.now();
         inFlight--;
         trace.completed = res.writableFinished;
         traces.push(trace);

@@ -37,6 +37,22 @@ export type { Notifier, NotifierOptions, NotifyPool } from './notify.js';
 export { NOTIFY_CHANNEL, notifyRelay } from './notify.js';
 export type { EnqueueResult, EventMap, Outbox, OutboxOptions, TypedEvent } from './outbox.js';
 export { createOutbox } from './outbox.js';
+export type {
+  DeliveryOutcome,
+  DeliveryOutcomeInput,
+  RecoverDeadInput,
+  RecoverDeadResult,
+  ReplayEventInput,
+  ReplayEventResult,
+  ReplayedDelivery,
+  RetryDeliveryInput,
+  RetryDeliveryResult,
+  SendTestInput,
+  SendTestResult,
+} from './replay.js';
+export { deliveryOutcome, recoverDead, replayEvent, retryDelivery, sendTest, TEST_EVENT_TYPE } from './replay.js';
+export type { CleanupInput, CleanupProgress, CleanupResult } from './retention.js';
+export { CLEANUP_DEFAULTS, cleanup } from './retention.js';
 export type { Delivery, DeliveryAttempt, DeliveryStatus, EventRow, Subscription } from './schema.js';
 export * as schema from './schema.js';
 export { GENERATED_SECRET_BYTES, generateSecret, MAX_SECRET_BYTES, MIN_SECRET_BYTES, parseSecret } from './secret.js';
@@ -63,19 +79,3 @@ export {
   MAX_TENANT_ID_LENGTH,
   validateEvent,
 } from './validate.js';
-export type {
-  DeliveryOutcome,
-  DeliveryOutcomeInput,
-  RecoverDeadInput,
-  RecoverDeadResult,
-  ReplayedDelivery,
-  ReplayEventInput,
-  ReplayEventResult,
-  RetryDeliveryInput,
-  RetryDeliveryResult,
-  SendTestInput,
-  SendTestResult,
-} from './replay.js';
-export { deliveryOutcome, recoverDead, replayEvent, retryDelivery, sendTest, TEST_EVENT_TYPE } from './replay.js';
-export type { CleanupInput, CleanupProgress, CleanupResult } from './retention.js';
-export { CLEANUP_DEFAULTS, cleanup } from './retention.js';

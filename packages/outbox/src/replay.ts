@@ -430,7 +430,11 @@ export async function recoverDead(executor: Executor, input: RecoverDeadInput): 
     throw new ValidationError('allTenants', 'type', 'must be a boolean');
   }
   if (allTenants === (input.tenantId !== undefined)) {
-    throw new ValidationError('tenantId', 'required', 'give a tenantId, or allTenants: true for every tenant (not both)');
+    throw new ValidationError(
+      'tenantId',
+      'required',
+      'give a tenantId, or allTenants: true for every tenant (not both)',
+    );
   }
   const tenantId = allTenants ? null : validateTenantId(input.tenantId);
   const subscriptionId = input.subscriptionId === undefined ? null : uuid(input.subscriptionId, 'subscription');
@@ -535,7 +539,9 @@ export async function sendTest(executor: Executor, input: SendTestInput): Promis
     DEFAULT_MAX_PAYLOAD_BYTES,
   );
   const eventId = uuidv7();
-  const row = (await runQuery(executor, SEND_TEST, [tenantId, subscriptionId, eventId, event.type, event.payloadJson]))[0];
+  const row = (
+    await runQuery(executor, SEND_TEST, [tenantId, subscriptionId, eventId, event.type, event.payloadJson])
+  )[0];
   if (!row || row.active === null || row.active === undefined) throw new NotFoundError('subscription', subscriptionId);
   if (!row.active) {
     throw new ValidationError(

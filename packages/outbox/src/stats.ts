@@ -128,7 +128,7 @@ LEFT JOIN att ON att.subscription_id = s.id
 LEFT JOIN dead ON dead.subscription_id = s.id
 LEFT JOIN backlog ON backlog.subscription_id = s.id
 WHERE true ${p.tenant('s.tenant_id')}
-ORDER BY s.tenant_id, s.id`;
+ORDER BY s.tenant_id COLLATE "C", s.id`;
 }
 
 function tenantSql(p: Params): string {
@@ -145,20 +145,11 @@ function tenantSql(p: Params): string {
   FROM hookbox.deliveries
   WHERE true ${p.tenant('tenant_id')} ${p.from('created_at')}
   GROUP BY tenant_id
-), at AS (
-  SELECT d.tenant_id, count(*) AS attempts
-  FROM hookbox.delivery_attempts a JOIN hookbox.deliveries d ON d.id = a.delivery_id
-  WHERE true ${p.tenant('d.tenant_id')} ${p.from('a.started_at')}
-  GROUP BY d.tenant_id
 )
-SELECT t.tenant_id, coalesce(ev.events, 0) AS events, coalesce(dl.deliveries, 0) AS deliveries,
-       coalesce(dl.pending, 0) AS pending, coalesce(dl.succeeded, 0) AS succeeded,
-       coalesce(dl.dead, 0) AS dead, coalesce(dl.cancelled, 0) AS cancelled, coalesce(at.attempts, 0) AS attempts
-FROM (SELECT tenant_id FROM ev UNION SELECT tenant_id FROM dl UNION SELECT tenant_id FROM at) t
-LEFT JOIN ev ON ev.tenant_id = t.tenant_id
-LEFT JOIN dl ON dl.tenant_id = t.tenant_id
-LEFT JOIN at ON at.tenant_id = t.tenant_id
-ORDER BY t.tenant_id`;
+SELECT coalesce(ev.tenant_id, dl.tenant_id) AS tenant_id, coalesce(ev.events, 0) AS events,
+       coalesce(dl.deliveries, 0) AS deliveries, coalesce(dl.pending, 0) AS pending,
+       coalesce(dl.succeeded, 0) AS succeeded, coalesce(dl.dead, 0) AS dead, coalesce(dl.cancelled, 0) AS cancelled
+FROM ev FULL JOIN dl ON dl.tenant_id = ev.tenant_id`;
 }
 
 const rate = (ok: number, all: number) => (all === 0 ? null : ok / all);
@@ -185,16 +176,16 @@ function toSubscriptionStats(r: Row): SubscriptionStats {
   };
 }
 
-function toTenantUsage(r: Row): TenantUsage {
+function toTenantUsage(r: Row, attempts: number): TenantUsage {
   return {
     tenantId: r.tenant_id as string,
-    events: Number(r.events),
-    deliveries: Number(r.deliveries),
-    pending: Number(r.pending),
-    succeeded: Number(r.succeeded),
-    dead: Number(r.dead),
-    cancelled: Number(r.cancelled),
-    attempts: Number(r.attempts),
+    events: Number(r.events ?? 0),
+    deliveries: Number(r.deliveries ?? 0),
+    pending: Number(r.pending ?? 0),
+    succeeded: Number(r.succeeded ?? 0),
+    dead: Number(r.dead ?? 0),
+    cancelled: Number(r.cancelled ?? 0),
+    attempts,
   };
 }
 
@@ -209,11 +200,19 @@ export async function stats(executor: Executor, input: StatsInput = {}): Promise
   const subs = await runQuery(executor, subscriptionSql(sp), sp.values);
   const tp = new Params(tenantId, sinceIso);
   const tenants = await runQuery(executor, tenantSql(tp), tp.values);
-  const generatedAt = toDate(now[0]?.now)!;
-  return {
-    since,
-    generatedAt,
-    subscriptions: subs.map(toSubscriptionStats),
-    tenants: tenants.map(toTenantUsage),
-  };
+  // Attempts per tenant are the sum over its subscriptions (deliveries and their attempts
+  // go with a deleted subscription), so the attempts table is scanned once, not twice.
+  const subscriptionStats = subs.map(toSubscriptionStats);
+  const attempts = new Map<string, number>();
+  for (const s of subscriptionStats) {
+    if (s.attempts > 0) attempts.set(s.tenantId, (attempts.get(s.tenantId) ?? 0) + s.attempts);
+  }
+  const usage = tenants.map((r) => toTenantUsage(r, attempts.get(r.tenant_id as string) ?? 0));
+  // A tenant may only have retried old deliveries in the window: attempts, no new rows.
+  const listed = new Set(usage.map((u) => u.tenantId));
+  for (const [tenant, n] of attempts) {
+    if (!listed.has(tenant)) usage.push(toTenantUsage({ tenant_id: tenant }, n));
+  }
+  usage.sort((a, b) => (a.tenantId < b.tenantId ? -1 : a.tenantId > b.tenantId ? 1 : 0));
+  return { since, generatedAt: toDate(now[0]?.now)!, subscriptions: subscriptionStats, tenants: usage };
 }

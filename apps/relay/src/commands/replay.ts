@@ -154,7 +154,8 @@ ${examples(
 )}`,
     )
     .action(async (opts: RecoverFlags) => {
-      if (!opts.tenant && !opts.allTenants) throw new UsageError('give --tenant <id>, or --all-tenants for every tenant');
+      if (!opts.tenant && !opts.allTenants)
+        throw new UsageError('give --tenant <id>, or --all-tenants for every tenant');
       const now = Date.now();
       const limit = opts.limit === undefined ? undefined : parseIntFlag(opts.limit, '--limit', 1, 10_000_000);
       const input = {
@@ -386,25 +387,30 @@ ${examples(
   'hookbox events replay $EVENT --tenant acme --subscription $SUB --json',
 )}`,
     )
-    .action(async (eventId: string, opts: { tenant: string; subscription?: string; json?: boolean; databaseUrl?: string }) => {
-      const result = await run(opts.databaseUrl, (c) =>
-        replayEvent(c, {
-          tenantId: opts.tenant,
-          eventId,
-          ...(opts.subscription === undefined ? {} : { subscriptionId: opts.subscription }),
-        }),
-      );
-      if (opts.json) return printJson(result);
-      if (result.created.length === 0 && result.alreadyPending.length === 0) {
-        return console.log(`no active subscription of ${opts.tenant} matches this event now; nothing replayed`);
-      }
-      if (result.created.length > 0) {
-        console.log(`replayed event ${result.eventId} to ${result.created.length} subscription(s):\n`);
-        console.log(deliveryTable(result.created));
-      }
-      if (result.alreadyPending.length > 0) {
-        console.log(`\nalready pending (not sent twice):\n`);
-        console.log(deliveryTable(result.alreadyPending));
-      }
-    });
+    .action(
+      async (
+        eventId: string,
+        opts: { tenant: string; subscription?: string; json?: boolean; databaseUrl?: string },
+      ) => {
+        const result = await run(opts.databaseUrl, (c) =>
+          replayEvent(c, {
+            tenantId: opts.tenant,
+            eventId,
+            ...(opts.subscription === undefined ? {} : { subscriptionId: opts.subscription }),
+          }),
+        );
+        if (opts.json) return printJson(result);
+        if (result.created.length === 0 && result.alreadyPending.length === 0) {
+          return console.log(`no active subscription of ${opts.tenant} matches this event now; nothing replayed`);
+        }
+        if (result.created.length > 0) {
+          console.log(`replayed event ${result.eventId} to ${result.created.length} subscription(s):\n`);
+          console.log(deliveryTable(result.created));
+        }
+        if (result.alreadyPending.length > 0) {
+          console.log(`\nalready pending (not sent twice):\n`);
+          console.log(deliveryTable(result.alreadyPending));
+        }
+      },
+    );
 }

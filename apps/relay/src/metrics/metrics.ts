@@ -5,7 +5,7 @@
  */
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { type AttemptResult, classifyStatus } from '../policy/retry.js';
 import type { RelayObserver } from '../relay/relay.js';
 import type { ClaimedDelivery } from '../relay/sql.js';
@@ -149,7 +149,10 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Metric
       'hookbox_scheduled_deliveries',
       'Pending deliveries not yet due: retries waiting for their time, and deliveries leased by a relay (sampled).',
     ),
-    deadDeliveries: gauge('hookbox_dead_deliveries', 'Deliveries that exhausted their retries or were refused (sampled).'),
+    deadDeliveries: gauge(
+      'hookbox_dead_deliveries',
+      'Deliveries that exhausted their retries or were refused (sampled).',
+    ),
     disabledSubscriptions: gauge('hookbox_disabled_subscriptions', 'Subscriptions that are disabled (sampled).'),
     endpointFailureStreak: new Gauge({
       name: 'hookbox_endpoint_failure_streak',

@@ -95,6 +95,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   const recorder = new Recorder(db, logger);
   const signers = new SignerCache();
   const queue: ClaimedDelivery[] = [];
+  // A buffered claim is only started while its lease still covers a whole attempt.
+  const staleAfterMs = Math.max(0, options.leaseMs - options.requestTimeoutMs - 1_000);
   const stats = { inFlight: 0, queued: 0, delivered: 0, attempts: 0 };
   let running = false;
   let stopping: Promise<void> | null = null;
@@ -115,7 +117,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       again = true;
       return;
     }
-    const free = options.concurrency - stats.inFlight - queue.length;
+    // Buffer up to one more round beyond what is in flight, so the next claim overlaps the
+    // deliveries under way instead of waiting for them (a claim is a few round trips).
+    const free = 2 * options.concurrency - stats.inFlight - queue.length;
     if (free < Math.max(1, Math.floor(options.concurrency / 4))) return;
     claiming = true;
     again = false;
@@ -149,6 +153,11 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   /** Claims pending events, matches them, inserts their deliveries already leased: one transaction. */
   async function fanOut(limit: number): Promise<{ claimed: ClaimedDelivery[]; events: number }> {
     const client = await db.connect();
+    // A connection that drops between two statements of this transaction emits 'error' on
+    // the checked-out client, where the pool's listener is not attached: catch it here (the
+    // next statement fails, and the transaction rolls back and is retried).
+    const onClientError = (err: Error) => logger.debug({ err }, 'fan-out connection lost');
+    client.on('error', onClientError);
     let ok = false;
     try {
       await client.query('BEGIN');
@@ -180,6 +189,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       await client.query('ROLLBACK').catch(() => {});
       throw err;
     } finally {
+      client.off('error', onClientError);
       client.release(ok ? undefined : true);
     }
   }
@@ -198,6 +208,12 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   function startQueued(): void {
     while (stats.inFlight < options.concurrency && queue.length > 0 && running) {
       const d = queue.shift() as ClaimedDelivery;
+      if (performance.now() > d.claimedAt + staleAfterMs) {
+        // Waited in the buffer so long that the lease could run out mid-request: leave the
+        // row to its lease (it becomes due again) rather than risk a double delivery.
+        logger.debug({ deliveryId: d.deliveryId }, 'claim too old to start; leaving it to its lease');
+        continue;
+      }
       stats.inFlight++;
       void deliver(d).finally(() => {
         stats.inFlight--;
@@ -332,9 +348,15 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     }
   }
 
+  // An idle pooled connection that drops (Postgres restarted, backend terminated) makes the
+  // pool emit 'error'; with no listener that is an uncaught exception. The pool replaces the
+  // connection, and claims and writes retry on their own, so logging is all that is needed.
+  const onPoolError = (err: Error) => logger.warn({ err }, 'idle database connection lost; it will be replaced');
+
   function start(): void {
     if (running) return;
     running = true;
+    db.on('error', onPoolError);
     wakeup = listenForWakeups(options.databaseUrl, pump, logger);
     pollTimer = setInterval(pump, options.pollIntervalMs);
     logger.info(
@@ -377,6 +399,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         await (stats.inFlight > 0 ? a.destroy() : a.close()).catch(() => {});
       }
       logger.info({ delivered: stats.delivered, attempts: stats.attempts }, 'relay stopped');
+      db.off('error', onPoolError);
       resolveDone();
     })();
     return stopping;

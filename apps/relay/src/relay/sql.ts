@@ -26,6 +26,8 @@ export interface ClaimedDelivery {
   headers: Record<string, string> | null;
   /** False when the subscription was disabled after the delivery was created. */
   active: boolean;
+  /** performance.now() when this relay claimed it (the lease started about then). */
+  claimedAt: number;
 }
 
 export interface PendingEvent {
@@ -108,6 +110,7 @@ export async function insertLeasedDeliveries(
     events.map((e) => e.id),
   ]);
   const byId = new Map(events.map((e) => [e.id, e]));
+  const claimedAt = performance.now();
   return rows.map((r) => {
     const e = byId.get(r.event_id) as PendingEvent;
     return {
@@ -124,6 +127,7 @@ export async function insertLeasedDeliveries(
       secrets: r.previous_secret ? [r.secret, r.previous_secret] : [r.secret],
       headers: r.headers,
       active: r.active,
+      claimedAt,
     };
   });
 }
@@ -156,6 +160,7 @@ JOIN hookbox.subscriptions s ON s.id = u.subscription_id`;
 /** Claims up to `limit` due deliveries, bumping their attempt and leasing them. */
 export async function claimDueDeliveries(db: pg.Pool, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query(CLAIM_DUE, [limit, leaseMs]);
+  const claimedAt = performance.now();
   return rows.map((r) => ({
     deliveryId: Number(r.id),
     attempt: r.attempts,
@@ -170,6 +175,7 @@ export async function claimDueDeliveries(db: pg.Pool, limit: number, leaseMs: nu
     secrets: r.previous_secret ? [r.secret, r.previous_secret] : [r.secret],
     headers: r.headers,
     active: r.active,
+    claimedAt,
   }));
 }
 
