@@ -2,7 +2,23 @@
 -- transaction (as graphile-worker's add_job). Same rules as the TypeScript path
 -- (packages/outbox/src/validate.ts); a test checks the two agree.
 -- The payload limit is read from the setting hookbox.max_payload_bytes (default 262144
--- bytes of JSON text), e.g. ALTER DATABASE app SET hookbox.max_payload_bytes = '1048576'.
+-- bytes of compact JSON text, as JSON.stringify writes it), e.g.
+-- ALTER DATABASE app SET hookbox.max_payload_bytes = '1048576'.
+
+-- Bytes of `j` as compact JSON: jsonb's text form puts a space after every ':' and ','
+-- between members and elements; subtract those so both paths measure the same thing.
+CREATE OR REPLACE FUNCTION "hookbox"."json_compact_bytes"(j jsonb) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT octet_length(j::text) - coalesce((
+    SELECT sum(CASE jsonb_typeof(v)
+                 WHEN 'object' THEN 2 * (SELECT count(*) FROM jsonb_object_keys(v)) - 1
+                 WHEN 'array' THEN jsonb_array_length(v) - 1
+               END)
+    FROM jsonb_path_query(j, 'strict $.**') AS v
+    WHERE jsonb_typeof(v) IN ('object', 'array') AND v NOT IN ('{}'::jsonb, '[]'::jsonb)
+  ), 0)
+$$;
+--> statement-breakpoint
 CREATE OR REPLACE FUNCTION "hookbox"."enqueue"(
   tenant_id text,
   type text,
@@ -31,7 +47,7 @@ BEGIN
   IF payload IS NULL THEN
     RAISE EXCEPTION 'hookbox: payload is required' USING ERRCODE = '22023';
   END IF;
-  v_bytes := octet_length(payload::text);
+  v_bytes := hookbox.json_compact_bytes(payload);
   IF v_bytes > v_max_bytes THEN
     RAISE EXCEPTION 'hookbox: payload must be at most % bytes of JSON (got %)', v_max_bytes, v_bytes USING ERRCODE = '22023';
   END IF;
