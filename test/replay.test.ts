@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   deliveryOutcome,
-  HookboxError,
+  type HookboxError,
   NotFoundError,
   recoverDead,
   replayEvent,
@@ -133,9 +133,12 @@ describe('retryDelivery', () => {
     const s = await sub(t, ['message.*'], rx.url('/hook'));
     const [eventId] = await enqueueEvents(db.pool, [{ tenantId: t, type: 'message.new', payload: { n: 1 } }]);
     const r = relay({ retry: { maxAttempts: 1 } });
-    const dead = await waitFor(async () => (await deliveries(db.pool, 'tenant_id = $1', [t])).find((d) => d.status === 'dead'), {
-      what: 'the delivery to die',
-    });
+    const dead = await waitFor(
+      async () => (await deliveries(db.pool, 'tenant_id = $1', [t])).find((d) => d.status === 'dead'),
+      {
+        what: 'the delivery to die',
+      },
+    );
     expect(dead.attempts).toBe(1);
 
     rx.on('/hook', { status: 204 });
@@ -144,10 +147,13 @@ describe('retryDelivery', () => {
     expect(delivery).toMatchObject({ eventId, subscriptionId: s, tenantId: t, status: 'pending', replayOf: dead.id });
     expect(delivery.id).toBeGreaterThan(dead.id);
 
-    const done = await waitFor(async () => {
-      const d = await row(delivery.id);
-      return d?.status === 'succeeded' ? d : undefined;
-    }, { what: 'the replay to be delivered' });
+    const done = await waitFor(
+      async () => {
+        const d = await row(delivery.id);
+        return d?.status === 'succeeded' ? d : undefined;
+      },
+      { what: 'the replay to be delivered' },
+    );
     expect(done.attempts).toBe(1);
     await r.stop();
 
@@ -284,7 +290,11 @@ describe('replayEvent', () => {
 
     const one = await replayEvent(db.pool, { tenantId: t, eventId: e, subscriptionId: b });
     expect(one.created.map((d) => d.subscriptionId)).toEqual([b]);
-    await expectRule(replayEvent(db.pool, { tenantId: t, eventId: e, subscriptionId: orders }), 'subscriptionId', 'no_match');
+    await expectRule(
+      replayEvent(db.pool, { tenantId: t, eventId: e, subscriptionId: orders }),
+      'subscriptionId',
+      'no_match',
+    );
     await expectRule(
       replayEvent(db.pool, { tenantId: t, eventId: e, subscriptionId: off }),
       'subscriptionId',
@@ -389,11 +399,22 @@ describe('recoverDead', () => {
   it('replays in batches, respects the limit, and replays nothing twice when run again', async () => {
     const w = await world();
     const progress: number[] = [];
-    const first = await recoverDead(db.pool, { tenantId: w.t, limit: 3, batchSize: 2, onProgress: (p) => progress.push(p.replayed) });
+    const first = await recoverDead(db.pool, {
+      tenantId: w.t,
+      limit: 3,
+      batchSize: 2,
+      onProgress: (p) => progress.push(p.replayed),
+    });
     expect(first).toMatchObject({ replayed: 3, limitReached: true, dryRun: false });
     expect(progress.at(-1)).toBe(3);
     const rest = await recoverDead(db.pool, { tenantId: w.t, batchSize: 2 });
-    expect(rest).toMatchObject({ matched: 11, replayed: 5, alreadyReplayed: 5, subscriptionDisabled: 1, limitReached: false });
+    expect(rest).toMatchObject({
+      matched: 11,
+      replayed: 5,
+      alreadyReplayed: 5,
+      subscriptionDisabled: 1,
+      limitReached: false,
+    });
 
     // Exactly one new pending delivery per replayable dead one, pointing at it, same event and endpoint.
     const { rows } = await db.pool.query(
@@ -403,7 +424,9 @@ describe('recoverDead', () => {
       [w.t],
     );
     const replays = rows.filter((r) => r.status === 'pending' && w.replayable.includes(Number(r.replay_of)));
-    expect(replays.map((r) => Number(r.replay_of)).sort((x, y) => x - y)).toEqual([...w.replayable].sort((x, y) => x - y));
+    expect(replays.map((r) => Number(r.replay_of)).sort((x, y) => x - y)).toEqual(
+      [...w.replayable].sort((x, y) => x - y),
+    );
     expect(replays.every((r) => r.same)).toBe(true);
 
     const before = await count();
@@ -443,7 +466,11 @@ describe('sendTest and deliveryOutcome', () => {
     await expectNotFound(deliveryOutcome(db.pool, { tenantId: tenant(), id: sent.deliveryId }));
     await expectNotFound(sendTest(db.pool, { tenantId: tenant(), subscriptionId: target }));
     await subscriptions.disable(db.pool, { tenantId: t, id: target });
-    await expectRule(sendTest(db.pool, { tenantId: t, subscriptionId: target }), 'subscriptionId', 'subscription_disabled');
+    await expectRule(
+      sendTest(db.pool, { tenantId: t, subscriptionId: target }),
+      'subscriptionId',
+      'subscription_disabled',
+    );
     await expectRule(sendTest(db.pool, { tenantId: t, subscriptionId: target, type: 'Bad Type' }), 'type', 'format');
     expect(await count('tenant_id = $1', [t])).toBe(1);
   });

@@ -176,11 +176,19 @@ describe('cleanup', () => {
         steps.push({ phase: p.phase, deliveries: p.deliveries, events: p.events });
       },
     });
-    expect(result).toMatchObject({ deliveries: 27, attempts: doomedAttempts, events: 26, complete: true, dryRun: false });
+    expect(result).toMatchObject({
+      deliveries: 27,
+      attempts: doomedAttempts,
+      events: 26,
+      complete: true,
+      dryRun: false,
+    });
     // 27 deliveries → 10, 10, 7; then 26 events → 10, 10, 6: six statements, none over 10 rows.
     expect(result.batches).toBe(6);
     expect(steps.map((p) => p.phase)).toEqual(['deliveries', 'deliveries', 'deliveries', 'events', 'events', 'events']);
-    const deltas = steps.map((p, i) => p.deliveries + p.events - (i === 0 ? 0 : steps[i - 1]!.deliveries + steps[i - 1]!.events));
+    const deltas = steps.map(
+      (p, i) => p.deliveries + p.events - (i === 0 ? 0 : steps[i - 1]!.deliveries + steps[i - 1]!.events),
+    );
     expect(deltas).toEqual([10, 10, 7, 10, 10, 6]);
 
     expect(new Set((await ids('deliveries', t)).map(Number))).toEqual(kept.deliveries);
@@ -198,7 +206,11 @@ describe('cleanup', () => {
     expect(live[0].n).toBe(3);
 
     // Nothing left to do: a second run deletes nothing.
-    expect(await cleanup(db.pool, { olderThanMs: RETENTION })).toMatchObject({ deliveries: 0, events: 0, complete: true });
+    expect(await cleanup(db.pool, { olderThanMs: RETENTION })).toMatchObject({
+      deliveries: 0,
+      events: 0,
+      complete: true,
+    });
   });
 
   it('stops after maxBatches or when aborted, and the next run finishes the job', async () => {

@@ -165,8 +165,8 @@ const ISO_RE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:
 /** A Date or ISO 8601 string → Date; undefined/null → null. */
 export function validateTime(value: unknown, field: string): Date | null {
   if (value === undefined || value === null) return null;
-  const date =
-    value instanceof Date ? value : typeof value === 'string' && ISO_RE.test(value.trim()) ? new Date(value) : null;
+  const text = typeof value === 'string' ? value.trim() : null;
+  const date = value instanceof Date ? value : text !== null && ISO_RE.test(text) ? new Date(text) : null;
   const year = date?.getUTCFullYear() ?? Number.NaN;
   if (!date || Number.isNaN(year) || year < 1 || year > 9999) {
     throw new ValidationError(

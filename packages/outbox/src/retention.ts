@@ -89,7 +89,7 @@ SELECT (SELECT count(*) FROM v)::int AS seen, (SELECT max(id) FROM v)::text AS l
 const DELETE_EVENTS = `WITH v AS (
   SELECT e.id FROM hookbox.events e
   WHERE e.id > $1::uuid AND e.fanned_out_at < $2::timestamptz
-    AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries d WHERE d.event_id = e.id AND d.status = 'pending')
+    AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries d WHERE d.event_id = e.id)
   ORDER BY e.id
   LIMIT $3
   FOR UPDATE SKIP LOCKED

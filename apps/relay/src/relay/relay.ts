@@ -95,8 +95,12 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   const recorder = new Recorder(db, logger);
   const signers = new SignerCache();
   const queue: ClaimedDelivery[] = [];
-  // A buffered claim is only started while its lease still covers a whole attempt.
-  const staleAfterMs = Math.max(0, options.leaseMs - options.requestTimeoutMs - 1_000);
+  const inFlightByOrigin = new Map<string, number>();
+  // A buffered claim is only started while its lease still covers a whole attempt, with a
+  // safety margin of up to 1 s — never all of the slack, or a lease only a little longer than
+  // the request timeout (valid config) would make every claim stale and nothing would be sent.
+  const slackMs = options.leaseMs - options.requestTimeoutMs;
+  const staleAfterMs = Math.max(0, slackMs - Math.min(1_000, slackMs / 2));
   const stats = { inFlight: 0, queued: 0, delivered: 0, attempts: 0 };
   let running = false;
   let stopping: Promise<void> | null = null;
@@ -205,17 +209,35 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     };
   }
 
+  /**
+   * Starts buffered deliveries up to the concurrency limit, at most `connectionsPerOrigin`
+   * at a time per endpoint origin: a slow or hanging endpoint holds its own slots, not
+   * everyone's, and its queued deliveries wait while other endpoints' go ahead.
+   */
   function startQueued(): void {
-    while (stats.inFlight < options.concurrency && queue.length > 0 && running) {
-      const d = queue.shift() as ClaimedDelivery;
+    let i = 0;
+    while (running && stats.inFlight < options.concurrency && i < queue.length) {
+      const d = queue[i] as ClaimedDelivery;
       if (performance.now() > d.claimedAt + staleAfterMs) {
         // Waited in the buffer so long that the lease could run out mid-request: leave the
         // row to its lease (it becomes due again) rather than risk a double delivery.
+        queue.splice(i, 1);
         logger.debug({ deliveryId: d.deliveryId }, 'claim too old to start; leaving it to its lease');
         continue;
       }
+      const origin = parseTarget(d.url)?.origin ?? '';
+      const busy = inFlightByOrigin.get(origin) ?? 0;
+      if (origin !== '' && busy >= options.connectionsPerOrigin) {
+        i++;
+        continue;
+      }
+      queue.splice(i, 1);
+      inFlightByOrigin.set(origin, busy + 1);
       stats.inFlight++;
       void deliver(d).finally(() => {
+        const left = (inFlightByOrigin.get(origin) ?? 1) - 1;
+        if (left > 0) inFlightByOrigin.set(origin, left);
+        else inFlightByOrigin.delete(origin);
         stats.inFlight--;
         stats.queued = queue.length;
         if (stats.inFlight === 0 && inFlightDrained) inFlightDrained();
