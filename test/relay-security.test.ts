@@ -170,7 +170,7 @@ describe('hostile responses', () => {
       db.pool,
       Array.from({ length: 40 }, (_, n) => ({ tenantId: t, type: 'fast.one', payload: { n } })),
     );
-    relay({ concurrency: 8, requestTimeoutMs: 3_000, leaseMs: 6_000, retry: { maxAttempts: 1 } });
+    relay({ concurrency: 8, requestTimeoutMs: 1_500, leaseMs: 4_000, retry: { maxAttempts: 1 } });
 
     // Every fast delivery lands while all four slow requests are still hanging.
     await rx.waitFor((all) => all.filter((r) => r.path === '/fast').length === 44, { what: '44 fast deliveries' });
@@ -186,5 +186,29 @@ describe('hostile responses', () => {
     expect(final.filter((d) => d.status === 'dead').map((d) => d.lastError?.split(':')[0])).toEqual(
       Array(4).fill('timeout'),
     );
+  });
+  // KNOWN GAP (reported): the relay has no per-endpoint in-flight limit (subscriptions.max_in_flight
+  // is not enforced), so once one endpoint holds more hanging requests than --concurrency, every
+  // other endpoint waits for those requests to time out. Remove `.fails` when that is fixed.
+  it.fails('a slow endpoint with more deliveries than --concurrency does not hold up the others', async () => {
+    const rx = await receiver();
+    rx.on('/slow-many', { hang: true });
+    const t = tenant();
+    await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/slow-many'), eventTypes: ['slow.*'] });
+    await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/fast-too'), eventTypes: ['fast.*'] });
+    await enqueueEvents(
+      db.pool,
+      Array.from({ length: 20 }, (_, n) => ({ tenantId: t, type: 'slow.one', payload: { n } })),
+    );
+    await enqueueEvents(
+      db.pool,
+      Array.from({ length: 20 }, (_, n) => ({ tenantId: t, type: 'fast.one', payload: { n } })),
+    );
+    relay({ concurrency: 4, requestTimeoutMs: 1_500, leaseMs: 4_000, retry: { maxAttempts: 1 } });
+
+    await rx.waitFor((all) => all.filter((r) => r.path === '/fast-too').length === 20, {
+      timeoutMs: 1_000,
+      what: 'the fast endpoint to get its 20 deliveries while the slow one hangs',
+    });
   });
 });

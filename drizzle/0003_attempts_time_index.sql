@@ -1,0 +1,1 @@
+CREATE INDEX "delivery_attempts_started_brin" ON "hookbox"."delivery_attempts" USING brin ("started_at");
