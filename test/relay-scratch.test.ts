@@ -1,0 +1,24 @@
+import { randomUUID } from 'node:crypto';
+import { subscriptions } from '@hookbox/outbox';
+import { afterAll, afterEach, expect, it } from 'vitest';
+import { useTestDatabase } from './harness/db.js';
+import { startReceiver } from './harness/receiver.js';
+import { deliveries, enqueueEvents, killCliRelays, spawnRelayCli, useCleanup } from './harness/relay.js';
+const db = useTestDatabase();
+const defer = useCleanup(afterEach);
+afterAll(killCliRelays);
+it('grace', async () => {
+  const rx = await startReceiver(); defer(() => rx.close());
+  rx.on('/g', { delayMs: 1500 });
+  const t = `t-${randomUUID().slice(0, 8)}`;
+  await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/g'), eventTypes: ['*'] });
+  await enqueueEvents(db.pool, Array.from({ length: 4 }, (_, n) => ({ tenantId: t, type: 'a.b', payload: { n } })));
+  const cli = spawnRelayCli(db.url, { concurrency: 4, lease: '5s', requestTimeout: '3s', shutdownGrace: '200ms' });
+  defer(() => cli.kill());
+  await rx.waitFor((all) => all.length >= 4, { timeoutMs: 20000 });
+  const t0 = Date.now();
+  cli.signal('SIGTERM');
+  const r = await Promise.race([cli.exit, new Promise((res) => setTimeout(() => res('timeout'), 8000))]);
+  console.log('exit', r, Date.now() - t0, cli.logs().map((l) => `${l.level} ${l.msg}`).join('\n'));
+  console.log(await deliveries(db.pool));
+});
