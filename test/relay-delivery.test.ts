@@ -12,7 +12,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { VERSION } from '../apps/relay/src/version.js';
 import { useTestDatabase } from './harness/db.js';
 import { type ReceivedRequest, startReceiver } from './harness/receiver.js';
-import { attempts, deliveries, enqueueEvents, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
+import {
+  attempts,
+  deliveries,
+  enqueueEvents,
+  startRelay,
+  useCleanup,
+  waitFor,
+  waitForAllFinal,
+} from './harness/relay.js';
 
 const db = useTestDatabase();
 const defer = useCleanup(afterEach);
@@ -30,7 +38,11 @@ function relay(overrides: Parameters<typeof startRelay>[1] = {}) {
   return r;
 }
 
-function signatureHeaders(req: ReceivedRequest): Record<string, string> {
+function signatureHeaders(req: ReceivedRequest): {
+  'webhook-id': string;
+  'webhook-timestamp': string;
+  'webhook-signature': string;
+} {
   return {
     'webhook-id': String(req.headers['webhook-id']),
     'webhook-timestamp': String(req.headers['webhook-timestamp']),
@@ -91,7 +103,12 @@ describe('the request', () => {
       eventTypes: ['order.*'],
       headers: { 'x-api-key': 'k-123', 'x-tenant': t },
     });
-    const payload = { orderId: 42, items: [{ sku: 'a', qty: 2 }], note: 'ünïcödé "quoted" \\ slash', nested: { ok: true } };
+    const payload = {
+      orderId: 42,
+      items: [{ sku: 'a', qty: 2 }],
+      note: 'ünïcödé "quoted" \\ slash',
+      nested: { ok: true },
+    };
     const [id] = await enqueueEvents(db.pool, [{ tenantId: t, type: 'order.paid', payload }]);
     relay();
 
@@ -137,7 +154,11 @@ describe('the request', () => {
       eventTypes: ['*'],
       secret: oldSecret,
     });
-    const rotated = await subscriptions.rotateSecret(db.pool, { tenantId: t, id: sub.id, previousSecretTtlMs: 3_600_000 });
+    const rotated = await subscriptions.rotateSecret(db.pool, {
+      tenantId: t,
+      id: sub.id,
+      previousSecretTtlMs: 3_600_000,
+    });
     expect(rotated.secret).not.toBe(oldSecret);
     const [first] = await enqueueEvents(db.pool, [{ tenantId: t, type: 'a.b', payload: { n: 1 } }]);
     const r = relay();
@@ -204,7 +225,9 @@ describe('matching', () => {
       );
       for (const e of list) {
         for (const [name, ps] of Object.entries(patterns)) {
-          const match = ps.some((p) => p === '*' || p === e.type || (p.endsWith('.*') && e.type.startsWith(p.slice(0, -1))));
+          const match = ps.some(
+            (p) => p === '*' || p === e.type || (p.endsWith('.*') && e.type.startsWith(p.slice(0, -1))),
+          );
           if (match) expected.set(`/iso/${t}/${name}`, (expected.get(`/iso/${t}/${name}`) ?? 0) + 1);
         }
       }
@@ -228,9 +251,9 @@ describe('matching', () => {
       const body = envelope(req);
       expect(body.data.tenant).toBe(pathTenant);
       const ps = patterns[name!]!;
-      expect(ps.some((p) => p === '*' || p === body.type || (p.endsWith('.*') && body.type.startsWith(p.slice(0, -1))))).toBe(
-        true,
-      );
+      expect(
+        ps.some((p) => p === '*' || p === body.type || (p.endsWith('.*') && body.type.startsWith(p.slice(0, -1)))),
+      ).toBe(true);
       const key = `${req.path} ${req.headers['webhook-id']}`;
       expect(seen.has(key)).toBe(false);
       seen.add(key);
@@ -273,7 +296,9 @@ describe('matching', () => {
     expect(first).toHaveLength(5);
     // Many polls later, nothing was re-claimed: same marks, still one delivery, one request.
     await new Promise((r) => setTimeout(r, 200));
-    expect((await fanned()).map((r) => r.fanned_out_at?.getTime())).toEqual(first.map((r) => r.fanned_out_at?.getTime()));
+    expect((await fanned()).map((r) => r.fanned_out_at?.getTime())).toEqual(
+      first.map((r) => r.fanned_out_at?.getTime()),
+    );
     const ds = await deliveries(db.pool, 'event_id = ANY($1)', [ids]);
     expect(ds.map((d) => [d.eventId, d.status])).toEqual([[ids[1], 'succeeded']]);
     expect(rx.requests().map((r) => r.path)).toEqual(['/invoices']);

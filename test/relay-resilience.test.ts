@@ -79,7 +79,12 @@ describe('a relay process killed with SIGKILL mid-batch', () => {
       intervalMs: 5,
       what: 'some deliveries done and others in flight',
     });
-    const inFlightAtKill = new Set(rx.requests().filter((r) => r.closedAt === null).map(key));
+    const inFlightAtKill = new Set(
+      rx
+        .requests()
+        .filter((r) => r.closedAt === null)
+        .map(key),
+    );
     await first.kill();
     const receivedBeforeKill = new Set(rx.requests().map(key));
     const recordedBeforeKill = await succeededKeys(db.pool, t);
@@ -158,6 +163,42 @@ describe('SIGTERM to a relay process', () => {
   });
 });
 
+describe('SIGTERM past the shutdown grace period', () => {
+  it('cuts what is still in flight, records it for a retry, and exits 0', async () => {
+    const rx = await receiver();
+    rx.on('/late', { delayMs: 1_500 });
+    const t = tenant();
+    await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/late'), eventTypes: ['*'] });
+    const ids = await enqueueEvents(
+      db.pool,
+      Array.from({ length: 4 }, (_, n) => ({ tenantId: t, type: 'order.placed', payload: { n } })),
+    );
+    const cli = spawnRelayCli(db.url, { concurrency: 4, lease: '5s', requestTimeout: '3s', shutdownGrace: '200ms' });
+    defer(() => cli.kill());
+    await rx.waitFor((all) => all.length >= 4, { timeoutMs: 20_000, what: '4 requests in flight' });
+    cli.signal('SIGTERM');
+    const exit = await Promise.race([cli.exit, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(cli.logs().map((l) => String(l.msg))).toContain('grace period over; aborting in-flight deliveries');
+
+    // The cut attempts are in the log and due for a retry; nothing waits for a lease to lapse.
+    const rows = await deliveries(db.pool, 'tenant_id = $1', [t]);
+    expect(rows).toHaveLength(4);
+    for (const d of rows) {
+      expect(d).toMatchObject({ status: 'pending', attempts: 1, lockedUntil: null });
+      expect(d.lastError).toMatch(/^network/);
+    }
+    rx.on('/late', {});
+    const again = spawnRelayCli(db.url, { exitWhenIdle: true });
+    defer(() => again.kill());
+    expect((await again.exit).code).toBe(0);
+    const final = await deliveries(db.pool, 'tenant_id = $1', [t]);
+    expect(final.map((d) => [d.status, d.attempts])).toEqual(Array(4).fill(['succeeded', 2]));
+    const counts = countBy(rx.requests());
+    expect([...counts.keys()].sort()).toEqual(ids.map((id) => `/late ${id}`).sort());
+  });
+});
+
 describe('Postgres trouble under a running relay', () => {
   it('carries on when its database connections are terminated again and again', async () => {
     const rx = await receiver();
@@ -229,16 +270,19 @@ describe('Postgres trouble under a running relay', () => {
     const rx = await receiver();
     const t = tenant();
     await subscriptions.create(pool, { tenantId: t, url: rx.url('/restart'), eventTypes: ['*'] });
-    const relay = startRelay(url, { leaseMs: 1_500, requestTimeoutMs: 500 });
+    // The first events are answered slowly, so the server goes down while they are in
+    // flight: their outcomes must wait in the relay and be recorded after the restart.
+    rx.on('/restart', (req) => (JSON.parse(req.body).type === 'before' ? { delayMs: 400 } : {}));
+    const relay = startRelay(url, { leaseMs: 5_000, requestTimeoutMs: 1_000 });
     defer(() => relay.stop());
     const ids = await enqueueEvents(
       pool,
       Array.from({ length: 10 }, (_, n) => ({ tenantId: t, type: 'before', payload: { n } })),
     );
-    await rx.waitFor((all) => all.length >= 10, { what: 'the events before the restart' });
+    await rx.waitFor((all) => all.length >= 10, { what: 'the events before the restart, in flight' });
 
     await server.stop();
-    await new Promise((r) => setTimeout(r, 300));
+    await rx.waitFor(() => rx.inFlight === 0, { what: 'the in-flight answers, while the server is down' });
     await server.start();
 
     // The pool's old connections are dead; retry the first write until one gets through.
@@ -254,6 +298,12 @@ describe('Postgres trouble under a running relay', () => {
     await waitForAllFinal(pool, { tenants: [t], atLeast: 20, timeoutMs: 20_000 });
     const final = await deliveries(pool);
     expect(final.map((d) => d.status)).toEqual(Array(20).fill('succeeded'));
+    // It lost its connections, said so, and carried on.
+    expect(relay.logs.lines.some((l) => (l.level as number) >= 40)).toBe(true);
+    expect(relay.relay.stats.delivered).toBeGreaterThanOrEqual(20);
     expect([...new Set(rx.requests().map((r) => r.headers['webhook-id']))].sort()).toEqual([...ids].sort());
+    // Nothing was re-sent: the answers learned while the server was down were kept and recorded.
+    expect(rx.requests()).toHaveLength(20);
+    expect(final.every((d) => d.attempts === 1)).toBe(true);
   });
 });

@@ -164,6 +164,28 @@ describe('410 Gone', () => {
   });
 });
 
+describe('410 Gone with deliveries already claimed', () => {
+  it('sends nothing more to the endpoint once it has said Gone', async () => {
+    const rx = await receiver();
+    rx.on('/gone-now', { status: 410 });
+    const t = tenant();
+    const sub = await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/gone-now'), eventTypes: ['*'] });
+    await enqueueEvents(
+      db.pool,
+      [1, 2, 3, 4].map((n) => ({ tenantId: t, type: 'x.y', payload: { n } })),
+    );
+    // One request at a time: the relay still claims ahead, so later deliveries sit in its queue.
+    relay({ concurrency: 1 });
+
+    const final = await waitForAllFinal(db.pool, { tenants: [t], atLeast: 1 });
+    expect((await subscriptions.get(db.pool, { tenantId: t, id: sub.id })).active).toBe(false);
+    expect(final.filter((d) => d.status === 'dead').map((d) => d.lastStatus)).toEqual([410]);
+    expect(final.filter((d) => d.status !== 'dead').every((d) => d.status === 'cancelled')).toBe(true);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(rx.requests('/gone-now')).toHaveLength(1);
+  });
+});
+
 describe('429 Too Many Requests', () => {
   it('honours Retry-After: 1 instead of the millisecond schedule', async () => {
     const rx = await receiver();

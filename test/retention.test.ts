@@ -7,10 +7,10 @@
  * does the same in the background and stops cleanly.
  */
 import { randomUUID } from 'node:crypto';
-import { cleanup, subscriptions, ValidationError } from '@hookbox/outbox';
+import { cleanup, FRONTIER_MARGIN_MS, subscriptions, ValidationError } from '@hookbox/outbox';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../apps/relay/src/logger.js';
 import { startPeriodicCleanup } from '../apps/relay/src/relay/cleanup.js';
 import { useTestDatabase } from './harness/db.js';
@@ -18,6 +18,10 @@ import { LogBuffer, useCleanup, waitFor } from './harness/relay.js';
 
 const db = useTestDatabase();
 const defer = useCleanup(afterEach);
+// Every test starts from empty tables: rows are inserted in time order, as in real life.
+beforeEach(async () => {
+  await db.pool.query('TRUNCATE hookbox.delivery_attempts, hookbox.deliveries, hookbox.events');
+});
 const DAY = 24 * 60 * 60 * 1000;
 const RETENTION = 30 * DAY;
 const OLD = 40 * DAY;
@@ -130,27 +134,27 @@ describe('cleanup', () => {
       kept.events.add(e);
       kept.deliveries.add(await delivery(e, s, t, OLD, { status: 'pending', kind }));
     }
-    // Old event with an old finished delivery and a recent one (a replay): the old one goes, the rest stays.
+    // Old event with an old finished delivery (goes) and, below, a recent one (a replay): it stays.
     const e6 = await event(t, OLD);
     kept.events.add(e6);
     doomed.deliveries.add(await delivery(e6, s, t, OLD, { status: 'dead', completedAgoMs: OLD }));
-    kept.deliveries.add(await delivery(e6, s, t, DAY, { status: 'succeeded', completedAgoMs: DAY }));
     // A delivery created long ago that finished only recently: stays.
     const e7 = await event(t, OLD);
     kept.events.add(e7);
     kept.deliveries.add(await delivery(e7, s, t, OLD, { status: 'dead', completedAgoMs: 29 * DAY }));
-    // Recent event and delivery: stay.
-    const e8 = await event(t, DAY);
-    kept.events.add(e8);
-    kept.deliveries.add(await delivery(e8, s, t, DAY, { status: 'succeeded', completedAgoMs: DAY }));
     // Old event still waiting for fan-out: stays.
     kept.events.add(await event(t, OLD, false));
     // Volume for several batches: 23 more old events with one old succeeded delivery each.
     const before = new Set(await ids('deliveries', t));
+    const eventsBefore = new Set([...doomed.events, ...kept.events]);
     await oldFinished(t, s, 23, 1);
     for (const id of await ids('deliveries', t)) if (!before.has(id)) doomed.deliveries.add(Number(id));
-    const eventsBefore = new Set([...doomed.events, ...kept.events]);
     for (const id of await ids('events', t)) if (!eventsBefore.has(id)) doomed.events.add(id);
+    // Then, inserted later as in real life: the recent replay of e6, and a recent event and delivery.
+    kept.deliveries.add(await delivery(e6, s, t, DAY, { status: 'succeeded', completedAgoMs: DAY }));
+    const e8 = await event(t, DAY);
+    kept.events.add(e8);
+    kept.deliveries.add(await delivery(e8, s, t, DAY, { status: 'succeeded', completedAgoMs: DAY }));
     expect(doomed.deliveries.size).toBe(27);
     expect(doomed.events.size).toBe(26);
     const doomedAttempts = 2 + 3 + 0 + 2 + 23;
@@ -183,13 +187,15 @@ describe('cleanup', () => {
       complete: true,
       dryRun: false,
     });
-    // 27 deliveries → 10, 10, 7; then 26 events → 10, 10, 6: six statements, none over 10 rows.
-    expect(result.batches).toBe(6);
-    expect(steps.map((p) => p.phase)).toEqual(['deliveries', 'deliveries', 'deliveries', 'events', 'events', 'events']);
+    // Each statement reads the next 10 rows and deletes the old finished ones among them:
+    // 33 deliveries → 6 + 10 + 10 + 1 deleted; 33 events → 4 + 10 + 10 + 2. The 4th window of
+    // each reaches the recent rows (and the end of the table): the phase ends there.
+    expect(result.batches).toBe(8);
+    expect(steps.map((p) => p.phase)).toEqual([...Array(4).fill('deliveries'), ...Array(4).fill('events')]);
     const deltas = steps.map(
       (p, i) => p.deliveries + p.events - (i === 0 ? 0 : steps[i - 1]!.deliveries + steps[i - 1]!.events),
     );
-    expect(deltas).toEqual([10, 10, 7, 10, 10, 6]);
+    expect(deltas).toEqual([6, 10, 10, 1, 4, 10, 10, 2]);
 
     expect(new Set((await ids('deliveries', t)).map(Number))).toEqual(kept.deliveries);
     expect(new Set(await ids('events', t))).toEqual(kept.events);
@@ -211,6 +217,30 @@ describe('cleanup', () => {
       events: 0,
       complete: true,
     });
+  });
+
+  it('reads only the old part of the tables: each phase stops at the first row well past the cutoff', async () => {
+    const t = `t-${randomUUID().slice(0, 8)}`;
+    const s = await sub(t);
+    await oldFinished(t, s, 5);
+    // Just inside the margin: still walked (and kept).
+    const edge = await event(t, RETENTION - FRONTIER_MARGIN_MS / 2);
+    await delivery(edge, s, t, RETENTION - FRONTIER_MARGIN_MS / 2, { status: 'succeeded', completedAgoMs: DAY });
+    for (let i = 0; i < 40; i++) {
+      const e = await event(t, DAY);
+      await delivery(e, s, t, DAY, { status: 'succeeded', completedAgoMs: DAY }, 0);
+    }
+    const steps: string[] = [];
+    const result = await cleanup(db.pool, {
+      olderThanMs: RETENTION,
+      batchSize: 3,
+      onBatch: (p) => void steps.push(p.phase),
+    });
+    // 5 old + 1 edge row: two full windows; the third reaches a row created a day ago and ends
+    // the phase. Without the frontier each phase would walk all 46 rows (16 statements each).
+    expect(result).toMatchObject({ deliveries: 5, events: 5, complete: true });
+    expect(steps).toEqual([...Array(3).fill('deliveries'), ...Array(3).fill('events')]);
+    expect((await ids('deliveries', t)).length).toBe(41);
   });
 
   it('stops after maxBatches or when aborted, and the next run finishes the job', async () => {

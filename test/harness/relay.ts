@@ -20,7 +20,11 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** Polls `check` until it returns something other than undefined/false; bounded. */
 export async function waitFor<T>(
   check: () => T | undefined | false | Promise<T | undefined | false>,
-  { timeoutMs = 10_000, intervalMs = 20, what = 'a condition' }: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+  {
+    timeoutMs = 10_000,
+    intervalMs = 20,
+    what = 'a condition',
+  }: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -109,6 +113,9 @@ export function startRelay(
     stop() {
       stopped ??= (async () => {
         await relay.stop();
+        // The relay's listener is gone now; pg-pool's end() resolves before its clients'
+        // sockets close, so a server going away right after must not be an uncaught error.
+        pool.on('error', () => {});
         await pool.end();
       })();
       return stopped;

@@ -52,7 +52,7 @@ export type {
 } from './replay.js';
 export { deliveryOutcome, recoverDead, replayEvent, retryDelivery, sendTest, TEST_EVENT_TYPE } from './replay.js';
 export type { CleanupInput, CleanupProgress, CleanupResult } from './retention.js';
-export { CLEANUP_DEFAULTS, cleanup } from './retention.js';
+export { CLEANUP_DEFAULTS, cleanup, FRONTIER_MARGIN_MS } from './retention.js';
 export type { Delivery, DeliveryAttempt, DeliveryStatus, EventRow, Subscription } from './schema.js';
 export * as schema from './schema.js';
 export { GENERATED_SECRET_BYTES, generateSecret, MAX_SECRET_BYTES, MIN_SECRET_BYTES, parseSecret } from './secret.js';

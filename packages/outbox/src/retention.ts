@@ -1,8 +1,9 @@
 /**
  * Retention: deletes finished deliveries (with their attempts) and fanned-out events once
  * they are older than the cutoff, in bounded batches. Each batch is its own short statement
- * (`DELETE … WHERE id IN (the next n ids)`), walks forward by primary key, and skips rows
- * another transaction holds, so cleanup never takes a long lock or scans the table twice.
+ * that reads at most `batchSize` rows (the next ones by primary key) and deletes the eligible
+ * ones among them; rows another transaction holds are skipped, so cleanup never takes a
+ * long lock, never waits on a relay, and never scans a table in one go.
  *
  * What is never deleted: a `pending` delivery (due, waiting for a retry, or leased by a
  * relay), and an event that still has any delivery at all (so a recent delivery of an old
@@ -18,7 +19,7 @@ export interface CleanupInput {
    * this, and events fanned out longer ago, are deleted. Required; 0 to 100 years.
    */
   olderThanMs: number;
-  /** Rows per DELETE statement, 1..10,000. Default 1,000. */
+  /** Rows each DELETE statement reads (and so deletes at most), 1..10,000. Default 1,000. */
   batchSize?: number;
   /** Only count what a complete run would delete; delete nothing. Default false. */
   dryRun?: boolean;
@@ -64,39 +65,51 @@ const finished = (p: string) => `status IN ('succeeded', 'dead', 'cancelled') AN
 /** Longest retention accepted: 100 years (anything longer is a unit mistake). */
 const MAX_RETENTION_MS = 100 * 365 * 24 * 60 * 60 * 1000;
 
-// The next batch of old finished deliveries after the cursor; their attempts go in the same
-// statement (and would by cascade anyway: deleting them here lets us count them). The outer
-// `status <> 'pending'` is rechecked on the row version being deleted. Final states never
-// return to pending, so it cannot fail today; it is there so no future path can make this
+// Each batch statement reads the next `batchSize` rows after the cursor in primary-key order
+// (never more, however young the rest of the table is), and deletes those of them that are
+// eligible. Rows another transaction holds are skipped, not waited for (the next run gets
+// them); pending deliveries are never locked at all, so a relay's claim never waits on us.
+//
+// The walk stops at the first row created more than FRONTIER_MARGIN_MS after the cutoff.
+// Ids grow with insertion time (an identity for deliveries, a UUIDv7 for events) and
+// created_at is the inserting transaction's start, so no later row can be old enough: the
+// margin covers long transactions and clock skew between service hosts and the database.
+// A run thus reads the old part of each table, not the whole table.
+
+// Attempts go in the same statement (they would by cascade anyway: deleting them here lets
+// us count them). The outer `status <> 'pending'` is rechecked on the row version being
+// deleted: final states never return to pending, but no future path should make this
 // statement delete a live row.
-const DELETE_DELIVERIES = `WITH v AS (
-  SELECT id FROM hookbox.deliveries
-  WHERE id > $1::bigint AND ${finished('$2')}
-  ORDER BY id
-  LIMIT $3
-  FOR UPDATE SKIP LOCKED
+const DELETE_DELIVERIES = `WITH w AS (
+  SELECT id, created_at FROM hookbox.deliveries WHERE id > $1::bigint ORDER BY id LIMIT $3
+), v AS (
+  SELECT d.id FROM hookbox.deliveries d JOIN w ON w.id = d.id
+  WHERE ${finished('$2')}
+  FOR UPDATE OF d SKIP LOCKED
 ), a AS (
   DELETE FROM hookbox.delivery_attempts WHERE delivery_id IN (SELECT id FROM v) RETURNING 1
 ), d AS (
   DELETE FROM hookbox.deliveries x USING v WHERE x.id = v.id AND x.status <> 'pending' RETURNING 1
 )
-SELECT (SELECT count(*) FROM v)::int AS seen, (SELECT max(id) FROM v)::text AS last_id,
+SELECT (SELECT count(*) FROM w)::int AS seen, (SELECT max(id) FROM w)::text AS last_id,
+  coalesce((SELECT bool_or(created_at >= $2::timestamptz + $4::float8 * interval '1 ms') FROM w), false) AS past,
   (SELECT count(*) FROM d)::int AS deliveries, (SELECT count(*) FROM a)::int AS attempts`;
 
-// Old fanned-out events with no delivery left. Events still waiting for fan-out have a null
-// fanned_out_at and never match. SKIP LOCKED passes over an event whose row a replay is
-// referencing right now (the foreign-key check holds a key-share lock on it).
-const DELETE_EVENTS = `WITH v AS (
-  SELECT e.id FROM hookbox.events e
-  WHERE e.id > $1::uuid AND e.fanned_out_at < $2::timestamptz
+// Old fanned-out events with no delivery left. Events waiting for fan-out have a null
+// fanned_out_at and never match. SKIP LOCKED also passes over an event a replay is inserting
+// a delivery for right now (its foreign-key check holds a key-share lock on the event).
+const DELETE_EVENTS = `WITH w AS (
+  SELECT id, created_at FROM hookbox.events WHERE id > $1::uuid ORDER BY id LIMIT $3
+), v AS (
+  SELECT e.id FROM hookbox.events e JOIN w ON w.id = e.id
+  WHERE e.fanned_out_at < $2::timestamptz
     AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries d WHERE d.event_id = e.id)
-  ORDER BY e.id
-  LIMIT $3
-  FOR UPDATE SKIP LOCKED
+  FOR UPDATE OF e SKIP LOCKED
 ), x AS (
   DELETE FROM hookbox.events e USING v WHERE e.id = v.id AND e.fanned_out_at < $2::timestamptz RETURNING 1
 )
-SELECT (SELECT count(*) FROM v)::int AS seen, (SELECT id FROM v ORDER BY id DESC LIMIT 1)::text AS last_id,
+SELECT (SELECT count(*) FROM w)::int AS seen, (SELECT id FROM w ORDER BY id DESC LIMIT 1)::text AS last_id,
+  coalesce((SELECT bool_or(created_at >= $2::timestamptz + $4::float8 * interval '1 ms') FROM w), false) AS past,
   (SELECT count(*) FROM x)::int AS events`;
 
 // A dry run counts in one read-only statement: it takes no row locks, so it blocks nobody.
@@ -114,6 +127,9 @@ SELECT (SELECT count(*) FROM v)::float8 AS deliveries,
   )::float8 AS events`;
 
 const MIN_UUID = '00000000-0000-0000-0000-000000000000';
+
+/** How far past the cutoff (by created_at) the walk goes before it stops; see above. */
+export const FRONTIER_MARGIN_MS = 60 * 60 * 1000;
 
 function wholeNumber(value: unknown, field: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
@@ -169,23 +185,24 @@ export async function cleanup(executor: Executor, input: CleanupInput): Promise<
   let cursor = '0';
   for (;;) {
     if (stopped()) return done(false);
-    const r = (await runQuery(executor, DELETE_DELIVERIES, [cursor, cutoffText, batchSize]))[0] ?? {};
+    const r =
+      (await runQuery(executor, DELETE_DELIVERIES, [cursor, cutoffText, batchSize, FRONTIER_MARGIN_MS]))[0] ?? {};
     totals.batches++;
     totals.deliveries += Number(r.deliveries);
     totals.attempts += Number(r.attempts);
     await input.onBatch?.({ phase: 'deliveries', ...totals });
-    if (Number(r.seen) < batchSize) break;
+    if (Number(r.seen) < batchSize || r.past === true) break;
     cursor = String(r.last_id);
   }
 
   cursor = MIN_UUID;
   for (;;) {
     if (stopped()) return done(false);
-    const r = (await runQuery(executor, DELETE_EVENTS, [cursor, cutoffText, batchSize]))[0] ?? {};
+    const r = (await runQuery(executor, DELETE_EVENTS, [cursor, cutoffText, batchSize, FRONTIER_MARGIN_MS]))[0] ?? {};
     totals.batches++;
     totals.events += Number(r.events);
     await input.onBatch?.({ phase: 'events', ...totals });
-    if (Number(r.seen) < batchSize) break;
+    if (Number(r.seen) < batchSize || r.past === true) break;
     cursor = String(r.last_id);
   }
   return done(true);

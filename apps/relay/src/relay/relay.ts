@@ -94,6 +94,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     });
   const recorder = new Recorder(db, logger);
   const signers = new SignerCache();
+  // Subscriptions this relay disabled (410 Gone) -> performance.now() when the disable was
+  // decided and again when it committed. Claims taken before that were loaded with
+  // active = true and may still sit in the queue; they must not be sent.
+  const goneAt = new Map<string, number>();
   const queue: ClaimedDelivery[] = [];
   const inFlightByOrigin = new Map<string, number>();
   // A buffered claim is only started while its lease still covers a whole attempt, with a
@@ -216,13 +220,16 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
    */
   function startQueued(): void {
     let i = 0;
+    const stale: ClaimedDelivery[] = [];
     while (running && stats.inFlight < options.concurrency && i < queue.length) {
       const d = queue[i] as ClaimedDelivery;
       if (performance.now() > d.claimedAt + staleAfterMs) {
-        // Waited in the buffer so long that the lease could run out mid-request: leave the
-        // row to its lease (it becomes due again) rather than risk a double delivery.
+        // Waited in the buffer so long that the lease could run out mid-request: hand the
+        // row back (due now, attempt count restored) rather than risk a double delivery.
+        // Left to its lease instead, it would wait out the lease and its re-claim would count
+        // an attempt that was never made, eating into the retry budget.
         queue.splice(i, 1);
-        logger.debug({ deliveryId: d.deliveryId }, 'claim too old to start; leaving it to its lease');
+        stale.push(d);
         continue;
       }
       const origin = parseTarget(d.url)?.origin ?? '';
@@ -246,6 +253,12 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       });
     }
     stats.queued = queue.length;
+    if (stale.length > 0) {
+      logger.debug({ deliveries: stale.length }, 'claims too old to start; releasing them');
+      void pRetry(() => releaseClaims(db, stale), dbRetry('release')).catch((err) =>
+        logger.warn({ err }, 'could not release stale claims; their leases will expire'),
+      );
+    }
   }
 
   function finalOutcome(d: ClaimedDelivery, status: Outcome['status'], errorClass: string, message: string): Outcome {
@@ -273,7 +286,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       tenantId: d.tenantId,
       attempt: d.attempt,
     };
-    if (!d.active) {
+    const gone = goneAt.get(d.subscriptionId);
+    if (!d.active || (gone !== undefined && d.claimedAt <= gone)) {
       recorder.add(finalOutcome(d, 'cancelled', 'cancelled', 'subscription is disabled'));
       observer.outcome?.(d, 'cancelled');
       return;
@@ -343,10 +357,12 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       case 'disable': {
         logger.warn({ ...log, status: statusCode, durationMs }, `subscription disabled: ${decision.reason}`);
         observer.outcome?.(d, 'disabled');
+        goneAt.set(d.subscriptionId, performance.now());
         await pRetry(
           () => disableSubscription(db, d.subscriptionId, decision.reason, d.deliveryId),
           dbRetry('disable'),
         ).catch((err) => logger.error({ err, ...log }, 'could not disable subscription'));
+        goneAt.set(d.subscriptionId, performance.now());
         break;
       }
     }
@@ -397,14 +413,26 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       // Let an in-progress claim land so its rows are either started or released.
       while (claiming) await new Promise((r) => setTimeout(r, 5));
       const unstarted = queue.splice(0);
-      if (stats.inFlight > 0) {
-        logger.info({ inFlight: stats.inFlight, graceMs: options.shutdownGraceMs }, 'waiting for in-flight deliveries');
-        await Promise.race([
+      const inFlightIdle = (ms: number) =>
+        Promise.race([
           new Promise<void>((r) => {
             inFlightDrained = r;
+            if (stats.inFlight === 0) r();
           }),
-          new Promise((r) => setTimeout(r, options.shutdownGraceMs).unref()),
+          new Promise((r) => setTimeout(r, ms).unref()),
         ]);
+      if (stats.inFlight > 0) {
+        logger.info({ inFlight: stats.inFlight, graceMs: options.shutdownGraceMs }, 'waiting for in-flight deliveries');
+        await inFlightIdle(options.shutdownGraceMs);
+      }
+      if (!dispatcher && stats.inFlight > 0) {
+        // Past the grace period, cut what is still in flight *before* the last recorder drain:
+        // the cut attempts are recorded (as retries) while the pool is still open. Recording
+        // them after stop() returned would retry forever against a closed pool and keep the
+        // process alive.
+        logger.warn({ inFlight: stats.inFlight }, 'grace period over; aborting in-flight deliveries');
+        await (agent as Agent).destroy().catch(() => {});
+        await inFlightIdle(1_000);
       }
       await recorder.drain();
       if (unstarted.length > 0) {
@@ -414,12 +442,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         });
         logger.info({ released }, 'released claims that were not started');
       }
-      if (!dispatcher) {
-        // Past the grace period, cut what is still in flight: its lease will expire and
-        // another relay (or the next start) redelivers it.
-        const a = agent as Agent;
-        await (stats.inFlight > 0 ? a.destroy() : a.close()).catch(() => {});
-      }
+      if (!dispatcher) await (agent as Agent).close().catch(() => {});
       logger.info({ delivered: stats.delivered, attempts: stats.attempts }, 'relay stopped');
       db.off('error', onPoolError);
       resolveDone();

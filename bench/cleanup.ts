@@ -1,0 +1,329 @@
+/**
+ * Does retention stall delivery? Seeds ~1,000,000 old finished deliveries (with their
+ * events and attempts), then keeps a relay busy with a steady stream of fresh events to a
+ * local receiver and compares its deliveries/s without cleanup, while the relay's periodic
+ * cleanup deletes the old rows, and again afterwards; reports how long the cleanup took.
+ *
+ *   npx tsx bench/cleanup.ts [--rows 1000000] [--window 20] [--batch-size 500] [--pause 50]
+ *
+ * Processes: this one (PostgreSQL setup, producer, report), a relay child (the relay plus
+ * startPeriodicCleanup, as `hookbox relay` would run them) and a receiver child. Only
+ * 127.0.0.1 traffic. Uses DATABASE_URL when set (it writes ~3M rows there: use a scratch
+ * database), else an embedded PostgreSQL with durable settings, removed at the end.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { cpus } from 'node:os';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { startEmbeddedPostgres } from '@hookbox/devdb';
+import { createOutbox, subscriptions } from '@hookbox/outbox';
+import pg from 'pg';
+import { resolveRelayConfig } from '../apps/relay/src/config.js';
+import { createLogger } from '../apps/relay/src/logger.js';
+import { migrate } from '../apps/relay/src/migrate.js';
+import { startPeriodicCleanup } from '../apps/relay/src/relay/cleanup.js';
+import { createRelay } from '../apps/relay/src/relay/relay.js';
+
+const self = fileURLToPath(import.meta.url);
+const { values: args } = parseArgs({
+  options: {
+    role: { type: 'string', default: 'main' },
+    rows: { type: 'string', default: '1000000' },
+    window: { type: 'string', default: '20' },
+    'batch-size': { type: 'string', default: '500' },
+    pause: { type: 'string', default: '50' },
+    'max-cleanup': { type: 'string', default: '240' },
+  },
+});
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const DAY = 24 * 60 * 60 * 1000;
+
+type Msg = { type: string; [k: string]: unknown };
+
+function nextMessage(child: ChildProcess, type: string, timeoutMs = 60_000): Promise<Msg> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "${type}" from child within ${timeoutMs} ms`)), timeoutMs);
+    const on = (m: Msg) => {
+      if (m.type !== type) return;
+      clearTimeout(timer);
+      child.off('message', on);
+      resolve(m);
+    };
+    child.on('message', on);
+  });
+}
+
+// ---- receiver child: answers 204, counts -------------------------------------------------
+
+function receiverMain(): void {
+  let count = 0;
+  const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      count++;
+      res.writeHead(204).end();
+    });
+  });
+  server.listen(0, '127.0.0.1', () => process.send?.({ type: 'ready', port: (server.address() as AddressInfo).port }));
+  process.on('message', (m: Msg) => {
+    if (m.type === 'count') process.send?.({ type: 'count', count, at: performance.timeOrigin + performance.now() });
+    if (m.type === 'exit') server.close(() => process.exit(0));
+  });
+}
+
+// ---- relay child: the relay, and on request the periodic cleanup ---------------------------
+
+function relayMain(): void {
+  const url = process.env.BENCH_URL as string;
+  const { options } = resolveRelayConfig(
+    { databaseUrl: url, allowPrivateNetwork: ['127.0.0.0/8'], logLevel: 'warn' },
+    {},
+    'hookbox-bench',
+  );
+  // Cleanup's summary line comes back to the parent; everything else at warn goes to stderr.
+  const sink = new (class extends Writable {
+    override _write(chunk: Buffer, _e: BufferEncoding, cb: () => void) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line.trim()) continue;
+        const rec = JSON.parse(line) as Record<string, unknown>;
+        if (rec.part === 'cleanup') process.send?.({ type: 'cleanup-log', rec });
+        else if (Number(rec.level) >= 40) process.stderr.write(`${line}\n`);
+      }
+      cb();
+    }
+  })();
+  const logger = createLogger('info', sink);
+  // As `hookbox relay` builds its pool (apps/relay/src/commands/relay.ts).
+  const db = new pg.Pool({
+    connectionString: url,
+    max: 4,
+    application_name: 'hookbox-relay',
+    options: '-c synchronous_commit=off',
+  });
+  const relay = createRelay({ db, logger: logger.child({ part: 'relay' }), options });
+  relay.start();
+  let periodic: { stop(): Promise<void> } | null = null;
+  process.on('message', async (m: Msg) => {
+    if (m.type === 'start-cleanup') {
+      periodic = startPeriodicCleanup({
+        db,
+        logger,
+        olderThanMs: 30 * DAY,
+        intervalMs: 3_600_000,
+        batchSize: Number(m.batchSize),
+        pauseMs: Number(m.pauseMs),
+      });
+    }
+    if (m.type === 'exit') {
+      await periodic?.stop();
+      await relay.stop();
+      await db.end();
+      process.exit(0);
+    }
+  });
+  process.send?.({ type: 'ready' });
+}
+
+// ---- main ------------------------------------------------------------------------------
+
+// UUIDv7 of a given time (the format of hookbox.uuid_v7()), so old events sort as old.
+const UUID_V7_AT = (ts: string) => `encode(set_bit(set_bit(
+  overlay(uuid_send(gen_random_uuid())
+          PLACING substring(int8send((extract(epoch FROM ${ts}) * 1000)::bigint) FROM 3) FROM 1 FOR 6),
+  52, 1), 53, 1), 'hex')::uuid`;
+
+async function seedOld(pool: pg.Pool, rows: number, subscriptionId: string): Promise<number> {
+  const started = performance.now();
+  // One event per delivery, 40–70 days old; 90% succeeded with one attempt, 10% dead with three.
+  await pool.query(
+    `INSERT INTO hookbox.events (id, tenant_id, type, payload, created_at, fanned_out_at)
+     SELECT ${UUID_V7_AT('ts')}, 'bench-old', 'message.new', '{"n":1,"text":"an old message"}', ts, ts + interval '1 second'
+     FROM (SELECT now() - interval '70 days' + g * (interval '30 days' / $1::int) AS ts
+           FROM generate_series(1, $1::int) g) s`,
+    [rows],
+  );
+  await pool.query(
+    `INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, status, attempts, next_attempt_at,
+                                     last_status, last_attempt_at, created_at, completed_at)
+     SELECT e.id, $1, e.tenant_id, CASE WHEN random() < 0.1 THEN 'dead' ELSE 'succeeded' END, 1, e.created_at,
+            200, e.created_at, e.created_at, e.created_at + interval '2 seconds'
+     FROM hookbox.events e WHERE e.tenant_id = 'bench-old' ORDER BY e.id`,
+    [subscriptionId],
+  );
+  await pool.query(`UPDATE hookbox.deliveries SET attempts = 3, last_status = 500 WHERE status = 'dead'`);
+  await pool.query(
+    `INSERT INTO hookbox.delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error_class)
+     SELECT d.id, a, d.created_at, 12, CASE WHEN d.status = 'dead' THEN 500 ELSE 200 END,
+            CASE WHEN d.status = 'dead' THEN 'http_status' END
+     FROM hookbox.deliveries d, generate_series(1, d.attempts) a`,
+  );
+  await pool.query('VACUUM ANALYZE hookbox.events, hookbox.deliveries, hookbox.delivery_attempts');
+  await pool.query('CHECKPOINT');
+  return (performance.now() - started) / 1000;
+}
+
+/** Keeps 2,000–6,000 fresh events waiting, so the relay always has work: a steady stream at its capacity. */
+function startProducer(pool: pg.Pool): { stop(): Promise<void>; produced(): number } {
+  const outbox = createOutbox();
+  let stopped = false;
+  let produced = 0;
+  const loop = (async () => {
+    while (!stopped) {
+      const { rows } = await pool.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM hookbox.events WHERE fanned_out_at IS NULL',
+      );
+      const backlog = rows[0]?.n ?? 0;
+      if (backlog < 2_000) {
+        const events = Array.from({ length: 4_000 }, (_, i) => ({
+          tenantId: 'bench',
+          type: 'message.new',
+          payload: { n: produced + i, text: 'hello from the cleanup benchmark', from: '+15550100' },
+        }));
+        for (let i = 0; i < events.length; i += 500) await outbox.enqueueMany(pool, events.slice(i, i + 500));
+        produced += events.length;
+      }
+      await sleep(100);
+    }
+  })();
+  return {
+    produced: () => produced,
+    async stop() {
+      stopped = true;
+      await loop;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const rows = Number(args.rows);
+  const windowS = Number(args.window);
+  const batchSize = Number(args['batch-size']);
+  const pauseMs = Number(args.pause);
+  const maxCleanupS = Number(args['max-cleanup']);
+  const embedded = process.env.DATABASE_URL ? null : await startEmbeddedPostgres({ mode: 'durable' });
+  const url = process.env.DATABASE_URL ?? (embedded as { url: string }).url;
+  const children: ChildProcess[] = [];
+  const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'hookbox-bench' });
+  try {
+    console.log(
+      `bench/cleanup: PostgreSQL ${embedded ? 'embedded (durable)' : 'from DATABASE_URL'}, ${cpus().length} CPUs; ${rows.toLocaleString('en-US')} old deliveries; cleanup batch ${batchSize}, pause ${pauseMs} ms`,
+    );
+    await migrate(url);
+
+    const receiver = fork(self, ['--role', 'receiver'], { execArgv: ['--import', 'tsx'] });
+    children.push(receiver);
+    const { port } = (await nextMessage(receiver, 'ready')) as unknown as { port: number };
+    await subscriptions.create(pool, {
+      tenantId: 'bench',
+      url: `http://127.0.0.1:${port}/hook`,
+      eventTypes: ['*'],
+    });
+    const oldSub = await subscriptions.create(pool, {
+      tenantId: 'bench-old',
+      url: `http://127.0.0.1:${port}/old`,
+      eventTypes: ['*'],
+    });
+    const seedS = await seedOld(pool, rows, oldSub.id);
+    const { rows: sizes } = await pool.query(
+      `SELECT (SELECT count(*) FROM hookbox.deliveries)::int AS d, (SELECT count(*) FROM hookbox.delivery_attempts)::int AS a,
+              (SELECT count(*) FROM hookbox.events)::int AS e,
+              pg_size_pretty(pg_total_relation_size('hookbox.deliveries') + pg_total_relation_size('hookbox.delivery_attempts')
+                             + pg_total_relation_size('hookbox.events')) AS size`,
+    );
+    console.log(
+      `seeded ${sizes[0].d.toLocaleString('en-US')} deliveries, ${sizes[0].a.toLocaleString('en-US')} attempts, ${sizes[0].e.toLocaleString('en-US')} events (${sizes[0].size}) in ${seedS.toFixed(1)} s`,
+    );
+
+    const producer = startProducer(pool);
+    const relay = fork(self, ['--role', 'relay'], {
+      execArgv: ['--import', 'tsx'],
+      env: { ...process.env, BENCH_URL: url },
+    });
+    children.push(relay);
+    await nextMessage(relay, 'ready');
+    const count = async () =>
+      (await (async () => {
+        const p = nextMessage(receiver, 'count');
+        receiver.send({ type: 'count' });
+        return p;
+      })()) as unknown as { count: number; at: number };
+    /** Deliveries/s over the next `seconds`, and the slowest 1-second slice. */
+    const measure = async (seconds: number, until?: () => boolean) => {
+      const start = await count();
+      let prev = start;
+      let minPerS = Number.POSITIVE_INFINITY;
+      for (let i = 0; until ? !until() : i < seconds; i++) {
+        await sleep(1000);
+        const now = await count();
+        minPerS = Math.min(minPerS, ((now.count - prev.count) / (now.at - prev.at)) * 1000);
+        prev = now;
+      }
+      return {
+        perS: ((prev.count - start.count) / (prev.at - start.at)) * 1000,
+        minPerS,
+        seconds: (prev.at - start.at) / 1000,
+      };
+    };
+
+    await sleep(5_000); // warm-up: connections, JIT, steady backlog
+    const before = await measure(windowS);
+    console.log(
+      `without cleanup:  ${before.perS.toFixed(0)} deliveries/s (slowest second ${before.minPerS.toFixed(0)}) over ${before.seconds.toFixed(0)} s`,
+    );
+
+    let done: Record<string, unknown> | null = null;
+    relay.on('message', (m: Msg) => {
+      if (m.type === 'cleanup-log' && (m.rec as Record<string, unknown>).msg === 'cleanup deleted old rows') {
+        done = m.rec as Record<string, unknown>;
+      }
+    });
+    const cleanupStarted = performance.now();
+    relay.send({ type: 'start-cleanup', batchSize, pauseMs });
+    const during = await measure(0, () => done !== null || performance.now() - cleanupStarted > maxCleanupS * 1000);
+    const result = done as Record<string, unknown> | null;
+    if (!result) throw new Error(`cleanup did not finish within --max-cleanup ${maxCleanupS} s`);
+    console.log(
+      `during cleanup:   ${during.perS.toFixed(0)} deliveries/s (slowest second ${during.minPerS.toFixed(0)}) over ${during.seconds.toFixed(0)} s`,
+    );
+    console.log(
+      `cleanup: deleted ${Number(result.deliveries).toLocaleString('en-US')} deliveries, ${Number(result.attempts).toLocaleString('en-US')} attempts, ${Number(result.events).toLocaleString('en-US')} events in ${Number(result.batches).toLocaleString('en-US')} batches, ${(Number(result.durationMs) / 1000).toFixed(1)} s`,
+    );
+    const after = await measure(windowS);
+    console.log(
+      `after cleanup:    ${after.perS.toFixed(0)} deliveries/s (slowest second ${after.minPerS.toFixed(0)}) over ${after.seconds.toFixed(0)} s`,
+    );
+    const baseline = (before.perS + after.perS) / 2;
+    console.log(
+      `delivery rate during cleanup: ${((during.perS / baseline) * 100).toFixed(1)}% of the mean of before and after (${(((baseline - during.perS) / baseline) * 100).toFixed(1)}% lower)`,
+    );
+
+    await producer.stop();
+    relay.send({ type: 'exit' });
+    await new Promise((r) => relay.once('exit', r));
+    const { rows: left } = await pool.query(
+      `SELECT (SELECT count(*) FROM hookbox.deliveries WHERE tenant_id = 'bench-old')::int AS d,
+              (SELECT count(*) FROM hookbox.events WHERE tenant_id = 'bench-old')::int AS e`,
+    );
+    console.log(`old rows left: ${left[0].d} deliveries, ${left[0].e} events`);
+    receiver.send({ type: 'exit' });
+  } finally {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    await pool.end();
+    await embedded?.stop();
+  }
+}
+
+if (args.role === 'receiver') receiverMain();
+else if (args.role === 'relay') relayMain();
+else {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
