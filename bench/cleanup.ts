@@ -1,15 +1,19 @@
 /**
  * Does retention stall delivery? Seeds ~1,000,000 old finished deliveries (with their
- * events and attempts), then keeps a relay busy with a steady stream of fresh events to a
- * local receiver and compares its deliveries/s without cleanup, while the relay's periodic
- * cleanup deletes the old rows, and again afterwards; reports how long the cleanup took.
+ * events and attempts), keeps a relay busy with a steady stream of fresh events to a local
+ * receiver (the relay runs at its capacity), and measures its deliveries/s in alternating
+ * windows: without cleanup, with the relay's periodic cleanup at its defaults, without, …
+ * Each "with" window is compared with the mean of the "without" windows on either side, so
+ * the slow drift of a long run (tables growing, autovacuum) cancels out. Then the cleanup
+ * runs flat out (busyFraction 1, no pause) until every old row is gone, measured the same
+ * way. Reports the rate difference, how fast each setting deletes, and how long it took.
  *
- *   npx tsx bench/cleanup.ts [--rows 1000000] [--window 20] [--batch-size 500] [--pause 50]
+ *   npx tsx bench/cleanup.ts [--rows 1000000] [--pairs 8] [--window 10]
  *
  * Processes: this one (PostgreSQL setup, producer, report), a relay child (the relay plus
- * startPeriodicCleanup, as `hookbox relay` would run them) and a receiver child. Only
- * 127.0.0.1 traffic. Uses DATABASE_URL when set (it writes ~3M rows there: use a scratch
- * database), else an embedded PostgreSQL with durable settings, removed at the end.
+ * startPeriodicCleanup on the relay's own pool, as `hookbox relay` would run them) and a
+ * receiver child. Only 127.0.0.1 traffic. Uses DATABASE_URL when set (it writes ~3M rows
+ * there: use a scratch database), else an embedded PostgreSQL with durable settings.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { createServer } from 'node:http';
@@ -32,10 +36,9 @@ const { values: args } = parseArgs({
   options: {
     role: { type: 'string', default: 'main' },
     rows: { type: 'string', default: '1000000' },
-    window: { type: 'string', default: '20' },
-    'batch-size': { type: 'string', default: '500' },
-    pause: { type: 'string', default: '50' },
-    'max-cleanup': { type: 'string', default: '240' },
+    pairs: { type: 'string', default: '8' },
+    window: { type: 'string', default: '10' },
+    'max-cleanup': { type: 'string', default: '300' },
   },
 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -113,9 +116,14 @@ function relayMain(): void {
         logger,
         olderThanMs: 30 * DAY,
         intervalMs: 3_600_000,
-        batchSize: Number(m.batchSize),
-        pauseMs: Number(m.pauseMs),
+        ...(m.settings as object),
+        onBatch: (p) => process.send?.({ type: 'cleanup-progress', p }),
       });
+    }
+    if (m.type === 'stop-cleanup') {
+      await periodic?.stop();
+      periodic = null;
+      process.send?.({ type: 'cleanup-stopped' });
     }
     if (m.type === 'exit') {
       await periodic?.stop();
@@ -197,11 +205,12 @@ function startProducer(pool: pg.Pool): { stop(): Promise<void>; produced(): numb
   };
 }
 
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
 async function main(): Promise<void> {
   const rows = Number(args.rows);
   const windowS = Number(args.window);
-  const batchSize = Number(args['batch-size']);
-  const pauseMs = Number(args.pause);
+  const pairs = Number(args.pairs);
   const maxCleanupS = Number(args['max-cleanup']);
   const embedded = process.env.DATABASE_URL ? null : await startEmbeddedPostgres({ mode: 'durable' });
   const url = process.env.DATABASE_URL ?? (embedded as { url: string }).url;
@@ -209,18 +218,14 @@ async function main(): Promise<void> {
   const pool = new pg.Pool({ connectionString: url, max: 4, application_name: 'hookbox-bench' });
   try {
     console.log(
-      `bench/cleanup: PostgreSQL ${embedded ? 'embedded (durable)' : 'from DATABASE_URL'}, ${cpus().length} CPUs; ${rows.toLocaleString('en-US')} old deliveries; cleanup batch ${batchSize}, pause ${pauseMs} ms`,
+      `bench/cleanup: PostgreSQL ${embedded ? 'embedded (durable settings)' : 'from DATABASE_URL'}, ${cpus().length} CPUs shared by PostgreSQL, relay, receiver and producer`,
     );
     await migrate(url);
 
     const receiver = fork(self, ['--role', 'receiver'], { execArgv: ['--import', 'tsx'] });
     children.push(receiver);
     const { port } = (await nextMessage(receiver, 'ready')) as unknown as { port: number };
-    await subscriptions.create(pool, {
-      tenantId: 'bench',
-      url: `http://127.0.0.1:${port}/hook`,
-      eventTypes: ['*'],
-    });
+    await subscriptions.create(pool, { tenantId: 'bench', url: `http://127.0.0.1:${port}/hook`, eventTypes: ['*'] });
     const oldSub = await subscriptions.create(pool, {
       tenantId: 'bench-old',
       url: `http://127.0.0.1:${port}/old`,
@@ -234,7 +239,7 @@ async function main(): Promise<void> {
                              + pg_total_relation_size('hookbox.events')) AS size`,
     );
     console.log(
-      `seeded ${sizes[0].d.toLocaleString('en-US')} deliveries, ${sizes[0].a.toLocaleString('en-US')} attempts, ${sizes[0].e.toLocaleString('en-US')} events (${sizes[0].size}) in ${seedS.toFixed(1)} s`,
+      `seeded ${fmt(sizes[0].d)} old finished deliveries, ${fmt(sizes[0].a)} attempts, ${fmt(sizes[0].e)} events (${sizes[0].size}) in ${seedS.toFixed(1)} s`,
     );
 
     const producer = startProducer(pool);
@@ -244,60 +249,102 @@ async function main(): Promise<void> {
     });
     children.push(relay);
     await nextMessage(relay, 'ready');
-    const count = async () =>
-      (await (async () => {
-        const p = nextMessage(receiver, 'count');
-        receiver.send({ type: 'count' });
-        return p;
-      })()) as unknown as { count: number; at: number };
-    /** Deliveries/s over the next `seconds`, and the slowest 1-second slice. */
+    let progress = { deliveries: 0, attempts: 0, events: 0, batches: 0 };
+    let finished: Record<string, unknown> | null = null;
+    relay.on('message', (m: Msg) => {
+      if (m.type === 'cleanup-progress') progress = m.p as typeof progress;
+      const rec = m.rec as Record<string, unknown> | undefined;
+      if (m.type === 'cleanup-log' && rec?.msg === 'cleanup deleted old rows' && rec.complete === true) finished = rec;
+    });
+    const count = async () => {
+      const p = nextMessage(receiver, 'count');
+      receiver.send({ type: 'count' });
+      return (await p) as unknown as { count: number; at: number };
+    };
+    /** Deliveries/s for `seconds` (or until `until()`), and the slowest 1-second slice. */
     const measure = async (seconds: number, until?: () => boolean) => {
       const start = await count();
       let prev = start;
-      let minPerS = Number.POSITIVE_INFINITY;
+      let slowest = Number.POSITIVE_INFINITY;
       for (let i = 0; until ? !until() : i < seconds; i++) {
         await sleep(1000);
         const now = await count();
-        minPerS = Math.min(minPerS, ((now.count - prev.count) / (now.at - prev.at)) * 1000);
+        slowest = Math.min(slowest, ((now.count - prev.count) / (now.at - prev.at)) * 1000);
         prev = now;
       }
       return {
         perS: ((prev.count - start.count) / (prev.at - start.at)) * 1000,
-        minPerS,
+        slowest,
         seconds: (prev.at - start.at) / 1000,
       };
     };
+    const show = (label: string, m: { perS: number; slowest: number; seconds: number }) =>
+      console.log(
+        `${label.padEnd(34)} ${fmt(m.perS).padStart(6)} deliveries/s (slowest second ${fmt(m.slowest)}) over ${m.seconds.toFixed(0)} s`,
+      );
+    const startCleanup = async (settings: Record<string, number>) => {
+      progress = { deliveries: 0, attempts: 0, events: 0, batches: 0 };
+      relay.send({ type: 'start-cleanup', settings });
+    };
+    const stopCleanup = async () => {
+      const stopped = nextMessage(relay, 'cleanup-stopped');
+      relay.send({ type: 'stop-cleanup' });
+      await stopped;
+    };
 
-    await sleep(5_000); // warm-up: connections, JIT, steady backlog
-    const before = await measure(windowS);
-    console.log(
-      `without cleanup:  ${before.perS.toFixed(0)} deliveries/s (slowest second ${before.minPerS.toFixed(0)}) over ${before.seconds.toFixed(0)} s`,
-    );
+    await sleep(5_000); // warm-up: connections, JIT, a steady backlog
+    type Window = Awaited<ReturnType<typeof measure>>;
+    const ratios: number[] = [];
+    let gentle = { deliveries: 0, attempts: 0, events: 0, batches: 0, seconds: 0 };
+    let off: Window = await measure(windowS);
+    show('no cleanup', off);
+    for (let i = 0; i < pairs; i++) {
+      await startCleanup({});
+      const t0 = performance.now();
+      const on = await measure(windowS);
+      const seconds = (performance.now() - t0) / 1000;
+      await stopCleanup();
+      gentle = {
+        deliveries: gentle.deliveries + progress.deliveries,
+        attempts: gentle.attempts + progress.attempts,
+        events: gentle.events + progress.events,
+        batches: gentle.batches + progress.batches,
+        seconds: gentle.seconds + seconds,
+      };
+      show('cleanup at relay defaults', on);
+      const next = await measure(windowS);
+      show('no cleanup', next);
+      ratios.push(on.perS / ((off.perS + next.perS) / 2));
+      off = next;
+    }
 
-    let done: Record<string, unknown> | null = null;
-    relay.on('message', (m: Msg) => {
-      if (m.type === 'cleanup-log' && (m.rec as Record<string, unknown>).msg === 'cleanup deleted old rows') {
-        done = m.rec as Record<string, unknown>;
-      }
-    });
-    const cleanupStarted = performance.now();
-    relay.send({ type: 'start-cleanup', batchSize, pauseMs });
-    const during = await measure(0, () => done !== null || performance.now() - cleanupStarted > maxCleanupS * 1000);
-    const result = done as Record<string, unknown> | null;
-    if (!result) throw new Error(`cleanup did not finish within --max-cleanup ${maxCleanupS} s`);
+    await startCleanup({ busyFraction: 1, pauseMs: 0 });
+    const fastStart = performance.now();
+    const d = await measure(0, () => finished !== null || performance.now() - fastStart > maxCleanupS * 1000);
+    const done = finished as Record<string, unknown> | null;
+    if (!done) throw new Error(`cleanup did not finish within --max-cleanup ${maxCleanupS} s`);
+    show('cleanup flat out, to the end', d);
+    const e = await measure(windowS);
+    show('no cleanup', e);
+    const fastS = Number(done.durationMs) / 1000;
+    const fastRatio = d.perS / ((off.perS + e.perS) / 2);
+
+    const sorted = [...ratios].sort((x, y) => x - y);
+    const median = sorted[Math.floor(sorted.length / 2)] as number;
+    const mean = ratios.reduce((x, y) => x + y, 0) / ratios.length;
+    const lower = (r: number) => `${((1 - r) * 100).toFixed(1)}%`;
+    const pace = gentle.deliveries / gentle.seconds;
     console.log(
-      `during cleanup:   ${during.perS.toFixed(0)} deliveries/s (slowest second ${during.minPerS.toFixed(0)}) over ${during.seconds.toFixed(0)} s`,
+      `\nrelay defaults (batch 500, busyFraction 0.1), ${ratios.length} windows: delivery rate ${lower(mean)} lower on average (median ${lower(median)}, range ${lower(sorted.at(-1) as number)} to ${lower(sorted[0] as number)})`,
     );
     console.log(
-      `cleanup: deleted ${Number(result.deliveries).toLocaleString('en-US')} deliveries, ${Number(result.attempts).toLocaleString('en-US')} attempts, ${Number(result.events).toLocaleString('en-US')} events in ${Number(result.batches).toLocaleString('en-US')} batches, ${(Number(result.durationMs) / 1000).toFixed(1)} s`,
+      `   deleted ${fmt(gentle.deliveries)} deliveries + ${fmt(gentle.attempts)} attempts in ${fmt(gentle.batches)} batches over ${gentle.seconds.toFixed(0)} s: ${fmt(pace)} old deliveries/s; all ${fmt(rows)} (and their events) would take about ${((2 * rows) / pace / 60).toFixed(0)} min at this pace`,
     );
-    const after = await measure(windowS);
     console.log(
-      `after cleanup:    ${after.perS.toFixed(0)} deliveries/s (slowest second ${after.minPerS.toFixed(0)}) over ${after.seconds.toFixed(0)} s`,
+      `flat out (busyFraction 1, no pause): delivery rate ${lower(fastRatio)} lower; the remaining ${fmt(Number(done.deliveries))} deliveries, ${fmt(Number(done.attempts))} attempts and ${fmt(Number(done.events))} events took ${fastS.toFixed(1)} s (${fmt(Number(done.batches))} batches)`,
     );
-    const baseline = (before.perS + after.perS) / 2;
     console.log(
-      `delivery rate during cleanup: ${((during.perS / baseline) * 100).toFixed(1)}% of the mean of before and after (${(((baseline - during.perS) / baseline) * 100).toFixed(1)}% lower)`,
+      `cleanup of the ${fmt(rows)} old deliveries took ${(gentle.seconds + fastS).toFixed(0)} s of cleanup time in all`,
     );
 
     await producer.stop();
@@ -305,9 +352,12 @@ async function main(): Promise<void> {
     await new Promise((r) => relay.once('exit', r));
     const { rows: left } = await pool.query(
       `SELECT (SELECT count(*) FROM hookbox.deliveries WHERE tenant_id = 'bench-old')::int AS d,
-              (SELECT count(*) FROM hookbox.events WHERE tenant_id = 'bench-old')::int AS e`,
+              (SELECT count(*) FROM hookbox.events WHERE tenant_id = 'bench-old')::int AS e,
+              (SELECT count(*) FROM hookbox.deliveries WHERE tenant_id = 'bench')::int AS fresh`,
     );
-    console.log(`old rows left: ${left[0].d} deliveries, ${left[0].e} events`);
+    console.log(
+      `old rows left: ${left[0].d} deliveries, ${left[0].e} events; fresh deliveries kept: ${fmt(left[0].fresh)}`,
+    );
     receiver.send({ type: 'exit' });
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');

@@ -176,22 +176,34 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Metric
   for (const status_class of STATUS_CLASSES) i.attempts.inc({ status_class }, 0);
 
   const tenants = new TenantLabels(tenantLimit);
+  // The relay's hooks must never throw: a metric must not fail a delivery.
+  const safe = (fn: () => void) => {
+    try {
+      fn();
+    } catch {
+      // prom-client refuses only invalid numbers; drop that one observation.
+    }
+  };
+  const seconds = (ms: number) => (Number.isFinite(ms) ? Math.max(0, ms) / 1000 : 0);
   const observer: RelayObserver = {
-    fannedOut(matched, unmatched) {
-      i.fannedOut.inc({ result: 'matched' }, matched);
-      i.fannedOut.inc({ result: 'unmatched' }, unmatched);
-    },
-    attempt(_d: ClaimedDelivery, result, durationMs) {
-      i.attempts.inc({ status_class: statusClassOf(result) });
-      i.duration.observe(Math.max(0, durationMs) / 1000);
-    },
-    outcome(d, outcome) {
-      i.deliveries.inc({ outcome });
-      i.tenantDeliveries.inc({ tenant: tenants.label(d.tenantId) });
-      // A delivery succeeds once (the row is final afterwards), so this is its first success.
-      // The event's time comes from the database clock: clamp small skews at 0.
-      if (outcome === 'succeeded') i.lag.observe(Math.max(0, Date.now() - d.eventCreatedMs) / 1000);
-    },
+    fannedOut: (matched, unmatched) =>
+      safe(() => {
+        i.fannedOut.inc({ result: 'matched' }, matched);
+        i.fannedOut.inc({ result: 'unmatched' }, unmatched);
+      }),
+    attempt: (_d: ClaimedDelivery, result, durationMs) =>
+      safe(() => {
+        i.attempts.inc({ status_class: statusClassOf(result) });
+        i.duration.observe(seconds(durationMs));
+      }),
+    outcome: (d, outcome) =>
+      safe(() => {
+        i.deliveries.inc({ outcome });
+        i.tenantDeliveries.inc({ tenant: tenants.label(d.tenantId) });
+        // A delivery succeeds once (the row is final afterwards), so this is its first success.
+        // The event's time comes from the database clock: small skews clamp at 0.
+        if (outcome === 'succeeded') i.lag.observe(seconds(Date.now() - d.eventCreatedMs));
+      }),
   };
   return { registry, instruments: i, observer };
 }

@@ -28,6 +28,11 @@ import { parseTarget } from './urls.js';
 import { listenForWakeups, type Wakeup } from './wakeup.js';
 
 /** Everything the relay loop needs to know; defaults live in apps/relay/src/config.ts. */
+/** Buffered work that waited this long for a saturated endpoint is handed back... */
+const SATURATED_WAIT_MS = 250;
+/** ...for this long, before it is claimed again. */
+const SATURATED_DEFER_MS = 1_000;
+
 export interface RelayOptions {
   databaseUrl: string;
   /** Most HTTP requests in flight at once. */
@@ -100,6 +105,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   const goneAt = new Map<string, number>();
   const queue: ClaimedDelivery[] = [];
   const inFlightByOrigin = new Map<string, number>();
+  /** Buffered deliveries waiting for a saturated endpoint (set by startQueued). */
+  let blockedQueued = 0;
   // A buffered claim is only started while its lease still covers a whole attempt, with a
   // safety margin of up to 1 s — never all of the slack, or a lease only a little longer than
   // the request timeout (valid config) would make every claim stale and nothing would be sent.
@@ -127,7 +134,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     }
     // Buffer up to one more round beyond what is in flight, so the next claim overlaps the
     // deliveries under way instead of waiting for them (a claim is a few round trips).
-    const free = 2 * options.concurrency - stats.inFlight - queue.length;
+    // Work waiting on a saturated endpoint does not count: it must not stop the claims that
+    // bring other endpoints' work in.
+    const free = Math.min(
+      2 * options.concurrency - stats.inFlight - (queue.length - blockedQueued),
+      // and the buffer as a whole stays bounded
+      4 * options.concurrency - queue.length,
+    );
     if (free < Math.max(1, Math.floor(options.concurrency / 4))) return;
     claiming = true;
     again = false;
@@ -149,9 +162,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       () => fanOut(Math.min(options.batchSize, free)),
       dbRetry('fan-out'),
     );
+    // Buffer the fan-out's claims before the next query: if that one fails, they still go out.
+    for (const d of fanned) queue.push(d);
     const room = Math.max(free - fanned.length, Math.ceil(free / 4));
     const due = running ? await pRetry(() => claimDueDeliveries(db, room, options.leaseMs), dbRetry('claim')) : [];
-    for (const d of fanned) queue.push(d);
     for (const d of due) queue.push(d);
     stats.queued = queue.length;
     startQueued();
@@ -221,7 +235,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   function startQueued(): void {
     let i = 0;
     const stale: ClaimedDelivery[] = [];
-    while (running && stats.inFlight < options.concurrency && i < queue.length) {
+    const deferred: ClaimedDelivery[] = [];
+    let blocked = 0;
+    while (running && i < queue.length) {
       const d = queue[i] as ClaimedDelivery;
       if (performance.now() > d.claimedAt + staleAfterMs) {
         // Waited in the buffer so long that the lease could run out mid-request: hand the
@@ -235,6 +251,19 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       const origin = parseTarget(d.url)?.origin ?? '';
       const busy = inFlightByOrigin.get(origin) ?? 0;
       if (origin !== '' && busy >= options.connectionsPerOrigin) {
+        // This endpoint is saturated. Work that has waited long for it means the endpoint
+        // is slow, not just busy: hand that back for a while, so a slow endpoint's backlog
+        // cannot sit in the buffer and keep other endpoints' work from being claimed.
+        if (performance.now() - d.claimedAt > SATURATED_WAIT_MS) {
+          queue.splice(i, 1);
+          deferred.push(d);
+          continue;
+        }
+        blocked++;
+        i++;
+        continue;
+      }
+      if (stats.inFlight >= options.concurrency) {
         i++;
         continue;
       }
@@ -252,11 +281,18 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         pump();
       });
     }
+    blockedQueued = blocked;
     stats.queued = queue.length;
     if (stale.length > 0) {
       logger.debug({ deliveries: stale.length }, 'claims too old to start; releasing them');
       void pRetry(() => releaseClaims(db, stale), dbRetry('release')).catch((err) =>
         logger.warn({ err }, 'could not release stale claims; their leases will expire'),
+      );
+    }
+    if (deferred.length > 0) {
+      logger.debug({ deliveries: deferred.length }, 'endpoint saturated; deferring its extra claims');
+      void pRetry(() => releaseClaims(db, deferred, SATURATED_DEFER_MS), dbRetry('release')).catch((err) =>
+        logger.warn({ err }, 'could not release deferred claims; their leases will expire'),
       );
     }
   }
@@ -396,7 +432,12 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     running = true;
     db.on('error', onPoolError);
     wakeup = listenForWakeups(options.databaseUrl, pump, logger);
-    pollTimer = setInterval(pump, options.pollIntervalMs);
+    pollTimer = setInterval(() => {
+      // Re-sort the buffer on every tick too: work stuck behind a slow endpoint is handed
+      // back here even when no delivery finishes to trigger it.
+      if (queue.length > 0) startQueued();
+      pump();
+    }, options.pollIntervalMs);
     logger.info(
       { concurrency: options.concurrency, batchSize: options.batchSize, pollIntervalMs: options.pollIntervalMs },
       'relay started',

@@ -277,15 +277,16 @@ export async function disableSubscription(
   return res.rowCount ?? 0;
 }
 
-// Hands back claims that were never started (shutdown): due now, attempt count restored.
+// Hands back claims that were never started: due again after $3 ms (0: now), attempt
+// count restored so the retry budget only counts requests actually sent.
 const RELEASE = `UPDATE hookbox.deliveries d
-SET attempts = d.attempts - 1, next_attempt_at = now(), locked_until = NULL
+SET attempts = d.attempts - 1, next_attempt_at = now() + $3 * interval '1 millisecond', locked_until = NULL
 FROM unnest($1::bigint[], $2::int[]) AS r(id, attempt)
 WHERE d.id = r.id AND d.attempts = r.attempt AND d.status = 'pending'`;
 
-export async function releaseClaims(db: pg.Pool, claims: readonly ClaimedDelivery[]): Promise<number> {
+export async function releaseClaims(db: pg.Pool, claims: readonly ClaimedDelivery[], delayMs = 0): Promise<number> {
   if (claims.length === 0) return 0;
-  const res = await db.query(RELEASE, [claims.map((c) => c.deliveryId), claims.map((c) => c.attempt)]);
+  const res = await db.query(RELEASE, [claims.map((c) => c.deliveryId), claims.map((c) => c.attempt), delayMs]);
   return res.rowCount ?? 0;
 }
 
