@@ -2,8 +2,10 @@
  * The relay's one root logger: JSON lines, or pretty output when stdout is a terminal.
  * Secrets and signatures are never logged; the redact list is a second line of defence.
  */
+import { createRequire } from 'node:module';
 import { type Logger, pino } from 'pino';
-import pretty from 'pino-pretty';
+
+const require = createRequire(import.meta.url);
 
 export function createLogger(level: string, stream: NodeJS.WritableStream = process.stdout): Logger {
   const options = {
