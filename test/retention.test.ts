@@ -311,6 +311,7 @@ describe('startPeriodicCleanup', () => {
     const pool = new pg.Pool({ connectionString: db.url, max: 2, application_name: 'hookbox-relay-test' });
     defer(() => pool.end());
     const logs = new LogBuffer();
+    const phases: string[] = [];
     const periodic = startPeriodicCleanup({
       db: pool,
       logger: createLogger('info', logs),
@@ -318,12 +319,14 @@ describe('startPeriodicCleanup', () => {
       intervalMs: 60_000,
       batchSize: 3,
       pauseMs: 5,
+      onBatch: (p) => void phases.push(p.phase),
     });
     defer(() => periodic.stop());
     const line = await waitFor(() => logs.find('cleanup deleted old rows')[0], { what: 'the cleanup summary' });
     expect(line).toMatchObject({ deliveries: 7, attempts: 14, events: 7, part: 'cleanup' });
-    // 7 deliveries in 3s (3 statements) + 7 events in 3s (3 statements).
+    // 8 deliveries (7 old, 1 pending) read 3 at a time: 3 statements; the same for the 8 events.
     expect(line.batches).toBe(6);
+    expect(phases).toEqual([...Array(3).fill('deliveries'), ...Array(3).fill('events')]);
     await periodic.stop();
     expect((await ids('deliveries', t)).map(Number)).toEqual([pending]);
     expect(await ids('events', t)).toEqual([live]);
@@ -335,5 +338,8 @@ describe('startPeriodicCleanup', () => {
     expect(() => startPeriodicCleanup({ ...base, olderThanMs: -1 })).toThrow(/olderThanMs/);
     expect(() => startPeriodicCleanup({ ...base, intervalMs: 0 })).toThrow(/intervalMs/);
     expect(() => startPeriodicCleanup({ ...base, batchSize: 0 })).toThrow(/batchSize/);
+    expect(() => startPeriodicCleanup({ ...base, busyFraction: 0 })).toThrow(/busyFraction/);
+    expect(() => startPeriodicCleanup({ ...base, busyFraction: 1.5 })).toThrow(/busyFraction/);
+    expect(() => startPeriodicCleanup({ ...base, pauseMs: -1 })).toThrow(/pauseMs/);
   });
 });

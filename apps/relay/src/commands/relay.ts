@@ -1,9 +1,11 @@
 import { type Command, Option } from 'commander';
+import pRetry from 'p-retry';
 import pg from 'pg';
 import { RELAY_DEFAULTS, RELAY_ENV, type RelayFlags, resolveRelayConfig } from '../config.js';
 import { createLogger } from '../logger.js';
 import { startAdminServer } from '../metrics/admin-server.js';
 import { createRelayMetrics } from '../metrics/metrics.js';
+import { migrationStatus } from '../migrate.js';
 import { createRelay } from '../relay/relay.js';
 import { VERSION } from '../version.js';
 
@@ -92,6 +94,21 @@ Examples:
     });
 }
 
+/** Refuses to start against a database that is unreachable or not migrated to this version. */
+async function checkSchema(db: pg.Pool): Promise<void> {
+  const client = await pRetry(() => db.connect(), { retries: 3, minTimeout: 200 }).catch((err: Error) => {
+    throw new Error(`cannot reach the database: ${err.message}`);
+  });
+  try {
+    const { expected, applied } = await migrationStatus(client);
+    if (applied < expected) {
+      throw new Error(`the database has ${applied} of ${expected} hookbox migrations: run \`hookbox migrate\` first`);
+    }
+  } finally {
+    client.release();
+  }
+}
+
 export async function runRelay(flags: RelayFlags): Promise<void> {
   const { options, logLevel, metrics: metricsConfig } = resolveRelayConfig(flags, process.env, `hookbox/${VERSION}`);
   const logger = createLogger(logLevel);
@@ -103,7 +120,14 @@ export async function runRelay(flags: RelayFlags): Promise<void> {
     // lease expires), never a loss; in exchange commits do not wait for the WAL flush.
     options: '-c synchronous_commit=off',
   });
-  db.on('error', (err) => logger.warn({ err }, 'idle database connection failed; it will be replaced'));
+  // The relay logs dropped idle connections itself once started; this covers the checks below.
+  const onEarlyError = (err: Error) => logger.warn({ err }, 'idle database connection failed; it will be replaced');
+  db.on('error', onEarlyError);
+  await checkSchema(db).catch(async (err) => {
+    await db.end();
+    throw err;
+  });
+  db.off('error', onEarlyError);
   const metrics =
     metricsConfig.port === null
       ? null
