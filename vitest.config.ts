@@ -19,5 +19,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Two cores: files run in parallel, each on its own database.
     pool: 'forks',
+    // Many files wait on spawned CLI processes and sockets rather than CPU: run more than
+    // one per core.
+    maxWorkers: 4,
   },
 });

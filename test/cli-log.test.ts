@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { CLI } from './harness/cli.js';
 import { useTestDatabase } from './harness/db.js';
 
 const db = useTestDatabase();
@@ -25,7 +26,7 @@ function hookbox(...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', 'apps/relay/src/cli.ts', ...args, '--database-url', db.url],
+      [...CLI, ...args, '--database-url', db.url],
       { cwd: ROOT, env: { ...process.env, DATABASE_URL: '', NO_COLOR: '1' }, timeout: 30_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;

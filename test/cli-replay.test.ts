@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { subscriptions } from '@hookbox/outbox';
 import { afterEach, describe, expect, it } from 'vitest';
+import { CLI } from './harness/cli.js';
 import { useTestDatabase } from './harness/db.js';
 import { startReceiver } from './harness/receiver.js';
 import { deliveries, startRelay, useCleanup } from './harness/relay.js';
@@ -28,7 +29,7 @@ interface Run {
 function hookbox(...args: string[]): Promise<Run> {
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (k === 'DATABASE_URL' || k.startsWith('HOOKBOX_')) delete env[k];
-  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/relay/src/cli.ts', ...args], {
+  const child = spawn(process.execPath, [...CLI, ...args], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

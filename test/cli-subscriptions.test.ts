@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { CLI } from './harness/cli.js';
 import { useTestDatabase } from './harness/db.js';
 
 const db = useTestDatabase();
@@ -21,8 +22,8 @@ function hookbox(...args: string[]): Promise<Run> {
   const { DATABASE_URL: _ignored, ...env } = process.env;
   return new Promise((resolve) => {
     execFile(
-      'npx',
-      ['tsx', 'apps/relay/src/cli.ts', 'subscriptions', ...args, '--database-url', db.url],
+      process.execPath,
+      [...CLI, 'subscriptions', ...args, '--database-url', db.url],
       { cwd: root, env, timeout: 120_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;

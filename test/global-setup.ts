@@ -2,6 +2,8 @@
  * vitest globalSetup: one PostgreSQL server for the whole run and a migrated template
  * database; each test file then clones its own database from the template (test/harness/db.ts).
  */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { migrate } from '../apps/relay/src/migrate.js';
@@ -22,6 +24,21 @@ export function withDatabase(url: string, database: string): string {
 }
 
 export default async function setup(project: TestProject) {
+  // Tests run the CLI as the compiled binary (test/harness/cli.ts): build it first
+  // (incremental, a second or two when nothing changed).
+  if (process.env.HOOKBOX_TEST_CLI !== 'source') {
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    const build = spawnSync(
+      process.execPath,
+      [`${root}node_modules/typescript/bin/tsc`, '-b', 'packages/outbox', 'apps/relay'],
+      {
+        cwd: root,
+        stdio: 'inherit',
+      },
+    );
+    if (build.status !== 0)
+      throw new Error('building the CLI for the tests failed (tsc -b packages/outbox apps/relay)');
+  }
   const source = await choosePostgresSource(process.env, dockerAnswers);
   const server = await startTestServer(source);
   console.log(`[hookbox tests] PostgreSQL: ${server.describe}`);

@@ -8,6 +8,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CLI } from './harness/cli.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // Fixed test secrets (not real ones): two, as during a rotation.
@@ -30,7 +31,7 @@ const running = new Set<Cli>();
  * `npx tsx`: one process, so signals reach the CLI itself and its exit code is its own.
  */
 function hookbox(...args: string[]): Cli {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/relay/src/cli.ts', ...args], {
+  const child = spawn(process.execPath, [...CLI, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     // Its own process group, so cleanup reaches anything it might start.

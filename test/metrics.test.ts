@@ -21,6 +21,7 @@ import { boundedSampleInterval } from '../apps/relay/src/metrics/sampler.js';
 import { migrationStatus } from '../apps/relay/src/migrate.js';
 import { defaultRetryPolicy } from '../apps/relay/src/policy/retry.js';
 import { createRelay, type RelayOptions } from '../apps/relay/src/relay/relay.js';
+import { CLI } from './harness/cli.js';
 import { createDatabase, dropDatabase, useTestDatabase } from './harness/db.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -389,11 +390,11 @@ describe('hookbox relay --metrics-port (the CLI)', () => {
   });
 
   it('serves the admin port while the relay runs and closes it on SIGTERM', async () => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'apps/relay/src/cli.ts', 'relay', '--database-url', db.url, '--metrics-port', '0'],
-      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HOOKBOX_LOG_LEVEL: 'info' } },
-    );
+    const child = spawn(process.execPath, [...CLI, 'relay', '--database-url', db.url, '--metrics-port', '0'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, HOOKBOX_LOG_LEVEL: 'info' },
+    });
     const exit = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
@@ -422,7 +423,7 @@ describe('hookbox relay --metrics-port (the CLI)', () => {
 });
 
 function runCli(args: string[]): Promise<{ code: number | null; stdout: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'apps/relay/src/cli.ts', ...args], {
+  const child = spawn(process.execPath, [...CLI, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -13,6 +13,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { migrate, migrationStatus } from '../apps/relay/src/migrate.js';
 import { withDatabase } from './global-setup.js';
+import { CLI } from './harness/cli.js';
 import { dropDatabase } from './harness/db.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -64,8 +65,8 @@ function cli(args: string[], env: Record<string, string | undefined> = {}): Prom
   const { DATABASE_URL: _ignored, ...inherited } = process.env;
   return new Promise((resolve) => {
     execFile(
-      `${root}node_modules/.bin/tsx`,
-      ['apps/relay/src/cli.ts', ...args],
+      process.execPath,
+      [...CLI, ...args],
       { cwd: root, env: { ...inherited, ...env }, timeout: 25_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;

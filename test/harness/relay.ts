@@ -14,6 +14,7 @@ import { createLogger } from '../../apps/relay/src/logger.js';
 import { defaultRetryPolicy, type RetryPolicy } from '../../apps/relay/src/policy/retry.js';
 import { createRelay, type Relay, type RelayObserver, type RelayOptions } from '../../apps/relay/src/relay/relay.js';
 import { VERSION } from '../../apps/relay/src/version.js';
+import { CLI } from './cli.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -156,7 +157,7 @@ const CLI_DEFAULTS: CliFlags = {
  * itself and its exit code is its own), in its own process group.
  */
 export function spawnRelayCli(databaseUrl: string, flags: CliFlags = {}): CliRelay {
-  const args = ['--import', 'tsx', 'apps/relay/src/cli.ts', 'relay', '--database-url', databaseUrl];
+  const args = [...CLI, 'relay', '--database-url', databaseUrl];
   for (const [key, value] of Object.entries({ ...CLI_DEFAULTS, ...flags })) {
     if (value === undefined || value === false) continue;
     const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;

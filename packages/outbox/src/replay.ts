@@ -3,12 +3,14 @@
  * send a test event to one endpoint. Every function takes the caller's executor first and is
  * scoped by `tenantId` (another tenant's id is a NotFoundError). Nothing is rewritten: each
  * replay is a NEW pending delivery whose `replay_of` names the one it replays, so the
- * delivery log keeps every earlier attempt.
+ * delivery log keeps every earlier attempt. After writing, each sends the relay a wake-up
+ * hint (a NOTIFY, delivered when the caller's transaction commits; the relay polls anyway).
  */
 import { NotFoundError, ValidationError } from './errors.js';
 import { matchesAny } from './event-types.js';
 import { type Executor, runQuery } from './executor.js';
 import { uuidv7 } from './id.js';
+import { notifyRelay } from './notify.js';
 import type { DeliveryStatus } from './schema.js';
 import { checkInput, isUuid } from './subscription-validate.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, validateEvent, validateTenantId } from './validate.js';
@@ -135,10 +137,6 @@ export const TEST_EVENT_TYPE = 'hookbox.ping';
 
 const RECOVER_DEFAULTS = { batchSize: 500, maxBatchSize: 10_000, maxLimit: 10_000_000 } as const;
 
-// The relay LISTENs on this channel; a NOTIFY after a replay saves it a poll period. Only a
-// hint (delivered at the caller's commit): the relay polls anyway.
-const WAKEUP = `SELECT pg_notify('hookbox_events', '')`;
-
 const ts = (expr: string, as: string) => `(extract(epoch FROM ${expr}) * 1000)::float8 AS ${as}`;
 const DELIVERY_COLUMNS = (t: string) =>
   `${t}.id, ${t}.event_id, ${t}.subscription_id, ${t}.tenant_id, ${t}.status, ${t}.replay_of, ${ts(`${t}.created_at`, 'created_at')}`;
@@ -254,7 +252,7 @@ export async function retryDelivery(executor: Executor, input: RetryDeliveryInpu
   const id = deliveryId(input.id);
   const rows = await runQuery(executor, RETRY, [tenantId, id]);
   if (rows[0]) {
-    await runQuery(executor, WAKEUP);
+    await notifyRelay(executor);
     return { delivery: toDelivery(rows[0]), created: true };
   }
   const why = (await runQuery(executor, RETRY_DIAGNOSE, [tenantId, id]))[0];
@@ -366,7 +364,7 @@ export async function replayEvent(executor: Executor, input: ReplayEventInput): 
   if (targets.length === 0) return { eventId, created: [], alreadyPending: [] };
   const rows = await runQuery(executor, REPLAY_EVENT, [tenantId, eventId, targets]);
   const created = rows.filter((r) => r.created).map(toDelivery);
-  if (created.length > 0) await runQuery(executor, WAKEUP);
+  if (created.length > 0) await notifyRelay(executor);
   return { eventId, created, alreadyPending: rows.filter((r) => !r.created).map(toDelivery) };
 }
 
@@ -496,7 +494,7 @@ export async function recoverDead(executor: Executor, input: RecoverDeadInput): 
     }
     cursor = String(row.last_id);
   }
-  if (!dryRun && result.replayed > 0) await runQuery(executor, WAKEUP);
+  if (!dryRun && result.replayed > 0) await notifyRelay(executor);
   return result;
 }
 
@@ -550,7 +548,7 @@ export async function sendTest(executor: Executor, input: SendTestInput): Promis
       `subscription ${subscriptionId} is disabled; enable it first`,
     );
   }
-  await runQuery(executor, WAKEUP);
+  await notifyRelay(executor);
   return { eventId, deliveryId: Number(row.delivery_id) };
 }
 
