@@ -8,7 +8,7 @@
  * runs flat out (busyFraction 1, no pause) until every old row is gone, measured the same
  * way. Reports the rate difference, how fast each setting deletes, and how long it took.
  *
- *   npx tsx bench/cleanup.ts [--rows 1000000] [--pairs 8] [--window 10]
+ *   npx tsx bench/cleanup.ts [--rows 1000000] [--pairs 16] [--window 5]
  *
  * Processes: this one (PostgreSQL setup, producer, report), a relay child (the relay plus
  * startPeriodicCleanup on the relay's own pool, as `hookbox relay` would run them) and a
@@ -36,8 +36,8 @@ const { values: args } = parseArgs({
   options: {
     role: { type: 'string', default: 'main' },
     rows: { type: 'string', default: '1000000' },
-    pairs: { type: 'string', default: '8' },
-    window: { type: 'string', default: '10' },
+    pairs: { type: 'string', default: '16' },
+    window: { type: 'string', default: '5' },
     'max-cleanup': { type: 'string', default: '300' },
   },
 });
@@ -329,19 +329,21 @@ async function main(): Promise<void> {
     const fastS = Number(done.durationMs) / 1000;
     const fastRatio = d.perS / ((off.perS + e.perS) / 2);
 
-    const sorted = [...ratios].sort((x, y) => x - y);
-    const median = sorted[Math.floor(sorted.length / 2)] as number;
-    const mean = ratios.reduce((x, y) => x + y, 0) / ratios.length;
-    const lower = (r: number) => `${((1 - r) * 100).toFixed(1)}%`;
-    const pace = gentle.deliveries / gentle.seconds;
+    // Mean of the paired differences with a 95% confidence interval (Student's t).
+    const diffs = ratios.map((r) => (1 - r) * 100);
+    const mean = diffs.reduce((x, y) => x + y, 0) / diffs.length;
+    const sd = Math.sqrt(diffs.reduce((x, y) => x + (y - mean) ** 2, 0) / Math.max(1, diffs.length - 1));
+    const T95 = [12.71, 4.3, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.2, 2.18, 2.16, 2.14, 2.13, 2.12];
+    const half = (T95[diffs.length - 2] ?? 2.0) * (sd / Math.sqrt(diffs.length));
     console.log(
-      `\nrelay defaults (batch 500, busyFraction 0.1), ${ratios.length} windows: delivery rate ${lower(mean)} lower on average (median ${lower(median)}, range ${lower(sorted.at(-1) as number)} to ${lower(sorted[0] as number)})`,
+      `\nrelay defaults (batch 500, busyFraction 0.1): delivery rate ${mean.toFixed(1)}% lower on average (95% CI ${(mean - half).toFixed(1)}% to ${(mean + half).toFixed(1)}%) over ${diffs.length} windows; each window vs its neighbours: ${diffs.map((d) => `${d.toFixed(0)}%`).join(' ')}`,
     );
+    const pace = gentle.deliveries / gentle.seconds;
     console.log(
       `   deleted ${fmt(gentle.deliveries)} deliveries + ${fmt(gentle.attempts)} attempts in ${fmt(gentle.batches)} batches over ${gentle.seconds.toFixed(0)} s: ${fmt(pace)} old deliveries/s; all ${fmt(rows)} (and their events) would take about ${((2 * rows) / pace / 60).toFixed(0)} min at this pace`,
     );
     console.log(
-      `flat out (busyFraction 1, no pause): delivery rate ${lower(fastRatio)} lower; the remaining ${fmt(Number(done.deliveries))} deliveries, ${fmt(Number(done.attempts))} attempts and ${fmt(Number(done.events))} events took ${fastS.toFixed(1)} s (${fmt(Number(done.batches))} batches)`,
+      `flat out (busyFraction 1, no pause): delivery rate ${((1 - fastRatio) * 100).toFixed(1)}% lower; the remaining ${fmt(Number(done.deliveries))} deliveries, ${fmt(Number(done.attempts))} attempts and ${fmt(Number(done.events))} events took ${fastS.toFixed(1)} s (${fmt(Number(done.batches))} batches)`,
     );
     console.log(
       `cleanup of the ${fmt(rows)} old deliveries took ${(gentle.seconds + fastS).toFixed(0)} s of cleanup time in all`,

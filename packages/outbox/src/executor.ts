@@ -42,18 +42,29 @@ function toDrizzleSql(text: string, values: readonly unknown[]): SQL {
   return sql.join(chunks);
 }
 
+/** A node-postgres Client, PoolClient or Pool: their `query` also takes `{ name, text, values }`. */
+function isNodePostgres(executor: object): boolean {
+  return 'connectionParameters' in executor || ('totalCount' in executor && 'idleCount' in executor);
+}
+
 /**
  * Runs one statement with positional parameters on the caller's executor and returns its
- * rows. Every statement hookbox sends goes through here.
+ * rows. Every statement hookbox sends goes through here. With `name`, a node-postgres
+ * executor prepares the statement once per connection and reuses the plan (the enqueue hot
+ * path); other executors run it as usual.
  */
 export async function runQuery<R extends Row = Row>(
   executor: Executor,
   text: string,
   values: readonly unknown[] = [],
+  name?: string,
 ): Promise<R[]> {
   let result: unknown;
   if (executor && typeof (executor as QueryExecutor).query === 'function') {
-    result = await (executor as QueryExecutor).query(text, values as unknown[]);
+    result =
+      name !== undefined && isNodePostgres(executor)
+        ? await (executor as unknown as { query(c: object): Promise<unknown> }).query({ name, text, values })
+        : await (executor as QueryExecutor).query(text, values as unknown[]);
   } else if (executor && typeof (executor as DrizzleExecutor).execute === 'function') {
     result = await (executor as DrizzleExecutor).execute(toDrizzleSql(text, values));
   } else {

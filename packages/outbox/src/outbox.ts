@@ -10,11 +10,19 @@ export interface OutboxOptions {
   maxPayloadBytes?: number;
   /** Most events one `enqueueMany` call accepts. Default 10,000. */
   maxBatchSize?: number;
+  /**
+   * Prepare `enqueue`'s statement once per connection (node-postgres executors only):
+   * Postgres then skips parsing and planning it on every call. Default true. Set false
+   * behind a PgBouncer older than 1.21 in transaction mode, which cannot route prepared
+   * statements.
+   */
+  preparedStatements?: boolean;
 }
 
 const DEFAULTS = {
   maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
   maxBatchSize: 10_000,
+  preparedStatements: true,
 } satisfies Required<OutboxOptions>;
 
 /** Maps each event type to its payload type, e.g. `{ 'message.new': { id: string } }`. */
@@ -65,11 +73,14 @@ function resolveOptions(options: OutboxOptions): Required<OutboxOptions> {
     }
   }
   const resolved = { ...DEFAULTS, ...options };
-  for (const key of Object.keys(DEFAULTS) as (keyof typeof DEFAULTS)[]) {
+  for (const key of ['maxPayloadBytes', 'maxBatchSize'] as const) {
     const v = resolved[key];
     if (!Number.isSafeInteger(v) || v < 1) {
       throw new ValidationError(`options.${key}`, 'positive_integer', 'must be a positive integer');
     }
+  }
+  if (typeof resolved.preparedStatements !== 'boolean') {
+    throw new ValidationError('options.preparedStatements', 'type', 'must be true or false');
   }
   return resolved;
 }
@@ -113,13 +124,12 @@ export function createOutbox<E extends EventMap = EventMap>(options: OutboxOptio
     const ev = validateEvent(event as EventInput, opts.maxPayloadBytes);
     const id = uuidv7();
     lastEnqueueAt = performance.now();
-    const rows = await runQuery<{ id: string }>(executor, INSERT_ONE, [
-      id,
-      ev.tenantId,
-      ev.type,
-      ev.payloadJson,
-      ev.idempotencyKey,
-    ]);
+    const rows = await runQuery<{ id: string }>(
+      executor,
+      INSERT_ONE,
+      [id, ev.tenantId, ev.type, ev.payloadJson, ev.idempotencyKey],
+      opts.preparedStatements ? 'hookbox_enqueue_v1' : undefined,
+    );
     if (rows.length > 0) return { id, created: true };
     const existing = (await resolveExisting(executor, [ev])).get(keyOf(ev.tenantId, ev.idempotencyKey ?? ''));
     if (!existing) throw lostIdempotentRow();
