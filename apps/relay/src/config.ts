@@ -42,6 +42,9 @@ export const RELAY_DEFAULTS = {
   metricsPort: 'off',
   metricsHost: '127.0.0.1',
   metricsTenantLimit: 100,
+  /** Periodic retention cleanup inside the relay is off unless an age is given. */
+  cleanupOlderThan: 'off',
+  cleanupInterval: '1h',
 } as const;
 
 /** Flag name → environment variable. Flags win over the environment, which wins over defaults. */
@@ -65,6 +68,8 @@ export const RELAY_ENV = {
   metricsPort: 'HOOKBOX_METRICS_PORT',
   metricsHost: 'HOOKBOX_METRICS_HOST',
   metricsTenantLimit: 'HOOKBOX_METRICS_TENANT_LIMIT',
+  cleanupOlderThan: 'HOOKBOX_CLEANUP_OLDER_THAN',
+  cleanupInterval: 'HOOKBOX_CLEANUP_INTERVAL',
 } as const;
 
 export type RelayFlags = Partial<{
@@ -87,6 +92,8 @@ export type RelayFlags = Partial<{
   metricsPort: string;
   metricsHost: string;
   metricsTenantLimit: string;
+  cleanupOlderThan: string;
+  cleanupInterval: string;
 }>;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -105,6 +112,15 @@ export interface RelayConfig {
   options: RelayOptions;
   logLevel: (typeof LOG_LEVELS)[number];
   metrics: MetricsConfig;
+  cleanup: CleanupConfig;
+}
+
+/** Periodic retention cleanup (apps/relay/src/relay/cleanup.ts). */
+export interface CleanupConfig {
+  /** Delete finished deliveries and fanned-out events older than this; null when off (the default). */
+  olderThanMs: number | null;
+  /** Time between cleanup runs. */
+  intervalMs: number;
 }
 
 function intIn(text: string, field: string, min: number, max: number): number {
@@ -215,5 +231,14 @@ export function resolveRelayConfig(
       100_000,
     ),
   };
-  return { options, logLevel, metrics };
+  const cleanupText = pick('cleanupOlderThan') ?? RELAY_DEFAULTS.cleanupOlderThan;
+  const cleanup: CleanupConfig = {
+    olderThanMs: cleanupText.trim().toLowerCase() === 'off' ? null : parseDuration(cleanupText, '--cleanup-older-than'),
+    intervalMs: parseDuration(pick('cleanupInterval') ?? RELAY_DEFAULTS.cleanupInterval, '--cleanup-interval'),
+  };
+  if (cleanup.olderThanMs !== null && cleanup.olderThanMs < 60_000) {
+    throw new UsageError('--cleanup-older-than: must be at least 1m (it deletes the delivery log)');
+  }
+  if (cleanup.intervalMs < 1_000) throw new UsageError('--cleanup-interval: must be at least 1s');
+  return { options, logLevel, metrics, cleanup };
 }

@@ -6,6 +6,7 @@ import { createLogger } from '../logger.js';
 import { startAdminServer } from '../metrics/admin-server.js';
 import { createRelayMetrics } from '../metrics/metrics.js';
 import { migrationStatus } from '../migrate.js';
+import { startPeriodicCleanup } from '../relay/cleanup.js';
 import { createRelay } from '../relay/relay.js';
 import { VERSION } from '../version.js';
 
@@ -78,6 +79,14 @@ export function registerRelay(program: Command): void {
       '--metrics-tenant-limit <n>',
       `tenants labelled on hookbox_tenant_deliveries_total, first seen first; the rest count as tenant="_other" (default ${RELAY_DEFAULTS.metricsTenantLimit}) ${env('metricsTenantLimit')}`,
     )
+    .option(
+      '--cleanup-older-than <dur>',
+      `delete finished deliveries, their attempts and fanned-out events older than this, in small batches; "off" disables (default ${RELAY_DEFAULTS.cleanupOlderThan}; enable on one relay) ${env('cleanupOlderThan')}`,
+    )
+    .option(
+      '--cleanup-interval <dur>',
+      `time between cleanup runs (default ${RELAY_DEFAULTS.cleanupInterval}) ${env('cleanupInterval')}`,
+    )
     .addHelpText(
       'after',
       `
@@ -87,6 +96,7 @@ Examples:
   $ hookbox relay --database-url postgres://app@db/app
   $ hookbox relay --concurrency 128 --retry-schedule 5s,5m,30m --require-https
   $ hookbox relay --metrics-port 9464        # Prometheus: http://127.0.0.1:9464/metrics
+  $ hookbox relay --cleanup-older-than 30d   # retention: keep 30 days of delivery log
   $ hookbox relay --allow-private-network 127.0.0.0/8 --exit-when-idle   # local testing`,
     )
     .action(async (flags: RelayFlags) => {
@@ -110,7 +120,12 @@ async function checkSchema(db: pg.Pool): Promise<void> {
 }
 
 export async function runRelay(flags: RelayFlags): Promise<void> {
-  const { options, logLevel, metrics: metricsConfig } = resolveRelayConfig(flags, process.env, `hookbox/${VERSION}`);
+  const {
+    options,
+    logLevel,
+    metrics: metricsConfig,
+    cleanup,
+  } = resolveRelayConfig(flags, process.env, `hookbox/${VERSION}`);
   const logger = createLogger(logLevel);
   const db = new pg.Pool({
     connectionString: options.databaseUrl,
@@ -161,7 +176,17 @@ export async function runRelay(flags: RelayFlags): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   relay.start();
+  const periodicCleanup =
+    cleanup.olderThanMs === null
+      ? null
+      : startPeriodicCleanup({
+          db,
+          logger: logger.child({ part: 'cleanup' }),
+          olderThanMs: cleanup.olderThanMs,
+          intervalMs: cleanup.intervalMs,
+        });
   await relay.done;
+  await periodicCleanup?.stop();
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   await admin?.close();
