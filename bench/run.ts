@@ -87,24 +87,18 @@ class Receiver {
   }
 }
 
-/** The relay as shipped: the compiled `hookbox` binary (apps/relay/dist/cli.js). */
+/**
+ * The relay as shipped: the compiled `hookbox` binary, executed through its shebang (which
+ * sets the Node flags users get). BENCH_RELAY_NODE_ARGS runs it with other Node flags
+ * instead, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof' to profile it.
+ */
 function startRelay(url: string): ChildProcess {
-  return spawn(
-    process.execPath,
-    [
-      // e.g. BENCH_RELAY_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' to profile the relay
-      ...(process.env.BENCH_RELAY_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
-      `${root}apps/relay/dist/cli.js`,
-      'relay',
-      '--database-url',
-      url,
-      '--allow-private-network',
-      '127.0.0.0/8',
-      '--log-level',
-      'warn',
-    ],
-    { stdio: ['ignore', 'inherit', 'inherit'] },
-  );
+  const bin = `${root}apps/relay/dist/cli.js`;
+  const args = ['relay', '--database-url', url, '--allow-private-network', '127.0.0.0/8', '--log-level', 'warn'];
+  const nodeArgs = process.env.BENCH_RELAY_NODE_ARGS?.split(' ').filter(Boolean);
+  return nodeArgs
+    ? spawn(process.execPath, [...nodeArgs, bin, ...args], { stdio: ['ignore', 'inherit', 'inherit'] })
+    : spawn(bin, args, { stdio: ['ignore', 'inherit', 'inherit'] });
 }
 
 function peakRssMiB(pid: number): number {

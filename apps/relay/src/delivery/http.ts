@@ -15,9 +15,57 @@ export interface HttpAttempt {
   excerpt: string | null;
 }
 
+/**
+ * One timer for many attempts instead of a timer each: deadlines go into a FIFO (they
+ * arrive in order because every attempt of a relay has the same timeout) that is swept
+ * every `tickMs`. Timeouts fire up to `tickMs` late.
+ */
+export class Deadlines {
+  private entries: { at: number; fire: (() => void) | null }[] = [];
+  private head = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly tickMs = 25) {}
+
+  /** Calls `fire` at (or just after) performance.now() time `at`, unless cancelled. */
+  add(at: number, fire: () => void): { fire: (() => void) | null } {
+    const entry = { at, fire: fire as (() => void) | null };
+    this.entries.push(entry);
+    if (!this.timer) this.timer = setInterval(() => this.sweep(), this.tickMs);
+    return entry;
+  }
+
+  cancel(entry: { fire: (() => void) | null }): void {
+    entry.fire = null;
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    while (this.head < this.entries.length) {
+      const e = this.entries[this.head] as { at: number; fire: (() => void) | null };
+      if (e.fire !== null && e.at > now) break;
+      this.head++;
+      const fire = e.fire;
+      e.fire = null;
+      fire?.();
+    }
+    if (this.head === this.entries.length) {
+      this.entries = [];
+      this.head = 0;
+      if (this.timer) clearInterval(this.timer);
+      this.timer = null;
+    } else if (this.head > 1024 && this.head * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
 export interface HttpSendOptions {
   /** Total time allowed for connect + request + response, in ms. */
   timeoutMs: number;
+  /** Shared timer for the timeouts (all attempts using it must have the same timeoutMs). */
+  deadlines?: Deadlines;
   /** Response bytes kept for the delivery log. */
   maxResponseBytes: number;
   /** Response bytes read (and discarded) past the cap before the request is cut off. */
@@ -102,7 +150,8 @@ export function sendAttempt(
     const finish = (result: AttemptResult) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      if (deadline) options.deadlines?.cancel(deadline);
+      else clearTimeout(timer);
       const excerpt = keptBytes > 0 ? Buffer.concat(kept, keptBytes).toString('utf8') : null;
       resolve({ result, durationMs: Math.round(performance.now() - started), excerpt });
     };
@@ -110,10 +159,9 @@ export function sendAttempt(
       if (controller) controller.abort(reason);
       else pendingAbort = reason;
     };
-    const timer = setTimeout(
-      () => abort(new AttemptAbort('timeout', `no complete response within ${options.timeoutMs} ms`)),
-      options.timeoutMs,
-    );
+    const onTimeout = () => abort(new AttemptAbort('timeout', `no complete response within ${options.timeoutMs} ms`));
+    const deadline = options.deadlines?.add(started + options.timeoutMs, onTimeout);
+    const timer = deadline ? undefined : setTimeout(onTimeout, options.timeoutMs);
 
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart(c) {

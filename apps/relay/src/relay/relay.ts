@@ -8,7 +8,7 @@ import pRetry from 'p-retry';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { Agent, type Dispatcher } from 'undici';
-import { sendAttempt } from '../delivery/http.js';
+import { Deadlines, sendAttempt } from '../delivery/http.js';
 import { createAddressGuard } from '../delivery/ssrf.js';
 import { type AttemptResult, decide, type RetryPolicy } from '../policy/retry.js';
 import { buildBody, buildHeaders, SignerCache } from './envelope.js';
@@ -98,6 +98,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       connect: guard.connector({ timeout: Math.min(options.requestTimeoutMs, 10_000) }),
     });
   const recorder = new Recorder(db, logger);
+  const deadlines = new Deadlines();
   const signers = new SignerCache();
   // Subscriptions this relay disabled (410 Gone) -> performance.now() when the disable was
   // decided and again when it committed. Claims taken before that were loaded with
@@ -232,14 +233,18 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
    * at a time per endpoint origin: a slow or hanging endpoint holds its own slots, not
    * everyone's, and its queued deliveries wait while other endpoints' go ahead.
    */
-  function startQueued(): void {
+  function startQueued(fullScan = false): void {
+    const now = performance.now();
     let i = 0;
     const stale: ClaimedDelivery[] = [];
     const deferred: ClaimedDelivery[] = [];
     let blocked = 0;
     while (running && i < queue.length) {
+      // At capacity nothing can start: stop scanning (the poll tick does a full pass for
+      // stale and stuck work).
+      if (!fullScan && stats.inFlight >= options.concurrency) break;
       const d = queue[i] as ClaimedDelivery;
-      if (performance.now() > d.claimedAt + staleAfterMs) {
+      if (now > d.claimedAt + staleAfterMs) {
         // Waited in the buffer so long that the lease could run out mid-request: hand the
         // row back (due now, attempt count restored) rather than risk a double delivery.
         // Left to its lease instead, it would wait out the lease and its re-claim would count
@@ -248,13 +253,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         stale.push(d);
         continue;
       }
-      const origin = parseTarget(d.url)?.origin ?? '';
+      const origin = d.origin;
       const busy = inFlightByOrigin.get(origin) ?? 0;
       if (origin !== '' && busy >= options.connectionsPerOrigin) {
         // This endpoint is saturated. Work that has waited long for it means the endpoint
         // is slow, not just busy: hand that back for a while, so a slow endpoint's backlog
         // cannot sit in the buffer and keep other endpoints' work from being claimed.
-        if (performance.now() - d.claimedAt > SATURATED_WAIT_MS) {
+        if (now - d.claimedAt > SATURATED_WAIT_MS) {
           queue.splice(i, 1);
           deferred.push(d);
           continue;
@@ -347,6 +352,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     );
     const { result, durationMs, excerpt } = await sendAttempt(agent, target.origin, target.path, headers, body, {
       timeoutMs: options.requestTimeoutMs,
+      deadlines,
       maxResponseBytes: options.maxResponseBytes,
       maxDrainBytes: 64 * 1024,
     });
@@ -435,7 +441,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     pollTimer = setInterval(() => {
       // Re-sort the buffer on every tick too: work stuck behind a slow endpoint is handed
       // back here even when no delivery finishes to trigger it.
-      if (queue.length > 0) startQueued();
+      if (queue.length > 0) startQueued(true);
       pump();
     }, options.pollIntervalMs);
     logger.info(

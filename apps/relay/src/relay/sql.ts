@@ -3,6 +3,7 @@
  * short transactions that set a lease; no transaction is held open during HTTP.
  */
 import type pg from 'pg';
+import { parseTarget } from './urls.js';
 
 /** A delivery claimed by this relay, with everything needed to send it. */
 export interface ClaimedDelivery {
@@ -28,6 +29,8 @@ export interface ClaimedDelivery {
   active: boolean;
   /** performance.now() when this relay claimed it (the lease started about then). */
   claimedAt: number;
+  /** The endpoint's origin (scheme://host:port), '' when the URL is unusable. */
+  origin: string;
 }
 
 export interface PendingEvent {
@@ -128,6 +131,7 @@ export async function insertLeasedDeliveries(
       headers: r.headers,
       active: r.active,
       claimedAt,
+      origin: parseTarget(r.url)?.origin ?? '',
     };
   });
 }
@@ -176,6 +180,7 @@ export async function claimDueDeliveries(db: pg.Pool, limit: number, leaseMs: nu
     headers: r.headers,
     active: r.active,
     claimedAt,
+    origin: parseTarget(r.url)?.origin ?? '',
   }));
 }
 
