@@ -132,6 +132,7 @@ describe('migrate() on an empty database', () => {
       expect(fns).toEqual([
         { proname: 'enqueue', n: 1 },
         { proname: 'json_compact_bytes', n: 1 },
+        { proname: 'matches_any', n: 1 },
         { proname: 'uuid_v7', n: 1 },
       ]);
       // And the migrated schema works.

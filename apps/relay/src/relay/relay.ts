@@ -3,7 +3,6 @@
  * transactions (leases), sends it with undici outside any transaction, and records the
  * outcomes in batches, fenced by the claim's attempt number.
  */
-import { matchesAny } from '@hookbox/outbox';
 import pRetry from 'p-retry';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -16,11 +15,9 @@ import { Recorder } from './recorder.js';
 import {
   type ClaimedDelivery,
   claimDueDeliveries,
-  claimEvents,
   disableSubscription,
-  type FanoutPair,
+  fanOut,
   hasUnfinishedWork,
-  insertLeasedDeliveries,
   type Outcome,
   releaseClaims,
 } from './sql.js';
@@ -160,7 +157,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
 
   async function claim(free: number): Promise<number> {
     const { claimed: fanned, events } = await pRetry(
-      () => fanOut(Math.min(options.batchSize, free)),
+      () => fanOutBatch(Math.min(options.batchSize, free)),
       dbRetry('fan-out'),
     );
     // Buffer the fan-out's claims before the next query: if that one fails, they still go out.
@@ -173,48 +170,14 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     return events + due.length;
   }
 
-  /** Claims pending events, matches them, inserts their deliveries already leased: one transaction. */
-  async function fanOut(limit: number): Promise<{ claimed: ClaimedDelivery[]; events: number }> {
-    const client = await db.connect();
-    // A connection that drops between two statements of this transaction emits 'error' on
-    // the checked-out client, where the pool's listener is not attached: catch it here (the
-    // next statement fails, and the transaction rolls back and is retried).
-    const onClientError = (err: Error) => logger.debug({ err }, 'fan-out connection lost');
-    client.on('error', onClientError);
-    let ok = false;
-    try {
-      await client.query('BEGIN');
-      const events = await claimEvents(client, limit);
-      if (events.length === 0) {
-        await client.query('COMMIT');
-        ok = true;
-        return { claimed: [], events: 0 };
-      }
-      const pairs: FanoutPair[] = [];
-      let unmatched = 0;
-      for (const event of events) {
-        let matched = false;
-        for (const [subscriptionId, patterns] of event.subs) {
-          if (matchesAny(patterns, event.type)) {
-            pairs.push({ event, subscriptionId });
-            matched = true;
-          }
-        }
-        if (!matched) unmatched++;
-      }
-      const claimed = await insertLeasedDeliveries(client, events, pairs, options.leaseMs);
-      await client.query('COMMIT');
-      ok = true;
-      observer.fannedOut?.(events.length - unmatched, unmatched);
-      logger.debug({ events: events.length, deliveries: claimed.length, unmatched }, 'fanned out');
-      return { claimed, events: events.length };
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      client.off('error', onClientError);
-      client.release(ok ? undefined : true);
+  /** Claims pending events, matches them and inserts their deliveries already leased: one statement. */
+  async function fanOutBatch(limit: number): Promise<{ claimed: ClaimedDelivery[]; events: number }> {
+    const { events, matched, claimed } = await fanOut(db, limit, options.leaseMs);
+    if (events > 0) {
+      observer.fannedOut?.(matched, events - matched);
+      logger.debug({ events, deliveries: claimed.length, unmatched: events - matched }, 'fanned out');
     }
+    return { claimed, events };
   }
 
   function dbRetry(what: string) {

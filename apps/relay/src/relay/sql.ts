@@ -1,6 +1,6 @@
 /**
  * The relay's hot queries, one small function each, database handle first. Claims are
- * short transactions that set a lease; no transaction is held open during HTTP.
+ * single statements that set a lease; no transaction is held open during HTTP.
  */
 import type pg from 'pg';
 import { parseTarget } from './urls.js';
@@ -33,107 +33,88 @@ export interface ClaimedDelivery {
   origin: string;
 }
 
-export interface PendingEvent {
-  id: string;
-  tenantId: string;
-  type: string;
-  payload: string;
-  createdAt: string;
-  createdMs: number;
-  /** Active subscriptions of the event's tenant: [id, patterns]. */
-  subs: [string, string[]][];
-}
-
 const TS_ISO = `to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 const TS_MS = '(extract(epoch FROM e.created_at) * 1000)::float8';
 
-// Claim by state (fanned_out_at IS NULL), never by an id cursor: ids are taken at insert,
-// not at commit, so a cursor would skip a transaction that commits late.
-const CLAIM_EVENTS = `SELECT e.id, e.tenant_id, e.type, e.payload::text AS payload,
-  ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
-  (SELECT coalesce(json_agg(json_build_array(s.id, s.event_types)), '[]'::json)
-     FROM hookbox.subscriptions s WHERE s.tenant_id = e.tenant_id AND s.active) AS subs
-FROM hookbox.events e
-WHERE e.fanned_out_at IS NULL
-ORDER BY e.id
-LIMIT $1
-FOR UPDATE OF e SKIP LOCKED`;
-
-/** Locks up to `limit` pending events (inside the caller's transaction). */
-export async function claimEvents(client: pg.ClientBase, limit: number): Promise<PendingEvent[]> {
-  const { rows } = await client.query(CLAIM_EVENTS, [limit]);
-  return rows.map((r) => ({
-    id: r.id,
-    tenantId: r.tenant_id,
-    type: r.type,
-    payload: r.payload,
-    createdAt: r.created_at,
-    createdMs: r.created_ms,
-    subs: r.subs,
-  }));
-}
-
-// Fan-out and first lease in one statement: deliveries are born leased to this relay,
-// so the first attempt needs no separate claim.
-const INSERT_LEASED = `WITH ins AS (
-  INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, attempts, next_attempt_at, locked_until)
-  SELECT u.event_id, u.subscription_id, u.tenant_id, 1,
-         now() + $4 * interval '1 millisecond', now() + $4 * interval '1 millisecond'
-  FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS u(event_id, subscription_id, tenant_id)
-  RETURNING id, event_id, subscription_id
+// Fan-out in one statement, one round trip: claim pending events by state (never by an id
+// cursor: ids are taken at insert, not at commit, so a cursor would skip a transaction
+// that commits late), mark them fanned out (also those matching nothing), match the same
+// tenant's active subscriptions (hookbox.matches_any mirrors matchesEventType), and insert
+// their deliveries already leased to this relay, so the first attempt needs no claim of
+// its own. Every row carries the batch's counts; a batch with no deliveries returns one
+// row of counts only.
+const FAN_OUT = `WITH ev AS (
+  SELECT e.id, e.tenant_id, e.type, e.payload, e.created_at
+  FROM hookbox.events e
+  WHERE e.fanned_out_at IS NULL
+  ORDER BY e.id
+  LIMIT $1
+  FOR UPDATE SKIP LOCKED
 ), done AS (
-  UPDATE hookbox.events SET fanned_out_at = now() WHERE id = ANY($5::uuid[])
+  UPDATE hookbox.events e SET fanned_out_at = now() FROM ev WHERE e.id = ev.id
+), m AS (
+  SELECT ev.id AS event_id, s.id AS subscription_id, ev.tenant_id
+  FROM ev JOIN hookbox.subscriptions s ON s.tenant_id = ev.tenant_id AND s.active
+  WHERE hookbox.matches_any(s.event_types, ev.type)
+), ins AS (
+  INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, attempts, next_attempt_at, locked_until)
+  SELECT m.event_id, m.subscription_id, m.tenant_id, 1,
+         now() + $2 * interval '1 millisecond', now() + $2 * interval '1 millisecond'
+  FROM m
+  RETURNING id, event_id, subscription_id
+), counts AS (
+  SELECT (SELECT count(*) FROM ev)::int AS events, (SELECT count(DISTINCT event_id) FROM m)::int AS matched
 )
-SELECT ins.id, ins.event_id, s.url, s.secret,
-  CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
-  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active,
-  ins.subscription_id
-FROM ins JOIN hookbox.subscriptions s ON s.id = ins.subscription_id`;
+SELECT counts.events, counts.matched, d.*
+FROM counts LEFT JOIN (
+  SELECT ins.id, e.id AS event_id, e.tenant_id, e.type, e.payload::text AS payload,
+    ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
+    ins.subscription_id, s.url, s.secret,
+    CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
+    CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active
+  FROM ins
+  JOIN ev e ON e.id = ins.event_id
+  JOIN hookbox.subscriptions s ON s.id = ins.subscription_id
+) d ON true`;
 
-export interface FanoutPair {
-  event: PendingEvent;
-  subscriptionId: string;
+export interface FanOutResult {
+  /** Events claimed and marked fanned out. */
+  events: number;
+  /** Of those, events that matched at least one subscription. */
+  matched: number;
+  /** Their deliveries, leased to this relay. */
+  claimed: ClaimedDelivery[];
 }
 
-/**
- * Inserts one leased delivery per (event, subscription) pair and marks every claimed
- * event fanned out (including those that matched nothing). Same transaction as claimEvents.
- */
-export async function insertLeasedDeliveries(
-  client: pg.ClientBase,
-  events: PendingEvent[],
-  pairs: FanoutPair[],
-  leaseMs: number,
-): Promise<ClaimedDelivery[]> {
-  const { rows } = await client.query(INSERT_LEASED, [
-    pairs.map((p) => p.event.id),
-    pairs.map((p) => p.subscriptionId),
-    pairs.map((p) => p.event.tenantId),
-    leaseMs,
-    events.map((e) => e.id),
-  ]);
-  const byId = new Map(events.map((e) => [e.id, e]));
+/** Fans out up to `limit` pending events in one statement; see FAN_OUT. */
+export async function fanOut(db: pg.Pool, limit: number, leaseMs: number): Promise<FanOutResult> {
+  const { rows } = await db.query(FAN_OUT, [limit, leaseMs]);
+  const first = rows[0] as { events: number; matched: number } | undefined;
   const claimedAt = performance.now();
-  return rows.map((r) => {
-    const e = byId.get(r.event_id) as PendingEvent;
-    return {
-      deliveryId: Number(r.id),
-      attempt: 1,
-      eventId: e.id,
-      eventType: e.type,
-      tenantId: e.tenantId,
-      eventCreatedAt: e.createdAt,
-      eventCreatedMs: e.createdMs,
-      payload: e.payload,
-      subscriptionId: r.subscription_id,
-      url: r.url,
-      secrets: r.previous_secret ? [r.secret, r.previous_secret] : [r.secret],
-      headers: r.headers,
-      active: r.active,
-      claimedAt,
-      origin: parseTarget(r.url)?.origin ?? '',
-    };
-  });
+  const claimed: ClaimedDelivery[] = [];
+  for (const r of rows) if (r.id !== null) claimed.push(toClaimed(r, 1, claimedAt));
+  return { events: first?.events ?? 0, matched: first?.matched ?? 0, claimed };
+}
+
+function toClaimed(r: Record<string, unknown>, attempt: number, claimedAt: number): ClaimedDelivery {
+  const url = r.url as string;
+  return {
+    deliveryId: Number(r.id),
+    attempt,
+    eventId: r.event_id as string,
+    eventType: r.type as string,
+    tenantId: r.tenant_id as string,
+    eventCreatedAt: r.created_at as string,
+    eventCreatedMs: r.created_ms as number,
+    payload: r.payload as string,
+    subscriptionId: r.subscription_id as string,
+    url,
+    secrets: r.previous_secret ? [r.secret as string, r.previous_secret as string] : [r.secret as string],
+    headers: r.headers as Record<string, string> | null,
+    active: r.active as boolean,
+    claimedAt,
+    origin: parseTarget(url)?.origin ?? '',
+  };
 }
 
 // Due retries and expired leases (a claim moves next_attempt_at to the lease end, so a
@@ -165,23 +146,7 @@ JOIN hookbox.subscriptions s ON s.id = u.subscription_id`;
 export async function claimDueDeliveries(db: pg.Pool, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query(CLAIM_DUE, [limit, leaseMs]);
   const claimedAt = performance.now();
-  return rows.map((r) => ({
-    deliveryId: Number(r.id),
-    attempt: r.attempts,
-    eventId: r.event_id,
-    eventType: r.type,
-    tenantId: r.tenant_id,
-    eventCreatedAt: r.created_at,
-    eventCreatedMs: r.created_ms,
-    payload: r.payload,
-    subscriptionId: r.subscription_id,
-    url: r.url,
-    secrets: r.previous_secret ? [r.secret, r.previous_secret] : [r.secret],
-    headers: r.headers,
-    active: r.active,
-    claimedAt,
-    origin: parseTarget(r.url)?.origin ?? '',
-  }));
+  return rows.map((r) => toClaimed(r, r.attempts, claimedAt));
 }
 
 /** The result of one attempt, to be written to the delivery log. */
