@@ -1,0 +1,58 @@
+/**
+ * Planner trap: the relay prepares its hot statements once per connection. A plan cached
+ * while the tables were empty must not stick once they have grown — a claim that fell back
+ * to a sequential scan would cost hundreds of milliseconds per call on a large backlog.
+ */
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { claimDueDeliveries, fanOut, recordOutcomes } from '../apps/relay/src/relay/sql.js';
+import { useTestDatabase } from './harness/db.js';
+
+const db = useTestDatabase();
+let one: pg.Pool; // one connection, so every call reuses the same prepared statements
+
+beforeAll(() => {
+  one = new pg.Pool({ connectionString: db.url, max: 1, application_name: 'hookbox-relay-plans' });
+});
+afterAll(async () => {
+  await one.end();
+});
+
+async function plan(statement: string, args: string): Promise<string> {
+  const { rows } = await one.query(`EXPLAIN (COSTS OFF) EXECUTE ${statement}(${args})`);
+  return rows.map((r) => r['QUERY PLAN']).join('\n');
+}
+
+describe('prepared relay statements', () => {
+  it('use the pending-events and due-deliveries indexes after the tables grow', async () => {
+    // Many executions on empty tables: Postgres settles on a cached generic plan.
+    for (let i = 0; i < 10; i++) {
+      expect((await fanOut(one, 100, 60_000)).events).toBe(0);
+      expect(await claimDueDeliveries(one, 100, 60_000)).toEqual([]);
+      await recordOutcomes(one, []);
+    }
+    // The backlog arrives: 30,000 events and 30,000 due deliveries.
+    const { rows } = await db.pool.query<{ id: string }>(
+      `INSERT INTO hookbox.subscriptions (tenant_id, url, event_types, secret)
+       VALUES ('p', 'https://example.com/h', '{*}', 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw') RETURNING id`,
+    );
+    await db.pool.query(
+      `INSERT INTO hookbox.events (tenant_id, type, payload, fanned_out_at)
+       SELECT 'p', 'message.new', jsonb_build_object('n', g), CASE WHEN g % 2 = 0 THEN now() END
+       FROM generate_series(1, 60000) g`,
+    );
+    await db.pool.query(
+      `INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, next_attempt_at)
+       SELECT e.id, $1, 'p', now() - interval '1 second' FROM hookbox.events e WHERE e.fanned_out_at IS NOT NULL`,
+      [rows[0]?.id],
+    );
+    // No ANALYZE here: the plans must hold up even before autovacuum gets round to it.
+
+    const fan = await plan('hookbox_fan_out_v1', '100, 60000');
+    expect(fan).toContain('events_pending_idx');
+    expect(fan).not.toMatch(/Seq Scan on events/);
+    const due = await plan('hookbox_claim_due_v1', '100, 60000');
+    expect(due).toContain('deliveries_due_idx');
+    expect(due).not.toMatch(/Seq Scan on deliveries/);
+  });
+});
