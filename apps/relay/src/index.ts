@@ -6,7 +6,10 @@
 export { RELAY_DEFAULTS, resolveRelayConfig } from './config.js';
 export { parseDuration } from './duration.js';
 export { createLogger } from './logger.js';
+export { checkReadiness, startAdminServer } from './metrics/admin-server.js';
+export { createRelayMetrics } from './metrics/metrics.js';
 export { migrate, migrationStatus, migrationsFolder } from './migrate.js';
 export { DEFAULT_RETRY_SCHEDULE_MS, defaultRetryPolicy } from './policy/retry.js';
+export { startPeriodicCleanup } from './relay/cleanup.js';
 export type { Relay, RelayDeps, RelayObserver, RelayOptions } from './relay/relay.js';
 export { createRelay } from './relay/relay.js';

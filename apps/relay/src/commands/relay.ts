@@ -135,14 +135,13 @@ export async function runRelay(flags: RelayFlags): Promise<void> {
     // lease expires), never a loss; in exchange commits do not wait for the WAL flush.
     options: '-c synchronous_commit=off',
   });
-  // The relay logs dropped idle connections itself once started; this covers the checks below.
+  // The relay logs dropped idle connections itself once started; this covers the time before.
   const onEarlyError = (err: Error) => logger.warn({ err }, 'idle database connection failed; it will be replaced');
   db.on('error', onEarlyError);
   await checkSchema(db).catch(async (err) => {
     await db.end();
     throw err;
   });
-  db.off('error', onEarlyError);
   const metrics =
     metricsConfig.port === null
       ? null
@@ -176,6 +175,7 @@ export async function runRelay(flags: RelayFlags): Promise<void> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   relay.start();
+  db.off('error', onEarlyError); // the relay logs them itself from here on
   const periodicCleanup =
     cleanup.olderThanMs === null
       ? null

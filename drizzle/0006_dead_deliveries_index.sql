@@ -1,0 +1,1 @@
+CREATE INDEX "deliveries_dead_idx" ON "hookbox"."deliveries" USING btree ("id") WHERE "hookbox"."deliveries"."status" = 'dead';
