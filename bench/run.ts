@@ -94,7 +94,15 @@ class Receiver {
  */
 function startRelay(url: string): ChildProcess {
   const bin = `${root}apps/relay/dist/cli.js`;
-  const args = ['relay', '--database-url', url, '--allow-private-network', '127.0.0.0/8', '--log-level', process.env.BENCH_RELAY_LOG_LEVEL ?? 'warn'];
+  const args = [
+    'relay',
+    '--database-url',
+    url,
+    '--allow-private-network',
+    '127.0.0.0/8',
+    '--log-level',
+    process.env.BENCH_RELAY_LOG_LEVEL ?? 'warn',
+  ];
   const nodeArgs = process.env.BENCH_RELAY_NODE_ARGS?.split(' ').filter(Boolean);
   return nodeArgs
     ? spawn(process.execPath, [...nodeArgs, bin, ...args], { stdio: ['ignore', 'inherit', 'inherit'] })
