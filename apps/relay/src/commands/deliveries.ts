@@ -57,6 +57,17 @@ export function scopeOptions(cmd: Command, what: string): Command {
     .option('--all-tenants', `operators: read the ${what} of every tenant`);
 }
 
+/** The paging, time-window and output flags every log listing shares. */
+export function pageOptions(cmd: Command): Command {
+  return cmd
+    .option('--since <when>', 'created at or after: a duration ago (1h, 7d) or an ISO 8601 time')
+    .option('--until <when>', 'created before: a duration ago or an ISO 8601 time')
+    .option('--limit <n>', 'page size (1–500)', '50')
+    .option('--cursor <cursor>', 'continue after the previous page (its "next" cursor)')
+    .addOption(databaseUrlOption())
+    .option('--json', 'print JSON ({ items, nextCursor }) instead of a table');
+}
+
 /**
  * A time flag: a duration ago (`30m`, `24h`, `7d`) or an ISO 8601 time, which the library
  * validates (its error then names the flag).
@@ -136,17 +147,11 @@ interface ListFlags extends ScopeFlags {
 export function registerDeliveries(program: Command): Command {
   const group = deliveriesCommand(program);
 
-  scopeOptions(group.command('list'), 'deliveries')
+  pageOptions(scopeOptions(group.command('list'), 'deliveries'))
     .description('list deliveries, newest first (keyset-paginated: pass --cursor for the next page)')
     .option('--subscription <id>', 'only deliveries to this subscription')
     .option('--event-type <type>', 'only events of this type or pattern (message.new, message.*)')
     .option('--status <list>', 'only these statuses, comma-separated: pending, succeeded, dead, cancelled')
-    .option('--since <when>', 'created at or after: a duration ago (1h, 7d) or an ISO 8601 time')
-    .option('--until <when>', 'created before: a duration ago or an ISO 8601 time')
-    .option('--limit <n>', 'page size (1–500)', '50')
-    .option('--cursor <cursor>', 'continue after the previous page (its "next" cursor)')
-    .addOption(databaseUrlOption())
-    .option('--json', 'print JSON ({ items, nextCursor }) instead of a table')
     .addHelpText(
       'after',
       examples(

@@ -11,6 +11,7 @@ import { databaseUrlOption } from '../config.js';
 import {
   deliveriesTable,
   examples,
+  pageOptions,
   parseTimeFlag,
   runLog,
   type ScopeFlags,
@@ -50,15 +51,9 @@ interface ListFlags extends ScopeFlags {
 export function registerEvents(program: Command): Command {
   const group = eventsCommand(program);
 
-  scopeOptions(group.command('list'), 'events')
+  pageOptions(scopeOptions(group.command('list'), 'events'))
     .description('list events, newest first, with their fan-out (keyset-paginated: pass --cursor for the next page)')
     .option('--type <type>', 'only events of this type or pattern (message.new, message.*)')
-    .option('--since <when>', 'created at or after: a duration ago (1h, 7d) or an ISO 8601 time')
-    .option('--until <when>', 'created before: a duration ago or an ISO 8601 time')
-    .option('--limit <n>', 'page size (1–500)', '50')
-    .option('--cursor <cursor>', 'continue after the previous page (its "next" cursor)')
-    .addOption(databaseUrlOption())
-    .option('--json', 'print JSON ({ items, nextCursor }) instead of a table')
     .addHelpText(
       'after',
       examples(
