@@ -19,8 +19,7 @@ const MIGRATIONS_TABLE = '__drizzle_migrations';
  * The migrations folder: `drizzle/` copied into the package when it is packed, or the
  * repository's top-level `drizzle/` when running from a checkout.
  */
-export function migrationsFolder(): string {
-  const here = dirname(fileURLToPath(import.meta.url));
+export function migrationsFolder(here: string = dirname(fileURLToPath(import.meta.url))): string {
   const candidates = [join(here, '..', 'drizzle'), join(here, '..', '..', '..', 'drizzle')];
   for (const dir of candidates) {
     if (existsSync(join(dir, 'meta', '_journal.json'))) return dir;
