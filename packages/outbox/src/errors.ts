@@ -40,10 +40,21 @@ export class NotFoundError extends HookboxError {
   }
 }
 
+/** Why a webhook failed verification: a stable value to branch on (the message is for people). */
+export type WebhookVerificationReason =
+  | 'missing_headers'
+  | 'invalid_timestamp'
+  | 'timestamp_too_old'
+  | 'timestamp_too_new'
+  | 'no_matching_signature'
+  | 'invalid_body';
+
 /** A webhook's signature, timestamp or headers did not check out. */
 export class WebhookVerificationError extends HookboxError {
-  constructor(message: string) {
+  readonly reason: WebhookVerificationReason;
+  constructor(reason: WebhookVerificationReason, message: string) {
     super('HOOKBOX_WEBHOOK_VERIFICATION', message);
     this.name = 'WebhookVerificationError';
+    this.reason = reason;
   }
 }

@@ -19,7 +19,7 @@ export type {
   TimeInput,
 } from './delivery-log.js';
 export { DELIVERY_LOG_LIMITS, deliveryLog } from './delivery-log.js';
-export type { HookboxErrorCode } from './errors.js';
+export type { HookboxErrorCode, WebhookVerificationReason } from './errors.js';
 export { HookboxError, NotFoundError, ValidationError, WebhookVerificationError } from './errors.js';
 export type { CatalogEventType } from './event-types.js';
 export {

@@ -138,7 +138,10 @@ describe('verify', () => {
     const ts = nowSeconds();
     const signed = referenceSigned(SECRET_A, MSG_ID, ts, BODY);
     const tamperedBody = BODY.replace('42', '43');
-    expect(verificationError(() => verify(SECRET_A, signed, tamperedBody)).message).toMatch(/no matching signature/);
+    expect(verificationError(() => verify(SECRET_A, signed, tamperedBody))).toMatchObject({
+      reason: 'no_matching_signature',
+      message: expect.stringMatching(/no matching signature/),
+    });
     const tamperedId = { ...signed, [WEBHOOK_HEADERS.id]: `${MSG_ID}x` };
     expect(verificationError(() => verify(SECRET_A, tamperedId, BODY)).message).toMatch(/no matching signature/);
     const tamperedTs = { ...signed, [WEBHOOK_HEADERS.timestamp]: String(ts - 1) };
@@ -150,9 +153,15 @@ describe('verify', () => {
   it('rejects timestamps outside the tolerance, in both directions, with distinct messages', () => {
     const now = nowSeconds();
     const old = referenceSigned(SECRET_A, MSG_ID, now - 301, BODY);
-    expect(verificationError(() => verify(SECRET_A, old, BODY)).message).toMatch(/too old: 301s before now/);
+    expect(verificationError(() => verify(SECRET_A, old, BODY))).toMatchObject({
+      reason: 'timestamp_too_old',
+      message: expect.stringMatching(/too old: 301s before now/),
+    });
     const future = referenceSigned(SECRET_A, MSG_ID, now + 301, BODY);
-    expect(verificationError(() => verify(SECRET_A, future, BODY)).message).toMatch(/too far in the future/);
+    expect(verificationError(() => verify(SECRET_A, future, BODY))).toMatchObject({
+      reason: 'timestamp_too_new',
+      message: expect.stringMatching(/too far in the future/),
+    });
     // Inside the default 300 s window in both directions, and the tolerance is adjustable.
     expect(verify(SECRET_A, referenceSigned(SECRET_A, MSG_ID, now - 290, BODY), BODY)).toEqual(JSON.parse(BODY));
     expect(verify(SECRET_A, referenceSigned(SECRET_A, MSG_ID, now + 290, BODY), BODY)).toEqual(JSON.parse(BODY));
@@ -167,6 +176,7 @@ describe('verify', () => {
   it('names the missing headers and rejects a non-numeric timestamp', () => {
     const ts = nowSeconds();
     const signed = referenceSigned(SECRET_A, MSG_ID, ts, BODY);
+    expect(verificationError(() => verify(SECRET_A, {}, BODY)).reason).toBe('missing_headers');
     expect(verificationError(() => verify(SECRET_A, {}, BODY)).message).toBe(
       'missing required header(s): webhook-id, webhook-timestamp, webhook-signature',
     );
@@ -176,6 +186,7 @@ describe('verify', () => {
     );
     for (const bad of ['abc', '12abc', '-5', '1.5e9', '']) {
       const err = verificationError(() => verify(SECRET_A, { ...signed, [WEBHOOK_HEADERS.timestamp]: bad }, BODY));
+      expect(err.reason, bad).toBe(bad === '' ? 'missing_headers' : 'invalid_timestamp');
       expect(err.message, bad).toMatch(bad === '' ? /missing required header/ : /not a number/);
     }
   });
@@ -183,9 +194,10 @@ describe('verify', () => {
   it('rejects a correctly signed body that is not JSON, after checking the signature', () => {
     const ts = nowSeconds();
     const text = 'plain text, not json';
-    expect(
-      verificationError(() => verify(SECRET_A, referenceSigned(SECRET_A, MSG_ID, ts, text), text)).message,
-    ).toMatch(/body is not JSON/);
+    expect(verificationError(() => verify(SECRET_A, referenceSigned(SECRET_A, MSG_ID, ts, text), text))).toMatchObject({
+      reason: 'invalid_body',
+      message: expect.stringMatching(/body is not JSON/),
+    });
     // With a wrong signature the signature is what gets reported, not the body.
     const wrong = referenceSigned(SECRET_B, MSG_ID, ts, text);
     expect(verificationError(() => verify(SECRET_A, wrong, text)).message).toMatch(/no matching signature/);

@@ -148,11 +148,13 @@ export function verify(
     timestamp ? null : WEBHOOK_HEADERS.timestamp,
     signature ? null : WEBHOOK_HEADERS.signature,
   ].filter((name) => name !== null);
-  if (missing.length > 0) throw new WebhookVerificationError(`missing required header(s): ${missing.join(', ')}`);
+  if (missing.length > 0)
+    throw new WebhookVerificationError('missing_headers', `missing required header(s): ${missing.join(', ')}`);
 
   const ts = timestamp!.trim();
   if (!TIMESTAMP_RE.test(ts)) {
     throw new WebhookVerificationError(
+      'invalid_timestamp',
       `${WEBHOOK_HEADERS.timestamp} is not a number of unix seconds (got ${JSON.stringify(ts.slice(0, 40))})`,
     );
   }
@@ -160,11 +162,13 @@ export function verify(
   const now = options.now ?? Math.floor(Date.now() / 1000);
   if (now - sent > tolerance) {
     throw new WebhookVerificationError(
+      'timestamp_too_old',
       `${WEBHOOK_HEADERS.timestamp} too old: ${now - sent}s before now (tolerance ${tolerance}s)`,
     );
   }
   if (sent - now > tolerance) {
     throw new WebhookVerificationError(
+      'timestamp_too_new',
       `${WEBHOOK_HEADERS.timestamp} too far in the future: ${sent - now}s after now (tolerance ${tolerance}s)`,
     );
   }
@@ -185,6 +189,7 @@ export function verify(
   }
   if (!matched) {
     throw new WebhookVerificationError(
+      'no_matching_signature',
       candidates === 0
         ? `no matching signature: ${WEBHOOK_HEADERS.signature} has no v1 signature`
         : `no matching signature: none of ${candidates} v1 signature(s) matches the ${keys.length} secret(s)`,
@@ -195,6 +200,9 @@ export function verify(
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new WebhookVerificationError(`body is not JSON (${text.length === 0 ? 'empty' : (err as Error).message})`);
+    throw new WebhookVerificationError(
+      'invalid_body',
+      `body is not JSON (${text.length === 0 ? 'empty' : (err as Error).message})`,
+    );
   }
 }

@@ -5,7 +5,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseSecret, verify, WEBHOOK_HEADERS } from '@hookbox/outbox';
+import { parseSecret, verify, WebhookVerificationError } from '@hookbox/outbox';
 import { UsageError } from '../errors.js';
 
 /** Largest `delayMs`: ten minutes is already longer than any sane delivery timeout. */
@@ -226,10 +226,11 @@ function check(
     verify(secrets, req.headers, body);
     return { verdict: 'valid' };
   } catch (err) {
-    const reason = (err as Error).message;
-    if (/^body is not JSON/.test(reason)) return { verdict: 'valid' };
-    if (reason.startsWith(`${WEBHOOK_HEADERS.timestamp} too old`)) return { verdict: 'too old', reason };
-    return { verdict: 'invalid', reason };
+    if (!(err instanceof WebhookVerificationError)) throw err;
+    // A correctly signed body that is not JSON: the signature is fine, the body is shown as text.
+    if (err.reason === 'invalid_body') return { verdict: 'valid' };
+    if (err.reason === 'timestamp_too_old') return { verdict: 'too old', reason: err.message };
+    return { verdict: 'invalid', reason: err.message };
   }
 }
 
