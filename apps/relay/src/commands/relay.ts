@@ -60,7 +60,7 @@ export function registerRelay(program: Command): void {
     )
     .option(
       '--connections-per-origin <n>',
-      `keep-alive connections per endpoint (default ${RELAY_DEFAULTS.connectionsPerOrigin}) ${env('connectionsPerOrigin')}`,
+      `keep-alive connections and requests in flight per endpoint origin (default ${RELAY_DEFAULTS.connectionsPerOrigin}) ${env('connectionsPerOrigin')}`,
     )
     .option(
       '--max-response-bytes <n>',
