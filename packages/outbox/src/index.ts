@@ -38,8 +38,6 @@ export { NOTIFY_CHANNEL, notifyRelay } from './notify.js';
 export type { EnqueueResult, EventMap, Outbox, OutboxOptions, TypedEvent } from './outbox.js';
 export { createOutbox } from './outbox.js';
 export type {
-  DeliveryOutcome,
-  DeliveryOutcomeInput,
   RecoverDeadInput,
   RecoverDeadResult,
   ReplayEventInput,
@@ -47,15 +45,15 @@ export type {
   ReplayedDelivery,
   RetryDeliveryInput,
   RetryDeliveryResult,
-  SendTestInput,
-  SendTestResult,
 } from './replay.js';
-export { deliveryOutcome, recoverDead, replayEvent, retryDelivery, sendTest, TEST_EVENT_TYPE } from './replay.js';
+export { recoverDead, replayEvent, retryDelivery } from './replay.js';
 export type { CleanupInput, CleanupProgress, CleanupResult } from './retention.js';
 export { CLEANUP_DEFAULTS, cleanup, FRONTIER_MARGIN_MS } from './retention.js';
 export type { Delivery, DeliveryAttempt, DeliveryStatus, EventRow, Subscription } from './schema.js';
 export * as schema from './schema.js';
 export { GENERATED_SECRET_BYTES, generateSecret, MAX_SECRET_BYTES, MIN_SECRET_BYTES, parseSecret } from './secret.js';
+export type { DeliveryOutcome, DeliveryOutcomeInput, SendTestInput, SendTestResult } from './send-test.js';
+export { deliveryOutcome, sendTest, TEST_EVENT_TYPE } from './send-test.js';
 export type { Signer, VerifyOptions, WebhookHeaders } from './signing.js';
 export { createSigner, DEFAULT_TOLERANCE_SECONDS, sign, verify, WEBHOOK_HEADERS } from './signing.js';
 export type { Stats, StatsInput, SubscriptionStats, TenantUsage } from './stats.js';
