@@ -8,11 +8,17 @@
  * 3. the receiver verifies every signature; one endpoint fails twice, so you see retries;
  * 4. the relay exits when everything is delivered.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { startEmbeddedPostgres } from '@hookbox/devdb';
-import { createOutbox, subscriptions, verify } from '@hookbox/outbox';
-import { createLogger, createRelay, migrate, resolveRelayConfig } from '@hookbox/relay';
+import { createOutbox, generateSecret, subscriptions } from '@hookbox/outbox';
+import {
+  createLogger,
+  createRelay,
+  type Listener,
+  migrate,
+  type ReceivedRequest,
+  resolveRelayConfig,
+  startListener,
+} from '@hookbox/relay';
 import { sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
@@ -34,53 +40,39 @@ interface Received {
   valid: boolean;
 }
 
-/** A receiver for every demo endpoint; `/flaky` answers 500 to its first two requests. */
-async function startReceiver(
-  secretsByPath: Map<string, string>,
-): Promise<{ server: Server; url: string; got: Received[] }> {
-  const got: Received[] = [];
-  let flakyCalls = 0;
-  const read = (req: IncomingMessage) =>
-    new Promise<string>((resolve) => {
-      let body = '';
-      req.setEncoding('utf8');
-      req.on('data', (chunk: string) => {
-        body += chunk;
+/**
+ * The demo's endpoints are `hookbox listen` receivers (one per endpoint, each verifying
+ * with its own subscription's secret). `/flaky` answers 500 to its first two requests.
+ */
+async function startEndpoint(path: string, secret: string, got: Received[], flaky = false): Promise<Listener> {
+  let calls = 0;
+  return await startListener({
+    port: 0,
+    secrets: [secret],
+    // failRate 0.5 with a "random" source that says fail, fail, then succeed forever.
+    failRate: flaky ? 0.5 : 0,
+    random: () => (++calls <= 2 ? 0 : 1),
+    onRequest(r: ReceivedRequest) {
+      if (r.status >= 500) {
+        console.log(`  ${c.red('✗')} ${path.padEnd(18)} answered ${r.status} (the relay will retry)`);
+        return;
+      }
+      const body = (r.json ?? {}) as { type?: string; data?: { tenant?: string; rolledBack?: boolean } };
+      const webhookId = r.headers.find(([name]) => name.toLowerCase() === 'webhook-id')?.[1] ?? '?';
+      const valid = r.signature === 'valid';
+      got.push({
+        path,
+        webhookId,
+        type: body.type ?? '?',
+        tenant: body.data?.tenant ?? '?',
+        rolledBack: body.data?.rolledBack === true,
+        valid,
       });
-      req.on('end', () => resolve(body));
-    });
-  const server = createServer(async (req, res) => {
-    const body = await read(req);
-    const path = req.url ?? '/';
-    if (path === '/flaky' && ++flakyCalls <= 2) {
-      console.log(`  ${c.red('✗')} ${path.padEnd(18)} answered 500 (attempt ${flakyCalls}; the relay will retry)`);
-      res.writeHead(500).end('try again');
-      return;
-    }
-    let valid = false;
-    let parsed: { type?: string; data?: { tenant?: string; rolledBack?: boolean } } = {};
-    try {
-      parsed = verify(secretsByPath.get(path) ?? '', req.headers, body) as typeof parsed;
-      valid = true;
-    } catch {
-      parsed = JSON.parse(body);
-    }
-    const r: Received = {
-      path,
-      webhookId: String(req.headers['webhook-id']),
-      type: parsed.type ?? '?',
-      tenant: parsed.data?.tenant ?? '?',
-      rolledBack: parsed.data?.rolledBack === true,
-      valid,
-    };
-    got.push(r);
-    console.log(
-      `  ${valid ? c.green('✓') : c.red('✗')} ${path.padEnd(18)} ${r.type.padEnd(22)} ${c.dim(`webhook-id ${r.webhookId}`)} signature ${valid ? 'valid' : 'INVALID'}`,
-    );
-    res.writeHead(204).end();
+      console.log(
+        `  ${valid ? c.green('✓') : c.red('✗')} ${path.padEnd(18)} ${(body.type ?? '?').padEnd(22)} ${c.dim(`webhook-id ${webhookId}`)} signature ${r.signature}`,
+      );
+    },
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, got };
 }
 
 async function main(): Promise<void> {
@@ -99,9 +91,11 @@ async function main(): Promise<void> {
     const db = drizzle(pool);
     await db.execute(sql`CREATE TABLE messages (id serial PRIMARY KEY, tenant text NOT NULL, body text NOT NULL)`);
 
-    step('Creating subscriptions (two tenants, different patterns) pointing at a local receiver');
-    const secretsByPath = new Map<string, string>();
-    const receiver = await startReceiver(secretsByPath);
+    step(
+      'Creating subscriptions (two tenants, different patterns), each pointing at a local `hookbox listen` receiver',
+    );
+    const got: Received[] = [];
+    const endpoints: Listener[] = [];
     const subs = [
       { tenantId: 'acme', path: '/acme/everything', eventTypes: ['*'] },
       { tenantId: 'acme', path: '/acme/messages', eventTypes: ['message.*'] },
@@ -109,12 +103,15 @@ async function main(): Promise<void> {
       { tenantId: 'globex', path: '/flaky', eventTypes: ['contact.created'] },
     ];
     for (const s of subs) {
-      const created = await subscriptions.create(db, {
+      const secret = generateSecret();
+      const endpoint = await startEndpoint(s.path, secret, got, s.path === '/flaky');
+      endpoints.push(endpoint);
+      await subscriptions.create(db, {
         tenantId: s.tenantId,
-        url: `${receiver.url}${s.path}`,
+        url: `${endpoint.url}${s.path}`,
         eventTypes: s.eventTypes,
+        secret,
       });
-      secretsByPath.set(s.path, created.secret);
       console.log(`  ${s.tenantId.padEnd(7)} ${s.eventTypes.join(',').padEnd(40)} → ${s.path}`);
     }
 
@@ -181,7 +178,7 @@ async function main(): Promise<void> {
     relay.start();
     await relay.done;
     await relayPool.end();
-    await new Promise<void>((r) => receiver.server.close(() => r()));
+    await Promise.all(endpoints.map((e) => e.close()));
 
     step('Summary');
     const { rows } = await pool.query<{ status: string; n: number }>(
@@ -190,13 +187,13 @@ async function main(): Promise<void> {
     const { rows: attempts } = await pool.query<{ n: number }>(
       'SELECT count(*)::int AS n FROM hookbox.delivery_attempts',
     );
-    const allValid = receiver.got.every((r) => r.valid);
-    const leaked = receiver.got.filter((r) => r.tenant !== r.path.split('/')[1] && r.path !== '/flaky');
+    const allValid = got.every((r) => r.valid);
+    const leaked = got.filter((r) => r.tenant !== r.path.split('/')[1] && r.path !== '/flaky');
     console.log(`  deliveries: ${rows.map((r) => `${r.n} ${r.status}`).join(', ')}; HTTP attempts: ${attempts[0]?.n}`);
     console.log(
-      `  receiver got ${receiver.got.length} signed requests; signatures ${allValid ? c.green('all valid') : c.red('NOT all valid')}`,
+      `  receiver got ${got.length} signed requests; signatures ${allValid ? c.green('all valid') : c.red('NOT all valid')}`,
     );
-    const ghosts = receiver.got.filter((r) => r.rolledBack).length;
+    const ghosts = got.filter((r) => r.rolledBack).length;
     console.log(
       `  rolled-back event delivered: ${ghosts === 0 ? c.green('never') : c.red(`${ghosts} times`)}; cross-tenant deliveries: ${leaked.length === 0 ? c.green('none') : c.red(String(leaked.length))}`,
     );

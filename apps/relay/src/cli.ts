@@ -23,7 +23,18 @@ export function buildProgram(): Command {
     .description('hookbox: turns committed Postgres outbox rows into signed, retried webhooks')
     .version(VERSION)
     .option('--verbose', 'print stack traces of errors')
-    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText(
+      'after',
+      `
+Every command has --help with examples. DATABASE_URL or --database-url picks the database.
+
+Examples:
+  $ hookbox migrate --database-url postgres://app@db/app
+  $ hookbox relay --metrics-port 9464
+  $ hookbox subscriptions create --tenant acme --url https://hooks.acme.example/crm --events 'message.*'
+  $ hookbox deliveries list --tenant acme --status dead --since 24h
+  $ hookbox listen --port 9000 --secret whsec_...`,
+    )
     .exitOverride();
   registerMigrate(program);
   registerSubscriptions(program);

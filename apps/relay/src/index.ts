@@ -5,6 +5,8 @@
 
 export { RELAY_DEFAULTS, resolveRelayConfig } from './config.js';
 export { parseDuration } from './duration.js';
+export type { Listener, ListenOptions, ReceivedRequest } from './listen/server.js';
+export { startListener } from './listen/server.js';
 export { createLogger } from './logger.js';
 export { checkReadiness, startAdminServer } from './metrics/admin-server.js';
 export { createRelayMetrics } from './metrics/metrics.js';

@@ -128,7 +128,15 @@ export function deliveriesCommand(program: Command): Command {
   if (existing) return existing;
   return program
     .command('deliveries')
-    .description('the delivery log: one row per (event, subscription), with every HTTP attempt');
+    .description('the delivery log: one row per (event, subscription), with every HTTP attempt')
+    .addHelpText(
+      'after',
+      examples(
+        'hookbox deliveries list --tenant acme --status dead --since 24h',
+        'hookbox deliveries show 4711 --tenant acme',
+        'hookbox deliveries retry 4711 --tenant acme',
+      ),
+    );
 }
 
 interface ListFlags extends ScopeFlags {

@@ -34,7 +34,17 @@ export function fanoutText(f: FanoutSummary, fannedOut: boolean): string {
 export function eventsCommand(program: Command): Command {
   const existing = program.commands.find((c) => c.name() === 'events');
   if (existing) return existing;
-  return program.command('events').description('the outbox: enqueued events and their fan-out to subscriptions');
+  return program
+    .command('events')
+    .description('the outbox: enqueued events and their fan-out to subscriptions')
+    .addHelpText(
+      'after',
+      examples(
+        "hookbox events list --tenant acme --type 'message.*' --since 1h",
+        'hookbox events show 01a2…-uuid --tenant acme',
+        'hookbox events replay 01a2…-uuid --tenant acme',
+      ),
+    );
 }
 
 interface ListFlags extends ScopeFlags {

@@ -10,7 +10,6 @@ import { startPeriodicCleanup } from '../relay/cleanup.js';
 import { createRelay } from '../relay/relay.js';
 import { VERSION } from '../version.js';
 
-const collect = (value: string, prev: string[] = []) => [...prev, value];
 const env = (key: keyof typeof RELAY_ENV) => `[env: ${RELAY_ENV[key]}]`;
 
 export function registerRelay(program: Command): void {
@@ -48,9 +47,8 @@ export function registerRelay(program: Command): void {
       `random spread of each delay, 0 to <1 (default ${RELAY_DEFAULTS.retryJitter}) ${env('retryJitter')}`,
     )
     .option(
-      '--allow-private-network <cidr|host>',
-      `let deliveries reach this private/loopback CIDR, IP or host (repeatable; env: comma-separated) ${env('allowPrivateNetwork')}`,
-      collect,
+      '--allow-private-network <cidr|host...>',
+      `let deliveries reach these private/loopback CIDRs, IPs or hosts (space-separated or repeated; env: comma-separated) ${env('allowPrivateNetwork')}`,
     )
     .option('--require-https', `refuse plain http:// endpoints ${env('requireHttps')}`)
     .option('--exit-when-idle', `exit 0 once nothing is pending and every delivery is final ${env('exitWhenIdle')}`)
