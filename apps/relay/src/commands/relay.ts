@@ -131,7 +131,10 @@ export async function runRelay(flags: RelayFlags): Promise<void> {
     application_name: 'hookbox-relay',
     // Losing the last few ms of relay writes on a crash can only cause a redelivery (the
     // lease expires), never a loss; in exchange commits do not wait for the WAL flush.
-    options: '-c synchronous_commit=off',
+    options: '-c synchronous_commit=off -c statement_timeout=60000',
+    // A database that stops answering must surface as errors the relay retries and logs,
+    // not as calls that hang for as long as TCP takes to give up.
+    connectionTimeoutMillis: 10_000,
   });
   // The relay logs dropped idle connections itself once started; this covers the time before.
   const onEarlyError = (err: Error) => logger.warn({ err }, 'idle database connection failed; it will be replaced');

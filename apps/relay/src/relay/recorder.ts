@@ -1,15 +1,30 @@
 /**
  * Batches outcomes into one write per flush. Outcomes wait in memory for at most
- * `flushMs`; a failed write is retried (p-retry) until it lands, so a restarted Postgres
- * delays the log but loses nothing the relay has already learned.
+ * `flushMs`; a write that fails for a passing reason (connection lost, Postgres restarting)
+ * is retried (p-retry) until it lands, so a restarted Postgres delays the log but loses
+ * nothing the relay has already learned. A write that fails for a reason that retrying
+ * cannot fix (bad data, a constraint: SQLSTATE classes 22 and 23) is split, so that one
+ * bad outcome cannot hold up every other one: the rest are written one by one and only
+ * the offender is dropped (logged; its delivery is retried once its lease runs out).
  */
 import pRetry from 'p-retry';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { type Outcome, recordOutcomes } from './sql.js';
 
+/** Errors that retrying the same statement cannot fix. */
+export function isPermanentDbError(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return typeof code === 'string' && /^(22|23)/.test(code);
+}
+
 export class Recorder {
   private buffer: Outcome[] = [];
+  /** Deliveries whose outcome is known here but not yet written. */
+  private readonly unwritten = new Set<number>();
+  /** False while writes are failing: the relay then claims no retries (see relay.ts). */
+  healthy = true;
+  private closed = false;
   private flushing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private idleWaiters: (() => void)[] = [];
@@ -25,7 +40,13 @@ export class Recorder {
     return this.buffer.length + (this.flushing ? 1 : 0);
   }
 
+  /** Ids of deliveries whose outcome waits to be written (they must not be claimed again). */
+  unwrittenIds(): number[] {
+    return [...this.unwritten];
+  }
+
   add(outcome: Outcome): void {
+    this.unwritten.add(outcome.deliveryId);
     this.buffer.push(outcome);
     if (this.buffer.length >= this.maxBatch) this.kick();
     else if (!this.timer) this.timer = setTimeout(() => this.kick(), this.flushMs);
@@ -46,17 +67,50 @@ export class Recorder {
   }
 
   private async write(batch: Outcome[]): Promise<void> {
+    try {
+      await this.writeRetrying(batch);
+    } catch (err) {
+      // Permanent: find the offender by writing the batch one outcome at a time.
+      this.logger.error(
+        { err, outcomes: batch.length },
+        'an outcome in this batch cannot be recorded; writing one by one',
+      );
+      for (const o of batch) {
+        await this.writeRetrying([o]).catch((e) =>
+          this.logger.error(
+            { err: e, deliveryId: o.deliveryId, attempt: o.attempt },
+            'outcome cannot be recorded; dropped (the delivery is retried when its lease runs out)',
+          ),
+        );
+      }
+    }
+    for (const o of batch) this.unwritten.delete(o.deliveryId);
+  }
+
+  /** Retries passing failures for ever; rejects at once on a permanent one. */
+  private async writeRetrying(batch: Outcome[]): Promise<void> {
     await pRetry(() => recordOutcomes(this.db, batch), {
       retries: Number.POSITIVE_INFINITY,
       minTimeout: 100,
       maxTimeout: 5_000,
+      shouldRetry: ({ error }) => !this.closed && !isPermanentDbError(error),
       onFailedAttempt: ({ error, attemptNumber }) => {
+        if (isPermanentDbError(error)) return;
+        this.healthy = false;
         this.logger.warn(
           { err: error, attempt: attemptNumber, outcomes: batch.length },
           'recording outcomes failed; retrying',
         );
       },
     });
+    this.healthy = true;
+  }
+
+  /** Gives up: no more retries (shutdown with the database gone). Buffered outcomes are lost to the log. */
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
   }
 
   /** Writes everything buffered; resolves when the buffer is empty. */

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { Agent, type Dispatcher } from 'undici';
 import { Deadlines, sendAttempt } from '../delivery/http.js';
 import { createAddressGuard } from '../delivery/ssrf.js';
-import { type AttemptResult, decide, type RetryPolicy } from '../policy/retry.js';
+import { type AttemptResult, type Decision, decide, type RetryPolicy } from '../policy/retry.js';
 import { buildBody, buildHeaders, SignerCache } from './envelope.js';
 import { Recorder } from './recorder.js';
 import {
@@ -25,6 +25,12 @@ import { parseTarget } from './urls.js';
 import { listenForWakeups, type Wakeup } from './wakeup.js';
 
 /** Everything the relay loop needs to know; defaults live in apps/relay/src/config.ts. */
+/** At shutdown, how long to wait on the database (a claim landing, the last writes). */
+const SHUTDOWN_DB_WAIT_MS = 15_000;
+
+/** NUL cannot be stored in Postgres text; responses and error messages may contain it. */
+const clean = (text: string): string => (text.includes('\u0000') ? text.replaceAll('\u0000', '') : text);
+
 /** Once no retry is due, how long before the relay looks again while it is busy fanning out. */
 const DUE_RECHECK_MS = 50;
 /** Buffered work that waited this long for a saturated endpoint is handed back... */
@@ -105,6 +111,11 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   const goneAt = new Map<string, number>();
   const queue: ClaimedDelivery[] = [];
   const inFlightByOrigin = new Map<string, number>();
+  const inFlightIds = new Set<number>();
+  /** Releases under way (stop() waits for them). */
+  const releases = new Set<Promise<void>>();
+  /** Set when shutdown cuts in-flight requests: their attempts are not the endpoint's fault. */
+  let cutting = false;
   /** When a due-claim last came back short (nothing more was due then). */
   let dueDrainedAt = Number.NEGATIVE_INFINITY;
   /** Buffered deliveries waiting for a saturated endpoint (set by startQueued). */
@@ -172,8 +183,16 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     // Retries are scheduled seconds apart: while fan-out keeps the relay busy, look for
     // due ones at most every DUE_RECHECK_MS once a look found fewer than asked for.
     const now = performance.now();
-    const lookForDue = running && now - dueDrainedAt >= Math.min(DUE_RECHECK_MS, options.pollIntervalMs);
-    const due = lookForDue ? await pRetry(() => claimDueDeliveries(db, room, options.leaseMs), dbRetry('claim')) : [];
+    // While outcomes cannot be written, claim no retries: this relay's own unwritten rows
+    // would come back due once their leases ran out, and be sent again.
+    const lookForDue =
+      running && recorder.healthy && now - dueDrainedAt >= Math.min(DUE_RECHECK_MS, options.pollIntervalMs);
+    const due = lookForDue
+      ? await pRetry(
+          () => claimDueDeliveries(db, room, options.leaseMs, [...recorder.unwrittenIds(), ...inFlightIds]),
+          dbRetry('claim'),
+        )
+      : [];
     if (lookForDue) dueDrainedAt = due.length < room ? now : Number.NEGATIVE_INFINITY;
     for (const d of due) queue.push(d);
     stats.queued = queue.length;
@@ -249,7 +268,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       queue.splice(i, 1);
       inFlightByOrigin.set(origin, busy + 1);
       stats.inFlight++;
-      void deliver(d).finally(() => {
+      inFlightIds.add(d.deliveryId);
+      void deliverGuarded(d).finally(() => {
+        inFlightIds.delete(d.deliveryId);
         const left = (inFlightByOrigin.get(origin) ?? 1) - 1;
         if (left > 0) inFlightByOrigin.set(origin, left);
         else inFlightByOrigin.delete(origin);
@@ -264,15 +285,41 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     stats.queued = queue.length;
     if (stale.length > 0) {
       logger.debug({ deliveries: stale.length }, 'claims too old to start; releasing them');
-      void pRetry(() => releaseClaims(db, stale), dbRetry('release')).catch((err) =>
-        logger.warn({ err }, 'could not release stale claims; their leases will expire'),
-      );
+      release(stale, 0, 'stale');
     }
     if (deferred.length > 0) {
       logger.debug({ deliveries: deferred.length }, 'endpoint saturated; deferring its extra claims');
-      void pRetry(() => releaseClaims(db, deferred, SATURATED_DEFER_MS), dbRetry('release')).catch((err) =>
-        logger.warn({ err }, 'could not release deferred claims; their leases will expire'),
+      release(deferred, SATURATED_DEFER_MS, 'deferred');
+    }
+  }
+
+  /** Hands claims back (attempt count restored); stop() waits for these before returning. */
+  function release(claims: ClaimedDelivery[], delayMs: number, what: string): void {
+    const p = pRetry(() => releaseClaims(db, claims, delayMs), dbRetry('release'))
+      .then(() => undefined)
+      .catch((err) => logger.warn({ err }, `could not release ${what} claims; their leases will expire`))
+      .finally(() => releases.delete(p));
+    releases.add(p);
+  }
+
+  /**
+   * deliver() with a floor under it: a throw (a stored secret that no longer parses, a bug)
+   * ends this delivery as dead with the error recorded, never the process.
+   */
+  async function deliverGuarded(d: ClaimedDelivery): Promise<void> {
+    try {
+      await deliver(d);
+    } catch (err) {
+      logger.error(
+        { err, deliveryId: d.deliveryId, subscriptionId: d.subscriptionId },
+        'delivery failed inside the relay',
       );
+      recorder.add(finalOutcome(d, 'dead', 'internal', clean((err as Error)?.message ?? String(err))));
+      try {
+        observer.outcome?.(d, 'dead');
+      } catch {
+        // Observers must not throw; if one does, it changes nothing here.
+      }
     }
   }
 
@@ -332,12 +379,20 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     });
     stats.attempts++;
     observer.attempt?.(d, result, durationMs);
-    const decision = decide(result, d.attempt, options.retry);
+    // Cut off by our own shutdown, not failed by the endpoint: due again at once.
+    const decision: Decision =
+      cutting && result.kind === 'error'
+        ? { action: 'retry', delayMs: 0, reason: 'cut off by relay shutdown' }
+        : decide(result, d.attempt, options.retry);
     const statusCode = result.kind === 'response' ? result.status : null;
     const errorClass =
       decision.action === 'succeeded' ? null : result.kind === 'response' ? 'http_status' : result.errorClass;
     const errorMessage =
-      decision.action === 'succeeded' ? null : result.kind === 'response' ? `HTTP ${result.status}` : result.message;
+      decision.action === 'succeeded'
+        ? null
+        : result.kind === 'response'
+          ? `HTTP ${result.status}`
+          : clean(cutting ? `cut off by relay shutdown (${result.message})` : result.message);
     const outcome: Outcome = {
       deliveryId: d.deliveryId,
       attempt: d.attempt,
@@ -349,7 +404,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       errorMessage,
       startedAt,
       durationMs,
-      excerpt,
+      excerpt: excerpt === null ? null : clean(excerpt),
       attempted: true,
     };
     recorder.add(outcome);
@@ -431,8 +486,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       running = false;
       if (pollTimer) clearInterval(pollTimer);
       await wakeup?.close();
-      // Let an in-progress claim land so its rows are either started or released.
-      while (claiming) await new Promise((r) => setTimeout(r, 5));
+      // Let an in-progress claim land so its rows are either started or released (bounded:
+      // with the database gone it would otherwise wait for TCP to give up).
+      const claimDeadline = performance.now() + SHUTDOWN_DB_WAIT_MS;
+      while (claiming && performance.now() < claimDeadline) await new Promise((r) => setTimeout(r, 5));
       const unstarted = queue.splice(0);
       const inFlightIdle = (ms: number) =>
         Promise.race([
@@ -452,17 +509,29 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         // them after stop() returned would retry forever against a closed pool and keep the
         // process alive.
         logger.warn({ inFlight: stats.inFlight }, 'grace period over; aborting in-flight deliveries');
+        cutting = true;
         await (agent as Agent).destroy().catch(() => {});
         await inFlightIdle(1_000);
       }
-      await recorder.drain();
-      if (unstarted.length > 0) {
+      const drained = await Promise.race([
+        recorder.drain().then(() => true),
+        new Promise<false>((r) => setTimeout(() => r(false), SHUTDOWN_DB_WAIT_MS).unref()),
+      ]);
+      if (!drained) {
+        recorder.close();
+        logger.error(
+          { unwritten: recorder.unwrittenIds().length },
+          'database unreachable at shutdown: outcomes not written; those deliveries are retried after their leases',
+        );
+      }
+      if (unstarted.length > 0 && drained) {
         const released = await pRetry(() => releaseClaims(db, unstarted), dbRetry('release')).catch((err) => {
           logger.error({ err }, 'could not release unstarted claims; their leases will expire');
           return 0;
         });
         logger.info({ released }, 'released claims that were not started');
       }
+      await Promise.allSettled([...releases]);
       if (!dispatcher) await (agent as Agent).close().catch(() => {});
       logger.info({ delivered: stats.delivered, attempts: stats.attempts }, 'relay stopped');
       db.off('error', onPoolError);

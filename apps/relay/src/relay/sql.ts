@@ -126,6 +126,8 @@ function toClaimed(r: Record<string, unknown>, attempt: number, claimedAt: numbe
 const CLAIM_DUE = `WITH c AS (
   SELECT id FROM hookbox.deliveries
   WHERE status = 'pending' AND next_attempt_at <= now()
+    -- not this relay's own deliveries whose outcome it has yet to write
+    AND id <> ALL($3::bigint[])
   ORDER BY next_attempt_at
   LIMIT $1
   FOR UPDATE SKIP LOCKED
@@ -147,8 +149,17 @@ JOIN hookbox.events e ON e.id = u.event_id
 JOIN hookbox.subscriptions s ON s.id = u.subscription_id`;
 
 /** Claims up to `limit` due deliveries, bumping their attempt and leasing them. */
-export async function claimDueDeliveries(db: pg.Pool, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
-  const { rows } = await db.query({ name: 'hookbox_claim_due_v1', text: CLAIM_DUE, values: [limit, leaseMs] });
+export async function claimDueDeliveries(
+  db: pg.Pool,
+  limit: number,
+  leaseMs: number,
+  exclude: readonly number[] = [],
+): Promise<ClaimedDelivery[]> {
+  const { rows } = await db.query({
+    name: 'hookbox_claim_due_v2',
+    text: CLAIM_DUE,
+    values: [limit, leaseMs, exclude],
+  });
   const claimedAt = performance.now();
   return rows.map((r) => toClaimed(r, r.attempts, claimedAt));
 }
@@ -175,7 +186,7 @@ export interface Outcome {
 // may write its outcome; a relay whose lease expired and was re-claimed changes nothing.
 // Attempts are logged either way: the HTTP request did happen.
 const RECORD = `WITH o AS (
-  SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::int[], $5::int[], $6::text[], $7::text[],
+  SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::int[], $6::text[], $7::text[],
                        $8::timestamptz[], $9::int[], $10::text[], $11::uuid[], $12::bool[])
     AS o(id, attempt, status, delay_ms, status_code, error_class, error_message, started_at, duration_ms,
          excerpt, subscription_id, attempted)
@@ -196,7 +207,8 @@ const RECORD = `WITH o AS (
   INSERT INTO hookbox.delivery_attempts
     (delivery_id, attempt, started_at, duration_ms, status_code, error_class, error_message, response_excerpt)
   SELECT o.id, o.attempt, o.started_at, o.duration_ms, o.status_code, o.error_class, o.error_message, o.excerpt
-  FROM o WHERE o.attempted
+  -- A delivery deleted meanwhile (its subscription or event was deleted) has no log to add to.
+  FROM o JOIN hookbox.deliveries dd ON dd.id = o.id WHERE o.attempted
 ), stats AS (
   SELECT o.subscription_id,
          bool_or(o.error_class IS NULL) AS any_ok,
@@ -220,7 +232,7 @@ SELECT id FROM upd`;
 /** Writes a batch of outcomes in one statement; returns the ids whose state changed. */
 export async function recordOutcomes(db: pg.Pool, outcomes: readonly Outcome[]): Promise<Set<number>> {
   const { rows } = await db.query({
-    name: 'hookbox_record_v1',
+    name: 'hookbox_record_v2',
     text: RECORD,
     values: [
       outcomes.map((o) => o.deliveryId),

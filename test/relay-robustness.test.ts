@@ -1,0 +1,139 @@
+/**
+ * Failure modes found in review: a single bad outcome must not stop all recording; a relay
+ * must not re-send its own work while its writes are slow; a delivery that throws inside
+ * the relay must not crash it.
+ */
+import { subscriptions } from '@hookbox/outbox';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../apps/relay/src/logger.js';
+import { Recorder } from '../apps/relay/src/relay/recorder.js';
+import type { Outcome } from '../apps/relay/src/relay/sql.js';
+import { useTestDatabase } from './harness/db.js';
+import { startReceiver } from './harness/receiver.js';
+import { enqueueEvents, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
+
+const db = useTestDatabase();
+const defer = useCleanup(afterEach);
+let n = 0;
+const tenant = () => `rob-${++n}-${Date.now().toString(36)}`;
+
+async function receiver() {
+  const r = await startReceiver();
+  defer(() => r.close());
+  return r;
+}
+
+describe('relay robustness', () => {
+  it('records a response body containing NUL (stripped) and keeps recording everything else', async () => {
+    const r = await receiver();
+    r.on('/nul', { status: 200, body: 'ok\u0000done' });
+    const t = tenant();
+    await subscriptions.create(db.pool, { tenantId: t, url: r.url('/nul'), eventTypes: ['a.*'] });
+    await subscriptions.create(db.pool, { tenantId: t, url: r.url('/plain'), eventTypes: ['a.*'] });
+    const relay = startRelay(db.url);
+    defer(() => relay.stop());
+    await enqueueEvents(
+      db.pool,
+      [1, 2, 3].map((i) => ({ tenantId: t, type: 'a.b', payload: { i } })),
+    );
+    const rows = await waitForAllFinal(db.pool, { atLeast: 6, tenants: [t] });
+    expect(rows.map((d) => d.status)).toEqual(Array(6).fill('succeeded'));
+    const { rows: excerpts } = await db.pool.query(
+      `SELECT a.response_excerpt FROM hookbox.delivery_attempts a JOIN hookbox.deliveries d ON d.id = a.delivery_id
+       JOIN hookbox.subscriptions s ON s.id = d.subscription_id WHERE s.url LIKE '%/nul'`,
+    );
+    expect(excerpts.map((e) => e.response_excerpt)).toEqual(['okdone', 'okdone', 'okdone']);
+  });
+
+  it('drops only the outcome that can never be written; the rest of its batch lands', async () => {
+    const t = tenant();
+    const sub = await subscriptions.create(db.pool, {
+      tenantId: t,
+      url: 'https://example.com/h',
+      eventTypes: ['*'],
+    });
+    const [eventId] = await enqueueEvents(db.pool, [{ tenantId: t, type: 'a.b', payload: {} }]);
+    const { rows } = await db.pool.query<{ id: string }>(
+      `INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, attempts)
+       SELECT $1, $2, $3, 1 FROM generate_series(1, 3) RETURNING id`,
+      [eventId, sub.id, t],
+    );
+    const ids = rows.map((r) => Number(r.id));
+    const outcome = (id: number, status: string): Outcome => ({
+      deliveryId: id,
+      attempt: 1,
+      subscriptionId: sub.id,
+      status: status as Outcome['status'],
+      delayMs: 0,
+      statusCode: 200,
+      errorClass: null,
+      errorMessage: null,
+      startedAt: new Date(),
+      durationMs: 3,
+      excerpt: null,
+      attempted: true,
+    });
+    const recorder = new Recorder(db.pool, createLogger('silent'));
+    // The middle one violates the status check constraint: no retry can ever write it.
+    recorder.add(outcome(ids[0] as number, 'succeeded'));
+    recorder.add(outcome(ids[1] as number, 'exploded'));
+    recorder.add(outcome(ids[2] as number, 'succeeded'));
+    await recorder.drain();
+    const { rows: after } = await db.pool.query<{ id: string; status: string }>(
+      'SELECT id, status FROM hookbox.deliveries WHERE id = ANY($1) ORDER BY id',
+      [ids],
+    );
+    expect(after.map((r) => r.status)).toEqual(['succeeded', 'pending', 'succeeded']);
+    expect(recorder.unwrittenIds()).toEqual([]);
+    expect(recorder.healthy).toBe(true);
+  });
+
+  it('does not send its own deliveries again while their outcomes wait to be written', async () => {
+    const r = await receiver();
+    const t = tenant();
+    await subscriptions.create(db.pool, { tenantId: t, url: r.url('/once'), eventTypes: ['*'] });
+    // Block inserts into the attempt log (as a long migration or lock contention would)
+    // for longer than the lease.
+    const blocker = await db.pool.connect();
+    defer(async () => {
+      await blocker.query('ROLLBACK').catch(() => {});
+      blocker.release();
+    });
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE hookbox.delivery_attempts IN SHARE MODE');
+    const relay = startRelay(db.url, { leaseMs: 1_500, requestTimeoutMs: 500 });
+    defer(() => relay.stop());
+    await enqueueEvents(
+      db.pool,
+      [1, 2, 3, 4].map((i) => ({ tenantId: t, type: 'a.b', payload: { i } })),
+    );
+    await r.waitFor((all) => all.length >= 4, { what: 'the four first sends' });
+    await new Promise((res) => setTimeout(res, 3_500)); // two leases go by while writes are blocked
+    await blocker.query('ROLLBACK');
+    const rows = await waitForAllFinal(db.pool, { atLeast: 4, tenants: [t] });
+    expect(rows.map((d) => d.status)).toEqual(Array(4).fill('succeeded'));
+    const ids = r.requests('/once').map((q) => q.headers['webhook-id']);
+    expect(ids).toHaveLength(4);
+    expect(new Set(ids).size).toBe(4);
+  });
+
+  it('ends a delivery whose stored secret no longer parses as dead, and keeps running', async () => {
+    const r = await receiver();
+    const t = tenant();
+    const good = await subscriptions.create(db.pool, { tenantId: t, url: r.url('/good'), eventTypes: ['*'] });
+    const bad = await subscriptions.create(db.pool, { tenantId: t, url: r.url('/bad'), eventTypes: ['*'] });
+    await db.pool.query(`UPDATE hookbox.subscriptions SET secret = 'whsec_short' WHERE id = $1`, [bad.id]);
+    const relay = startRelay(db.url);
+    defer(() => relay.stop());
+    await enqueueEvents(db.pool, [{ tenantId: t, type: 'a.b', payload: {} }]);
+    const rows = await waitForAllFinal(db.pool, { atLeast: 2, tenants: [t] });
+    const bySub = new Map(rows.map((d) => [d.subscriptionId, d]));
+    expect(bySub.get(good.id)?.status).toBe('succeeded');
+    expect(bySub.get(bad.id)?.status).toBe('dead');
+    expect(bySub.get(bad.id)?.lastError).toMatch(/^internal: /);
+    expect(r.requests('/bad')).toHaveLength(0);
+    // Still alive: a later event is delivered.
+    await enqueueEvents(db.pool, [{ tenantId: t, type: 'a.c', payload: {} }]);
+    await waitFor(() => r.requests('/good').length === 2, { what: 'the second event' });
+  });
+});
