@@ -136,4 +136,32 @@ describe('relay robustness', () => {
     await enqueueEvents(db.pool, [{ tenantId: t, type: 'a.c', payload: {} }]);
     await waitFor(() => r.requests('/good').length === 2, { what: 'the second event' });
   });
+
+  it('never logs secrets, signatures or custom header values, even at trace level', async () => {
+    const r = await receiver();
+    let calls = 0;
+    r.on('/flaky', () => ({ status: ++calls === 1 ? 500 : 200 }));
+    const t = tenant();
+    const sub = await subscriptions.create(db.pool, {
+      tenantId: t,
+      url: r.url('/flaky'),
+      eventTypes: ['*'],
+      headers: { 'x-api-token': 'tok_very_private_value' },
+    });
+    const relay = startRelay(db.url, {}, { logLevel: 'trace' });
+    defer(() => relay.stop());
+    await enqueueEvents(db.pool, [{ tenantId: t, type: 'a.b', payload: { hello: 'world' } }]);
+    await waitForAllFinal(db.pool, { atLeast: 1, tenants: [t] });
+    await relay.stop();
+    const logText = JSON.stringify(relay.logs.lines);
+    // The relay did log this delivery (the check below is not vacuous)...
+    expect(relay.logs.lines.some((l) => l.subscriptionId === sub.id)).toBe(true);
+    // ...but none of the secret material.
+    const signatures = r.requests('/flaky').map((q) => String(q.headers['webhook-signature']));
+    expect(signatures.length).toBe(2);
+    expect(logText).not.toContain(sub.secret);
+    expect(logText).not.toContain(sub.secret.slice('whsec_'.length));
+    for (const sig of signatures) expect(logText).not.toContain(sig.slice(3));
+    expect(logText).not.toContain('tok_very_private_value');
+  });
 });
