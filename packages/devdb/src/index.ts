@@ -28,7 +28,12 @@ export interface RunningPostgres {
   /** Connection string for the `postgres` database as the `postgres` superuser. */
   url: string;
   port: number;
+  /** Stops the server and deletes its data. */
   stop(): Promise<void>;
+  /** Stops the server but keeps its data: a Postgres outage, for tests. */
+  pause(): Promise<void>;
+  /** Starts a paused server again, on the same port with the same data. */
+  resume(): Promise<void>;
 }
 
 export async function freePort(): Promise<number> {
@@ -58,7 +63,8 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
     port,
     user: 'postgres',
     password,
-    persistent: false,
+    // Data is deleted by stop() below; persistent here lets pause() keep it.
+    persistent: true,
     // PostgreSQL refuses to run as root; as root, run it as the `postgres` OS user
     // (created if missing) and hand it the data directory.
     createPostgresUser: process.getuid?.() === 0,
@@ -74,14 +80,25 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
     throw new Error(`embedded PostgreSQL failed to start on port ${port}`, { cause: err });
   }
   let stopped = false;
+  let paused = false;
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
     port,
     async stop() {
       if (stopped) return;
       stopped = true;
-      await pg.stop();
+      if (!paused) await pg.stop();
       await rm(databaseDir, { recursive: true, force: true });
+    },
+    async pause() {
+      if (stopped || paused) return;
+      paused = true;
+      await pg.stop();
+    },
+    async resume() {
+      if (stopped || !paused) return;
+      await pg.start();
+      paused = false;
     },
   };
 }
