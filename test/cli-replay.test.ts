@@ -97,7 +97,11 @@ describe('hookbox replay', () => {
 
     const real = await withDb('replay', '--tenant', t, '--since', '1h');
     expect(real.code, real.stderr).toBe(0);
-    expect(real.stdout.trim()).toBe('replayed 2 of 2 dead deliveries');
+    const [summary, header, line] = real.stdout.trim().split('\n');
+    expect(summary).toBe('replayed 2 of 2 dead deliveries');
+    expect(header).toMatch(/subscription\s+tenant\s+url\s+replayed/);
+    expect(line).toContain(s);
+    expect(line?.trim().endsWith(' 2')).toBe(true);
     expect(await count(`tenant_id = $1 AND status = 'pending' AND replay_of IS NOT NULL`, [t])).toBe(2);
     expect(await count(`tenant_id = $1 AND status = 'pending'`, [other])).toBe(0);
 

@@ -363,7 +363,7 @@ describe('recoverDead', () => {
     const w = await world();
     const before = await count();
     const all = await recoverDead(db.pool, { tenantId: w.t, dryRun: true, batchSize: 3 });
-    expect(all).toEqual({
+    expect(all).toMatchObject({
       matched: 11,
       replayed: 8,
       alreadyReplayed: 2,
@@ -372,6 +372,13 @@ describe('recoverDead', () => {
       limitReached: false,
       dryRun: true,
     });
+    // It says which endpoints the replay would go to: every one the tenant's, adding up.
+    expect(all.bySubscription.length).toBeGreaterThan(0);
+    expect(all.bySubscription.every((e) => e.tenantId === w.t && e.url.startsWith('http'))).toBe(true);
+    expect(all.bySubscription.reduce((sum, e) => sum + e.count, 0)).toBe(8);
+    expect((await recoverDead(db.pool, { tenantId: w.t, dryRun: true, subscriptionId: w.s2 })).bySubscription).toEqual([
+      expect.objectContaining({ subscriptionId: w.s2, count: 2 }),
+    ]);
     const dayAgo = new Date(Date.now() - 24 * HOUR);
     expect(await recoverDead(db.pool, { tenantId: w.t, dryRun: true, since: dayAgo })).toMatchObject({
       matched: 9,

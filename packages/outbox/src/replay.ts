@@ -89,6 +89,8 @@ export interface RecoverDeadResult {
   /** True when `limit` stopped the run before every match was examined. */
   limitReached: boolean;
   dryRun: boolean;
+  /** What was (or, in a dry run, would be) replayed, per endpoint: most first. */
+  bySubscription: { subscriptionId: string; tenantId: string; url: string; count: number }[];
 }
 
 const RECOVER_DEFAULTS = { batchSize: 500, maxBatchSize: 10_000, maxLimit: 10_000_000 } as const;
@@ -333,7 +335,7 @@ export async function replayEvent(executor: Executor, input: ReplayEventInput): 
 // is the newest non-cancelled delivery of its event to that endpoint: a replay pending,
 // succeeded or dead (that one is the candidate instead) means it was already replayed.
 const CANDIDATES = `c AS (
-  SELECT d.id, d.event_id, d.subscription_id, d.tenant_id, s.active,
+  SELECT d.id, d.event_id, d.subscription_id, d.tenant_id, s.active, s.url,
     EXISTS (SELECT 1 FROM hookbox.deliveries n
             WHERE n.event_id = d.event_id AND n.subscription_id = d.subscription_id
               AND n.id > d.id AND n.status <> 'cancelled') AS superseded
@@ -352,7 +354,10 @@ const COUNTS = `(SELECT count(*) FROM c)::int AS matched,
   (SELECT max(id) FROM c)::text AS last_id,
   (SELECT count(*) FROM c WHERE NOT active)::int AS disabled,
   (SELECT count(*) FROM c WHERE active AND superseded)::int AS superseded,
-  (SELECT count(*) FROM c WHERE active AND NOT superseded)::int AS replayable`;
+  (SELECT count(*) FROM c WHERE active AND NOT superseded)::int AS replayable,
+  (SELECT coalesce(json_agg(json_build_array(x.subscription_id, x.tenant_id, x.url, x.n)), '[]'::json)
+     FROM (SELECT subscription_id, tenant_id, url, count(*)::int AS n FROM c WHERE active AND NOT superseded
+           GROUP BY subscription_id, tenant_id, url) x) AS by_subscription`;
 
 const RECOVER_DRY = `WITH ${CANDIDATES} SELECT ${COUNTS}`;
 
@@ -420,7 +425,9 @@ export async function recoverDead(executor: Executor, input: RecoverDeadInput): 
     batches: 0,
     limitReached: false,
     dryRun,
+    bySubscription: [],
   };
+  const per = new Map<string, { subscriptionId: string; tenantId: string; url: string; count: number }>();
   let cursor = '0';
   for (;;) {
     // Never examine more than are left to replay: every replayable row of a batch is replayed.
@@ -442,6 +449,12 @@ export async function recoverDead(executor: Executor, input: RecoverDeadInput): 
     result.subscriptionDisabled += Number(row.disabled);
     result.alreadyReplayed += Number(row.superseded);
     result.replayed += dryRun ? Number(row.replayable) : Number(row.replayed);
+    for (const [subscriptionId, tenant, url, count] of row.by_subscription as [string, string, string, number][]) {
+      const entry = per.get(subscriptionId) ?? { subscriptionId, tenantId: tenant, url, count: 0 };
+      entry.count += count;
+      per.set(subscriptionId, entry);
+    }
+    result.bySubscription = [...per.values()].sort((a, b) => b.count - a.count);
     input.onProgress?.({ ...result });
     if (matched < take) break;
     if (result.replayed >= limit) {

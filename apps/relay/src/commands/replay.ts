@@ -123,7 +123,15 @@ function recoverSummary(r: RecoverDeadResult, limit: number | undefined): string
   const head = r.dryRun
     ? `dry run: would replay ${n(r.replayed)} of ${n(r.matched)} dead deliveries${tail}; nothing was written`
     : `replayed ${n(r.replayed)} of ${n(r.matched)} dead deliveries${tail}`;
-  return r.limitReached ? `${head}\nstopped at --limit ${n(limit ?? r.replayed)}; run again for more` : head;
+  const endpoints =
+    r.bySubscription.length === 0
+      ? ''
+      : `\n${formatTable(
+          ['subscription', 'tenant', 'url', r.dryRun ? 'would replay' : 'replayed'],
+          r.bySubscription.map((s) => [s.subscriptionId, s.tenantId, s.url, n(s.count)]),
+        )}`;
+  const body = `${head}${endpoints}`;
+  return r.limitReached ? `${body}\nstopped at --limit ${n(limit ?? r.replayed)}; run again for more` : body;
 }
 
 function registerRecover(program: Command): void {
