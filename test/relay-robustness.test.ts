@@ -4,16 +4,25 @@
  * the relay must not crash it.
  */
 import { subscriptions } from '@hookbox/outbox';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../apps/relay/src/logger.js';
 import { Recorder } from '../apps/relay/src/relay/recorder.js';
 import type { Outcome } from '../apps/relay/src/relay/sql.js';
 import { useTestDatabase } from './harness/db.js';
 import { startReceiver } from './harness/receiver.js';
-import { enqueueEvents, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
+import {
+  enqueueEvents,
+  killCliRelays,
+  spawnRelayCli,
+  startRelay,
+  useCleanup,
+  waitFor,
+  waitForAllFinal,
+} from './harness/relay.js';
 
 const db = useTestDatabase();
 const defer = useCleanup(afterEach);
+afterAll(killCliRelays);
 let n = 0;
 const tenant = () => `rob-${++n}-${Date.now().toString(36)}`;
 
@@ -163,5 +172,25 @@ describe('relay robustness', () => {
     expect(logText).not.toContain(sub.secret.slice('whsec_'.length));
     for (const sig of signatures) expect(logText).not.toContain(sig.slice(3));
     expect(logText).not.toContain('tok_very_private_value');
+  });
+
+  it('exits at once on a second signal while the first waits for in-flight requests', async () => {
+    const r = await receiver();
+    r.on('/hang', { hang: true });
+    const t = tenant();
+    await subscriptions.create(db.pool, { tenantId: t, url: r.url('/hang'), eventTypes: ['*'] });
+    const cli = spawnRelayCli(db.url, { shutdownGrace: '60s', requestTimeout: '60s', lease: '2m' });
+    defer(() => cli.kill());
+    await enqueueEvents(db.pool, [{ tenantId: t, type: 'a.b', payload: {} }]);
+    await r.waitFor((all) => all.length === 1, { what: 'the request to hang' });
+    cli.signal('SIGTERM');
+    await waitFor(() => cli.logs().some((l) => String(l.msg).includes('waiting for in-flight')), {
+      what: 'the first signal to start the graceful wait',
+    });
+    const before = Date.now();
+    cli.signal('SIGTERM');
+    const { code } = await cli.exit;
+    expect(code).toBe(130);
+    expect(Date.now() - before).toBeLessThan(10_000); // not the 60 s grace
   });
 });
