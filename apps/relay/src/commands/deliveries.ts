@@ -139,16 +139,20 @@ export function deliveriesCommand(program: Command): Command {
     );
 }
 
-interface ListFlags extends ScopeFlags {
-  subscription?: string;
-  eventType?: string;
-  status?: string;
+/** What pageOptions adds. */
+export interface PageFlags extends ScopeFlags {
   since?: string;
   until?: string;
   limit: string;
   cursor?: string;
   databaseUrl?: string;
   json?: boolean;
+}
+
+interface ListFlags extends PageFlags {
+  subscription?: string;
+  eventType?: string;
+  status?: string;
 }
 
 /** Registers `deliveries list` and `deliveries show`; returns the group. */

@@ -11,10 +11,10 @@ import { databaseUrlOption } from '../config.js';
 import {
   deliveriesTable,
   examples,
+  type PageFlags,
   pageOptions,
   parseTimeFlag,
   runLog,
-  type ScopeFlags,
   scopeFromFlags,
   scopeOptions,
 } from './deliveries.js';
@@ -47,14 +47,8 @@ export function eventsCommand(program: Command): Command {
     );
 }
 
-interface ListFlags extends ScopeFlags {
+interface ListFlags extends PageFlags {
   type?: string;
-  since?: string;
-  until?: string;
-  limit: string;
-  cursor?: string;
-  databaseUrl?: string;
-  json?: boolean;
 }
 
 /** Registers `events list` and `events show`; returns the group. */
