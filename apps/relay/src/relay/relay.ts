@@ -138,7 +138,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     resolveDone = r;
   });
 
-  /** Claims more work when at least a quarter of the capacity is free. */
+  /** Claims more work when there is room for at least half a round (see below). */
   function pump(): void {
     if (!running) return;
     if (claiming) {
