@@ -1,6 +1,6 @@
 #!/usr/bin/env -S node --max-semi-space-size=4
 // A young generation of 4 MiB semi-spaces instead of V8's 16: the relay allocates fast,
-// short-lived objects; the smaller nursery keeps its peak RSS near 125 MiB instead of
+// short-lived objects; the smaller nursery keeps its peak RSS at 120–140 MiB instead of
 // 130–160 at full delivery rate, for about 5 % of drain throughput (pnpm bench).
 /**
  * The `hookbox` command. Commander parses; functions elsewhere do the work. Exit codes:
