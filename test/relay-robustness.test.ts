@@ -193,4 +193,37 @@ describe('relay robustness', () => {
     expect(code).toBe(130);
     expect(Date.now() - before).toBeLessThan(10_000); // not the 60 s grace
   });
+
+  it('holds a subscription to its own max_in_flight, while one without a cap runs in parallel', async () => {
+    const r = await receiver();
+    let seenCapped = 0;
+    let seenFree = 0;
+    let nowCapped = 0;
+    let nowFree = 0;
+    r.on('/capped', () => {
+      nowCapped++;
+      seenCapped = Math.max(seenCapped, nowCapped);
+      setTimeout(() => nowCapped--, 100);
+      return { delayMs: 100 };
+    });
+    r.on('/free', () => {
+      nowFree++;
+      seenFree = Math.max(seenFree, nowFree);
+      setTimeout(() => nowFree--, 100);
+      return { delayMs: 100 };
+    });
+    const t = tenant();
+    await subscriptions.create(db.pool, { tenantId: t, url: r.url('/capped'), eventTypes: ['*'], maxInFlight: 1 });
+    await subscriptions.create(db.pool, { tenantId: t, url: r.url('/free'), eventTypes: ['*'] });
+    const relay = startRelay(db.url);
+    defer(() => relay.stop());
+    await enqueueEvents(
+      db.pool,
+      [1, 2, 3, 4, 5].map((i) => ({ tenantId: t, type: 'a.b', payload: { i } })),
+    );
+    const rows = await waitForAllFinal(db.pool, { atLeast: 10, tenants: [t], timeoutMs: 20_000 });
+    expect(rows.map((d) => d.status)).toEqual(Array(10).fill('succeeded'));
+    expect(seenCapped).toBe(1);
+    expect(seenFree).toBeGreaterThan(1);
+  });
 });

@@ -111,6 +111,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   const goneAt = new Map<string, number>();
   const queue: ClaimedDelivery[] = [];
   const inFlightByOrigin = new Map<string, number>();
+  /** Requests in flight per subscription, for subscriptions with their own max_in_flight. */
+  const inFlightBySubscription = new Map<string, number>();
   const inFlightIds = new Set<number>();
   /** Releases under way (stop() waits for them). */
   const releases = new Set<Promise<void>>();
@@ -248,8 +250,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       }
       const origin = d.origin;
       const busy = inFlightByOrigin.get(origin) ?? 0;
-      if (origin !== '' && busy >= options.connectionsPerOrigin) {
-        // This endpoint is saturated. Work that has waited long for it means the endpoint
+      const subBusy = inFlightBySubscription.get(d.subscriptionId) ?? 0;
+      if (
+        (origin !== '' && busy >= options.connectionsPerOrigin) ||
+        (d.maxInFlight !== null && subBusy >= d.maxInFlight)
+      ) {
+        // This endpoint is saturated (its origin's connections, or the subscription's own
+        // max_in_flight). Work that has waited long for it means the endpoint
         // is slow, not just busy: hand that back for a while, so a slow endpoint's backlog
         // cannot sit in the buffer and keep other endpoints' work from being claimed.
         if (now - d.claimedAt > SATURATED_WAIT_MS) {
@@ -267,6 +274,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       }
       queue.splice(i, 1);
       inFlightByOrigin.set(origin, busy + 1);
+      inFlightBySubscription.set(d.subscriptionId, subBusy + 1);
       stats.inFlight++;
       inFlightIds.add(d.deliveryId);
       void deliverGuarded(d).finally(() => {
@@ -274,6 +282,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         const left = (inFlightByOrigin.get(origin) ?? 1) - 1;
         if (left > 0) inFlightByOrigin.set(origin, left);
         else inFlightByOrigin.delete(origin);
+        const subLeft = (inFlightBySubscription.get(d.subscriptionId) ?? 1) - 1;
+        if (subLeft > 0) inFlightBySubscription.set(d.subscriptionId, subLeft);
+        else inFlightBySubscription.delete(d.subscriptionId);
         stats.inFlight--;
         stats.queued = queue.length;
         if (stats.inFlight === 0 && inFlightDrained) inFlightDrained();

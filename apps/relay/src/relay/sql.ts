@@ -35,6 +35,8 @@ export interface ClaimedDelivery {
   claimedAt: number;
   /** The endpoint's origin (scheme://host:port), '' when the URL is unusable. */
   origin: string;
+  /** The subscription's own cap on concurrent requests; null: only the relay's limits. */
+  maxInFlight: number | null;
 }
 
 const TS_ISO = `to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
@@ -75,7 +77,7 @@ FROM counts LEFT JOIN (
     ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
     ins.subscription_id, s.url, s.secret,
     CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
-    CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active
+    CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight
   FROM ins
   JOIN ev e ON e.id = ins.event_id
   JOIN hookbox.subscriptions s ON s.id = ins.subscription_id
@@ -92,7 +94,7 @@ export interface FanOutResult {
 
 /** Fans out up to `limit` pending events in one statement; see FAN_OUT. */
 export async function fanOut(db: pg.Pool, limit: number, leaseMs: number): Promise<FanOutResult> {
-  const { rows } = await db.query({ name: 'hookbox_fan_out_v1', text: FAN_OUT, values: [limit, leaseMs] });
+  const { rows } = await db.query({ name: 'hookbox_fan_out_v2', text: FAN_OUT, values: [limit, leaseMs] });
   const first = rows[0] as { events: number; matched: number } | undefined;
   const claimedAt = performance.now();
   const claimed: ClaimedDelivery[] = [];
@@ -118,6 +120,7 @@ function toClaimed(r: Record<string, unknown>, attempt: number, claimedAt: numbe
     active: r.active as boolean,
     claimedAt,
     origin: parseTarget(url)?.origin ?? '',
+    maxInFlight: (r.max_in_flight as number | null) ?? null,
   };
 }
 
@@ -143,7 +146,7 @@ SELECT u.id, u.attempts, u.event_id, u.tenant_id, e.type, e.payload::text AS pay
   ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
   u.subscription_id, s.url, s.secret,
   CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
-  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active
+  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight
 FROM u
 JOIN hookbox.events e ON e.id = u.event_id
 JOIN hookbox.subscriptions s ON s.id = u.subscription_id`;
@@ -156,7 +159,7 @@ export async function claimDueDeliveries(
   exclude: readonly number[] = [],
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query({
-    name: 'hookbox_claim_due_v2',
+    name: 'hookbox_claim_due_v3',
     text: CLAIM_DUE,
     values: [limit, leaseMs, exclude],
   });
