@@ -68,6 +68,18 @@ export function pageOptions(cmd: Command): Command {
     .option('--json', 'print JSON ({ items, nextCursor }) instead of a table');
 }
 
+/** The scope, page and time-window part of a listing's library input, from pageOptions' flags. */
+export function pageInput(opts: PageFlags) {
+  const now = Date.now();
+  return {
+    ...scopeFromFlags(opts),
+    limit: parseIntFlag(opts.limit, '--limit', 1, 500),
+    ...(opts.since === undefined ? {} : { since: parseTimeFlag(opts.since, '--since', now) }),
+    ...(opts.until === undefined ? {} : { until: parseTimeFlag(opts.until, '--until', now) }),
+    ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }),
+  };
+}
+
 /**
  * A time flag: a duration ago (`30m`, `24h`, `7d`) or an ISO 8601 time, which the library
  * validates (its error then names the flag).
@@ -174,24 +186,18 @@ export function registerDeliveries(program: Command): Command {
       ),
     )
     .action(async (opts: ListFlags) => {
-      const scope = scopeFromFlags(opts);
-      const now = Date.now();
       const input = {
-        ...scope,
-        limit: parseIntFlag(opts.limit, '--limit', 1, 500),
+        ...pageInput(opts),
         ...(opts.subscription === undefined ? {} : { subscriptionId: opts.subscription }),
         ...(opts.eventType === undefined ? {} : { eventType: opts.eventType }),
         ...(opts.status === undefined
           ? {}
           : { status: opts.status.split(',').map((s) => s.trim()) as DeliveryStatus[] }),
-        ...(opts.since === undefined ? {} : { since: parseTimeFlag(opts.since, '--since', now) }),
-        ...(opts.until === undefined ? {} : { until: parseTimeFlag(opts.until, '--until', now) }),
-        ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }),
       };
       const page = await runLog(opts.databaseUrl, (c) => deliveryLog.listDeliveries(c, input));
       if (opts.json) return printJson(page);
       if (page.items.length === 0) return console.log('no deliveries');
-      console.log(deliveriesTable(page.items, 'allTenants' in scope));
+      console.log(deliveriesTable(page.items, 'allTenants' in input));
       if (page.nextCursor) console.log(`\nmore: --cursor ${page.nextCursor}`);
     });
 

@@ -12,13 +12,12 @@ import {
   deliveriesTable,
   examples,
   type PageFlags,
+  pageInput,
   pageOptions,
-  parseTimeFlag,
   runLog,
-  scopeFromFlags,
   scopeOptions,
 } from './deliveries.js';
-import { formatFields, formatTable, formatTime, parseIntFlag, printJson } from './output.js';
+import { formatFields, formatTable, formatTime, printJson } from './output.js';
 
 /** `3: 2 succeeded, 1 dead`, or `none` when the event matched no subscription. */
 export function fanoutText(f: FanoutSummary, fannedOut: boolean): string {
@@ -67,20 +66,11 @@ export function registerEvents(program: Command): Command {
       ),
     )
     .action(async (opts: ListFlags) => {
-      const scope = scopeFromFlags(opts);
-      const now = Date.now();
-      const input = {
-        ...scope,
-        limit: parseIntFlag(opts.limit, '--limit', 1, 500),
-        ...(opts.type === undefined ? {} : { type: opts.type }),
-        ...(opts.since === undefined ? {} : { since: parseTimeFlag(opts.since, '--since', now) }),
-        ...(opts.until === undefined ? {} : { until: parseTimeFlag(opts.until, '--until', now) }),
-        ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }),
-      };
+      const input = { ...pageInput(opts), ...(opts.type === undefined ? {} : { type: opts.type }) };
       const page = await runLog(opts.databaseUrl, (c) => deliveryLog.listEvents(c, input));
       if (opts.json) return printJson(page);
       if (page.items.length === 0) return console.log('no events');
-      const withTenant = 'allTenants' in scope;
+      const withTenant = 'allTenants' in input;
       const rows = page.items.map((e) => [
         e.id,
         formatTime(e.createdAt),
