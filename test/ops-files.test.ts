@@ -4,8 +4,9 @@
  * Grafana dashboard is valid JSON whose every query parses and only names metrics the relay's
  * real registry exports.
  *
- * promtool comes from the Debian package `prometheus`. When it is missing these checks fail
- * with a message saying so; HOOKBOX_SKIP_PROMTOOL=1 skips them (reported as skipped).
+ * promtool comes from the Debian package `prometheus`. When it is missing these checks are
+ * skipped with the reason in their titles; CI installs it and sets HOOKBOX_REQUIRE_TOOLS,
+ * which makes its absence a failure (test/harness/tools.ts).
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,11 +15,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createMetricsRegistry, exportedSeriesNames } from '../apps/relay/src/metrics/metrics.js';
+import { findTool } from './harness/tools.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ALERTS = join(ROOT, 'ops/prometheus/alerts.yml');
 const DASHBOARD = join(ROOT, 'ops/grafana/hookbox-dashboard.json');
-const SKIP_PROMTOOL = process.env.HOOKBOX_SKIP_PROMTOOL === '1';
+const PROMTOOL = findTool('promtool', 'apt-get install -y prometheus');
 
 /** Series names of the relay's real registry, default process metrics included. */
 const EXPORTED = exportedSeriesNames(createMetricsRegistry().registry);
@@ -108,11 +110,6 @@ function parseAlertRules(text: string): AlertRule[] {
 
 function promtool(args: string[], cwd = ROOT): { status: number | null; out: string } {
   const r = spawnSync('promtool', args, { cwd, encoding: 'utf8' });
-  if ((r.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
-    throw new Error(
-      'promtool is not on PATH: install it (Debian/Ubuntu: apt-get install -y prometheus) to check the alert rules and dashboard queries, or set HOOKBOX_SKIP_PROMTOOL=1 to skip these checks',
-    );
-  }
   if (r.error) throw r.error;
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
@@ -179,7 +176,7 @@ describe('ops/grafana/hookbox-dashboard.json', () => {
     expect(seen).toBeGreaterThan(20);
   });
 
-  it.skipIf(SKIP_PROMTOOL)('has queries that all parse as PromQL (promtool)', () => {
+  it.skipIf(!PROMTOOL.available)(`has queries that all parse as PromQL (promtool)${PROMTOOL.note}`, () => {
     // Each query becomes a recording rule, with Grafana's variables replaced by real values.
     const grafana = (e: string) =>
       e.replaceAll('$__rate_interval', '5m').replaceAll('$__interval', '1m').replaceAll('$job', '.+');
@@ -226,14 +223,14 @@ describe('ops/prometheus/alerts.yml', () => {
     expect(unknown).toEqual([]);
   });
 
-  it.skipIf(SKIP_PROMTOOL)('passes promtool check rules', () => {
+  it.skipIf(!PROMTOOL.available)(`passes promtool check rules${PROMTOOL.note}`, () => {
     const r = promtool(['check', 'rules', 'ops/prometheus/alerts.yml']);
     expect(r.out).toContain(`SUCCESS: ${rules.length} rules found`);
     expect(r.status).toBe(0);
   });
 
-  it.skipIf(SKIP_PROMTOOL)(
-    'fires on a stuck backlog, a failing endpoint and a down relay, and not when healthy',
+  it.skipIf(!PROMTOOL.available)(
+    `fires on a stuck backlog, a failing endpoint and a down relay, and not when healthy${PROMTOOL.note}`,
     () => {
       const annotations = (alert: string, summary: string, description?: string) => ({
         summary,

