@@ -75,6 +75,8 @@ export function testRelayOptions(databaseUrl: string, overrides: TestRelayOption
     shutdownGraceMs: 5_000,
     maxResponseBytes: 4_096,
     connectionsPerOrigin: 8,
+    slowAfterMs: 500,
+    slowConcurrency: 2,
     userAgent: `hookbox/${VERSION}`,
     ...rest,
   };
