@@ -56,7 +56,12 @@ export const RELAY_SETTINGS = {
     default: '250ms',
     help: 'poll period when no wake-up arrives',
   },
-  lease: { flags: '--lease <dur>', env: 'HOOKBOX_LEASE', default: '60s', help: 'claim lease; must exceed --request-timeout' },
+  lease: {
+    flags: '--lease <dur>',
+    env: 'HOOKBOX_LEASE',
+    default: '60s',
+    help: 'claim lease; must exceed --request-timeout',
+  },
   requestTimeout: {
     flags: '--request-timeout <dur>',
     env: 'HOOKBOX_REQUEST_TIMEOUT',

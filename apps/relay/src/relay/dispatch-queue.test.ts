@@ -3,7 +3,7 @@
  * fair share, the slow pool, stale and deferred hand-backs. No database, no HTTP, no timers.
  */
 import { describe, expect, it } from 'vitest';
-import { type Dispatchable, DispatchQueue, type DispatchQueueOptions } from './dispatch-queue.js';
+import { type Dispatchable, DispatchQueue, type DispatchQueueOptions, FAILING_AFTER } from './dispatch-queue.js';
 
 let nextId = 1;
 function item(tenantId: string, origin: string, extra: Partial<Dispatchable> = {}): Dispatchable {
@@ -55,7 +55,7 @@ describe('DispatchQueue', () => {
     expect(q.schedule().start).toHaveLength(1);
   });
 
-  it("caps each endpoint at its adaptive limit: grows on answers up to connectionsPerOrigin, halves on overload, never below 1", () => {
+  it('caps each endpoint at its adaptive limit: grows on answers up to connectionsPerOrigin, halves on overload, never below 1', () => {
     const { q } = setup({ concurrency: 100, connectionsPerOrigin: 6, initialEndpointLimit: 2 });
     q.push(many(40, 't', 'http://a'));
     let running = q.schedule().start;
@@ -89,15 +89,20 @@ describe('DispatchQueue', () => {
   it('gives each tenant a fair share of contended slots, and the unused rest to whoever has work', () => {
     const { q } = setup({ concurrency: 8, connectionsPerOrigin: 8, initialEndpointLimit: 8 });
     // The noisy tenant's work arrived first and fills the buffer's head.
-    q.push([
-      ...many(8, 'noisy', 'http://n1'),
-      ...many(8, 'noisy', 'http://n2'),
-      ...many(8, 'victim', 'http://v'),
-    ]);
+    q.push([...many(8, 'noisy', 'http://n1'), ...many(8, 'noisy', 'http://n2'), ...many(8, 'victim', 'http://v')]);
     const { start } = q.schedule();
     const byTenant = (t: string) => start.filter((d) => d.tenantId === t).length;
     expect(byTenant('noisy')).toBe(4);
     expect(byTenant('victim')).toBe(4);
+    // A tenant with little work leaves slots over: the other gets them, all but a reserve
+    // of concurrency / 8 kept free for the next delivery of a tenant below its share.
+    const light = setup({ concurrency: 8, connectionsPerOrigin: 8, initialEndpointLimit: 8 }).q;
+    light.push([...many(16, 'noisy', 'http://n1'), ...many(1, 'victim', 'http://v')]);
+    const started = light.schedule().start;
+    expect(started.filter((d) => d.tenantId === 'noisy')).toHaveLength(6);
+    expect(light.inFlightMain).toBe(7);
+    light.push(many(1, 'victim', 'http://v'));
+    expect(origins(light.schedule().start)).toEqual(['http://v']);
     // Alone, a tenant may use every slot (work-conserving).
     const solo = setup({ concurrency: 8, connectionsPerOrigin: 8, initialEndpointLimit: 8 }).q;
     solo.push([...many(8, 'noisy', 'http://n1'), ...many(8, 'noisy', 'http://n2')]);
@@ -119,22 +124,42 @@ describe('DispatchQueue', () => {
     expect(q.slowEndpoints().sort()).toEqual(['http://tarpit1', 'http://tarpit2']);
   });
 
-  it('a slow endpoint starts only from the small slow budget, and is deferred when that is full', () => {
+  it('a slow endpoint starts only from the small slow budget; the rest is parked at once', () => {
     const { q, clock } = setup({ concurrency: 8, connectionsPerOrigin: 4, slowConcurrency: 2 });
-    const [first] = (q.push(many(1, 'a', 'http://slow')), q.schedule().start);
+    q.push(many(1, 'a', 'http://slow'));
+    const [first] = q.schedule().start;
     clock.now = 2_000;
     q.finish(first as Dispatchable, 'overload'); // took 2 s: slow, limit 4 → 2
     expect(q.slowEndpoints()).toEqual(['http://slow']);
     q.push(many(5, 'a', 'http://slow', { claimedAt: 2_000 }));
-    const { start } = q.schedule();
+    const { start, parked, deferred } = q.schedule();
     expect(start).toHaveLength(2); // the slow budget
+    expect([parked.length, deferred.length]).toEqual([3, 0]);
     expect(q.inFlightSlow).toBe(2);
     expect(q.inFlightMain).toBe(0);
-    // The rest waits, then is handed back once it has waited saturatedWaitMs.
-    expect(q.schedule().deferred).toHaveLength(0);
-    clock.now = 2_300;
-    expect(q.schedule().deferred).toHaveLength(3);
     expect(q.length).toBe(0);
+  });
+
+  it('a slow endpoint with nothing in flight still gets one probe when the slow budget is spent', () => {
+    const { q, clock } = setup({ concurrency: 8, connectionsPerOrigin: 4, slowConcurrency: 1 });
+    q.push([...many(1, 'a', 'http://tarpit'), ...many(1, 'b', 'http://late')]);
+    const [tarpit, late] = q.schedule().start;
+    clock.now = 1_200;
+    q.finish(late as Dispatchable, 'ok'); // answered, but late: slow
+    q.schedule(); // the tarpit's request ages into the slow pool: budget spent
+    expect(q.slowEndpoints().sort()).toEqual(['http://late', 'http://tarpit']);
+    q.push([
+      ...many(2, 'a', 'http://tarpit', { claimedAt: 1_200 }),
+      ...many(3, 'b', 'http://late', { claimedAt: 1_200 }),
+    ]);
+    const r = q.schedule(true);
+    expect(origins(r.start)).toEqual(['http://late']);
+    expect(r.parked).toHaveLength(4);
+    // Its fast answer brings it back to the main pool.
+    clock.now = 1_250;
+    q.finish(r.start[0] as Dispatchable, 'ok');
+    expect(q.slowEndpoints()).toEqual(['http://tarpit']);
+    expect(tarpit).toBeDefined();
   });
 
   it('a slow endpoint that answers fast again returns to the main pool', () => {
@@ -155,11 +180,40 @@ describe('DispatchQueue', () => {
     expect(q.inFlightMain).toBe(1);
   });
 
-  it("holds a subscription to its own max_in_flight", () => {
-    const { q } = setup({ concurrency: 8, connectionsPerOrigin: 8, initialEndpointLimit: 8 });
+  it('holds a subscription to its own max_in_flight, handing back what waited saturatedWaitMs', () => {
+    const { q, clock } = setup({ concurrency: 8, connectionsPerOrigin: 8, initialEndpointLimit: 8 });
     q.push(many(5, 't', 'http://a', { subscriptionId: 'capped', maxInFlight: 2 }));
     expect(q.schedule().start).toHaveLength(2);
     expect(q.blocked).toBe(3);
+    clock.now = 251;
+    expect(q.schedule().deferred).toHaveLength(3);
+  });
+
+  it('an endpoint growing its limit keeps its work waiting', () => {
+    const { q, clock } = setup({ concurrency: 8, connectionsPerOrigin: 8, initialEndpointLimit: 2 });
+    q.push(many(4, 't', 'http://grow'));
+    q.schedule();
+    clock.now = 400; // waited longer than saturatedWaitMs, but the endpoint is below its ceiling
+    expect(q.schedule()).toMatchObject({ deferred: [], parked: [] });
+    expect(q.length).toBe(2);
+  });
+
+  it(`a subscription failing ${FAILING_AFTER} times in a row sends one request at a time and parks the rest; an answer ends that`, () => {
+    const { q } = setup({ concurrency: 8, connectionsPerOrigin: 8, initialEndpointLimit: 8 });
+    const sub = { subscriptionId: 'failing' };
+    for (let i = 0; i < FAILING_AFTER; i++) {
+      q.push(many(1, 't', 'http://f', sub));
+      const [d] = q.schedule().start;
+      q.finish(d as Dispatchable, 'overload');
+    }
+    expect(q.failing('failing')).toBe(true);
+    q.push(many(4, 't', 'http://f', sub));
+    const r = q.schedule();
+    expect([r.start.length, r.parked.length]).toEqual([1, 3]);
+    q.finish(r.start[0] as Dispatchable, 'ok');
+    expect(q.failing('failing')).toBe(false);
+    q.push(many(3, 't', 'http://f', sub));
+    expect(q.schedule().start.length).toBeGreaterThan(1);
   });
 
   it('hands back claims too old to start, and every deferred or stale claim leaves the buffer', () => {

@@ -7,17 +7,21 @@
  *
  * Isolation design (README "Fairness"): the global slots (`concurrency`) are shared so that
  * no endpoint and no tenant can take them from the others —
- *  - each endpoint (origin) has an adaptive limit: it starts small, grows by one on every
- *    answered request (slow start), halves on a timeout, connection error, 429 or 5xx, and
- *    never exceeds `connectionsPerOrigin`;
+ *  - each endpoint (origin) has an adaptive limit: it starts at `connectionsPerOrigin`,
+ *    halves on a timeout, connection error, 429 or 5xx (never below 1) and grows back by one
+ *    on every answered request;
  *  - when slots are contended each tenant gets a fair share (`concurrency / active
- *    tenants`) first; slots left over go to whoever still has work (work-conserving);
+ *    tenants`) first; slots left over go to whoever still has work, except a reserve of
+ *    `concurrency / 8` kept free for tenants below their share;
  *  - a request in flight longer than `slowAfterMs` stops counting against the global slots
  *    and its endpoint is marked SLOW: a slow endpoint only starts requests from a small
  *    separate budget (`slowConcurrency`), so any number of hanging endpoints hold at most
  *    their first few requests of the main slots, for at most `slowAfterMs`;
- *  - work that cannot start for its endpoint (limit, slow budget, max_in_flight) and has
- *    waited `saturatedWaitMs` is handed back for a while instead of filling the buffer.
+ *  - a subscription that failed FAILING_AFTER times in a row sends one request at a time;
+ *  - work that cannot start because its endpoint is slow or failing is handed back at once
+ *    and its subscription is left out of the next claims for a while (parked); work waiting
+ *    for an endpoint at its ceiling (or max_in_flight) is handed back after
+ *    `saturatedWaitMs`. Neither fills the buffer, so fan-out never waits on them.
  */
 
 /** What the queue needs to know about a claimed delivery. */
@@ -46,7 +50,7 @@ export interface DispatchQueueOptions {
   slowAfterMs: number;
   /** Requests that slow endpoints may start at once, all slow endpoints together. */
   slowConcurrency: number;
-  /** An endpoint's adaptive limit when first seen (capped by connectionsPerOrigin). Default 4. */
+  /** An endpoint's adaptive limit when first seen (capped by connectionsPerOrigin). Default connectionsPerOrigin. */
   initialEndpointLimit?: number;
 }
 
@@ -83,11 +87,15 @@ export interface ScheduleResult<T> {
   start: T[];
   /** Hand back at once, unsent: their lease is too old to cover a whole attempt. */
   stale: T[];
-  /** Hand back for a while: their endpoint is saturated or slow. */
+  /** Hand back for a moment: their endpoint is busy at its ceiling (or max_in_flight). */
   deferred: T[];
+  /** Hand back for longer: their endpoint is slow or failing (see `parkedSubscriptions`). */
+  parked: T[];
 }
 
 const IDLE_ENDPOINT_MS = 5 * 60_000;
+/** Consecutive timeouts, connection errors, 429s or 5xx after which a subscription counts as failing. */
+export const FAILING_AFTER = 5;
 
 export class DispatchQueue<T extends Dispatchable> {
   private queue: T[] = [];
@@ -101,12 +109,17 @@ export class DispatchQueue<T extends Dispatchable> {
   /** Queued items that their endpoint blocked at the last schedule(). */
   private blockedCount = 0;
   private readonly initialLimit: number;
+  /** Consecutive overload signals per subscription (cleared by an answer). */
+  private readonly failStreak = new Map<string, number>();
 
   constructor(
     private readonly options: DispatchQueueOptions,
     private readonly clock: () => number = () => performance.now(),
   ) {
-    this.initialLimit = Math.max(1, Math.min(options.initialEndpointLimit ?? 4, options.connectionsPerOrigin));
+    this.initialLimit = Math.max(
+      1,
+      Math.min(options.initialEndpointLimit ?? options.connectionsPerOrigin, options.connectionsPerOrigin),
+    );
   }
 
   /** Buffered, not started. */
@@ -135,6 +148,10 @@ export class DispatchQueue<T extends Dispatchable> {
   /** Endpoints currently SLOW. */
   slowEndpoints(): string[] {
     return [...this.endpoints].filter(([, e]) => e.slow).map(([o]) => o);
+  }
+  /** Whether a subscription has failed FAILING_AFTER times in a row (this relay's view). */
+  failing(subscriptionId: string): boolean {
+    return (this.failStreak.get(subscriptionId) ?? 0) >= FAILING_AFTER;
   }
   /** An endpoint's adaptive limit (for tests and logs); undefined when unknown. */
   endpointLimit(origin: string): number | undefined {
@@ -189,10 +206,11 @@ export class DispatchQueue<T extends Dispatchable> {
     const now = this.clock();
     const o = this.options;
     this.age(now);
-    const result: ScheduleResult<T> = { start: [], stale: [], deferred: [] };
+    const result: ScheduleResult<T> = { start: [], stale: [], deferred: [], parked: [] };
     const tenants = new Set<string>(this.byTenant.keys());
     for (const d of this.queue) tenants.add(d.tenantId);
     const share = Math.max(1, Math.ceil(o.concurrency / Math.max(1, tenants.size)));
+    const reserve = tenants.size > 1 ? Math.floor(o.concurrency / 8) : 0;
     let blocked = 0;
     let skippedForShare = false;
     let rest: T[] = [];
@@ -216,15 +234,28 @@ export class DispatchQueue<T extends Dispatchable> {
         }
         const ep = d.origin === '' ? null : this.endpoint(d.origin, now);
         const subBusy = this.bySubscription.get(d.subscriptionId) ?? 0;
-        const endpointBlocked =
-          (ep !== null && (ep.inFlight >= Math.min(ep.limit, o.connectionsPerOrigin) || (ep.slow && slowFull))) ||
-          (d.maxInFlight !== null && subBusy >= d.maxInFlight);
-        if (endpointBlocked) {
-          if (now - d.claimedAt > o.saturatedWaitMs) result.deferred.push(d);
+        const atLimit = ep !== null && ep.inFlight >= Math.min(ep.limit, o.connectionsPerOrigin);
+        const subCapped = d.maxInFlight !== null && subBusy >= d.maxInFlight;
+        // A slow endpoint with nothing in flight always gets one request (a probe), even with
+        // the slow budget spent: otherwise an endpoint marked slow by one late answer could
+        // never show it is fast again while other slow endpoints hold the budget.
+        const probe = ep?.slow === true && ep.inFlight === 0;
+        if (atLimit || subCapped || (ep?.slow && slowFull && !probe)) {
+          // Work for an endpoint known to be slow or failing is handed back at once, for a
+          // while; work for one at its ceiling (or max_in_flight) after saturatedWaitMs. An
+          // endpoint still growing its limit (slow start) is merely busy: its work waits here.
+          const stuck = subCapped || ep === null || ep.inFlight >= o.connectionsPerOrigin;
+          if (ep?.slow || this.failing(d.subscriptionId)) result.parked.push(d);
+          else if (stuck && now - d.claimedAt > o.saturatedWaitMs) result.deferred.push(d);
           else {
             blocked++;
             rest.push(d);
           }
+          continue;
+        }
+        if (this.failing(d.subscriptionId) && subBusy > 0) {
+          // A failing subscription sends one request at a time (a probe); the rest is parked.
+          result.parked.push(d);
           continue;
         }
         const pool = ep?.slow ? 'slow' : 'main';
@@ -233,7 +264,10 @@ export class DispatchQueue<T extends Dispatchable> {
             rest.push(d);
             continue;
           }
-          if (pass === 1 && (this.byTenant.get(d.tenantId) ?? 0) >= share) {
+          const overShare = (this.byTenant.get(d.tenantId) ?? 0) >= share;
+          // Beyond its share a tenant only gets slots while a reserve stays free for tenants
+          // below theirs, whose next delivery then starts at once instead of waiting for a slot.
+          if (overShare && (pass === 1 || this.mainInFlight >= o.concurrency - reserve)) {
             skippedForShare = true;
             rest.push(d);
             continue;
@@ -246,6 +280,7 @@ export class DispatchQueue<T extends Dispatchable> {
     }
     this.blockedCount = blocked;
     if (fullScan) this.prune(now);
+    if (this.failStreak.size > 100_000) this.failStreak.clear();
     return result;
   }
 
@@ -273,6 +308,8 @@ export class DispatchQueue<T extends Dispatchable> {
       this.count(this.byTenant, d.tenantId, -1);
     } else this.slowInFlight--;
     this.count(this.bySubscription, d.subscriptionId, -1);
+    if (feedback === 'ok') this.failStreak.delete(d.subscriptionId);
+    else if (feedback === 'overload') this.count(this.failStreak, d.subscriptionId, 1);
     if (d.origin === '') return;
     const ep = this.endpoint(d.origin, now);
     ep.inFlight = Math.max(0, ep.inFlight - 1);

@@ -33,6 +33,8 @@ const DUE_RECHECK_MS = 50;
 const SATURATED_WAIT_MS = 250;
 /** ...for this long, before it is claimed again. */
 const SATURATED_DEFER_MS = 1_000;
+/** Work for a slow or failing endpoint is handed back for this long, its subscription left out of due claims meanwhile. */
+const PARK_MS = 5_000;
 
 /** Everything the relay loop needs to know; defaults live in apps/relay/src/config.ts. */
 export interface RelayOptions {
@@ -122,6 +124,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     slowAfterMs: Math.min(options.slowAfterMs, options.requestTimeoutMs),
     slowConcurrency: options.slowConcurrency,
   });
+  /** Subscriptions whose endpoint is slow or failing -> performance.now() until which due claims skip them. */
+  const parkedUntil = new Map<string, number>();
   /** Releases under way (stop() waits for them). */
   const releases = new Set<Promise<void>>();
   /** Set when shutdown cuts in-flight requests: their attempts are not the endpoint's fault. */
@@ -193,7 +197,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     const due = lookForDue
       ? await pRetry(
           () =>
-            claimDueDeliveries(db, room, options.leaseMs, [...recorder.unwrittenIds(), ...queue.inFlightIds()]),
+            claimDueDeliveries(
+              db,
+              room,
+              options.leaseMs,
+              [...recorder.unwrittenIds(), ...queue.inFlightIds()],
+              parkedSubscriptions(now),
+            ),
           dbRetry('claim'),
         )
       : [];
@@ -201,6 +211,16 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     queue.push(due);
     startQueued();
     return events + due.length;
+  }
+
+  /** Subscriptions still parked at `now` (forgetting those whose time is up). */
+  function parkedSubscriptions(now: number): string[] {
+    const ids: string[] = [];
+    for (const [id, until] of parkedUntil) {
+      if (until > now) ids.push(id);
+      else parkedUntil.delete(id);
+    }
+    return ids;
   }
 
   /** Claims pending events, matches them and inserts their deliveries already leased: one statement. */
@@ -228,7 +248,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   function startQueued(fullScan = false): void {
     if (!running) return;
     const slowBefore = queue.inFlightSlow;
-    const { start, stale, deferred } = queue.schedule(fullScan);
+    const { start, stale, deferred, parked } = queue.schedule(fullScan);
     stats.inFlight = queue.inFlight;
     stats.queued = queue.length;
     for (const d of start) {
@@ -251,6 +271,12 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     if (deferred.length > 0) {
       logger.debug({ deliveries: deferred.length }, 'endpoint saturated or slow; deferring its extra claims');
       release(deferred, SATURATED_DEFER_MS, 'deferred');
+    }
+    if (parked.length > 0) {
+      const until = performance.now() + PARK_MS;
+      for (const d of parked) parkedUntil.set(d.subscriptionId, until);
+      logger.debug({ deliveries: parked.length }, 'endpoint slow or failing; parking its claims');
+      release(parked, PARK_MS, 'parked');
     }
   }
 
