@@ -155,11 +155,15 @@ describe('DispatchQueue', () => {
     const r = q.schedule(true);
     expect(origins(r.start)).toEqual(['http://late']);
     expect(r.parked).toHaveLength(4);
+    // Both stay out of due claims while their endpoint holds a request.
+    expect(q.parkedSubscriptions().sort()).toEqual(['a:http://tarpit', 'b:http://late']);
     // Its fast answer brings it back to the main pool.
     clock.now = 1_250;
     q.finish(r.start[0] as Dispatchable, 'ok');
     expect(q.slowEndpoints()).toEqual(['http://tarpit']);
-    expect(tarpit).toBeDefined();
+    expect(q.parkedSubscriptions()).toEqual(['a:http://tarpit']);
+    q.finish(tarpit as Dispatchable, 'overload');
+    expect(q.parkedSubscriptions()).toEqual([]);
   });
 
   it('a slow endpoint that answers fast again returns to the main pool', () => {

@@ -109,6 +109,8 @@ export class DispatchQueue<T extends Dispatchable> {
   /** Queued items that their endpoint blocked at the last schedule(). */
   private blockedCount = 0;
   private readonly initialLimit: number;
+  /** Subscriptions that had work parked -> their origin (see parkedSubscriptions()). */
+  private readonly parkedSubs = new Map<string, string>();
   /** Consecutive overload signals per subscription (cleared by an answer). */
   private readonly failStreak = new Map<string, number>();
 
@@ -245,7 +247,7 @@ export class DispatchQueue<T extends Dispatchable> {
           // while; work for one at its ceiling (or max_in_flight) after saturatedWaitMs. An
           // endpoint still growing its limit (slow start) is merely busy: its work waits here.
           const stuck = subCapped || ep === null || ep.inFlight >= o.connectionsPerOrigin;
-          if (ep?.slow || this.failing(d.subscriptionId)) result.parked.push(d);
+          if (ep?.slow || this.failing(d.subscriptionId)) this.park(d, result);
           else if (stuck && now - d.claimedAt > o.saturatedWaitMs) result.deferred.push(d);
           else {
             blocked++;
@@ -255,7 +257,7 @@ export class DispatchQueue<T extends Dispatchable> {
         }
         if (this.failing(d.subscriptionId) && subBusy > 0) {
           // A failing subscription sends one request at a time (a probe); the rest is parked.
-          result.parked.push(d);
+          this.park(d, result);
           continue;
         }
         const pool = ep?.slow ? 'slow' : 'main';
@@ -282,6 +284,29 @@ export class DispatchQueue<T extends Dispatchable> {
     if (fullScan) this.prune(now);
     if (this.failStreak.size > 100_000) this.failStreak.clear();
     return result;
+  }
+
+  private park(d: T, result: ScheduleResult<T>): void {
+    result.parked.push(d);
+    this.parkedSubs.set(d.subscriptionId, d.origin);
+  }
+
+  /**
+   * Subscriptions whose work would be parked right now: their endpoint is slow with a
+   * request still in flight, or they are failing with their probe in flight. Due claims
+   * leave them out, so their backlog is not claimed only to be handed back again.
+   */
+  parkedSubscriptions(): string[] {
+    const ids: string[] = [];
+    for (const [sub, origin] of this.parkedSubs) {
+      const ep = this.endpoints.get(origin);
+      const held =
+        (ep !== undefined && ep.slow && ep.inFlight > 0) ||
+        (this.failing(sub) && (this.bySubscription.get(sub) ?? 0) > 0);
+      if (held) ids.push(sub);
+      else this.parkedSubs.delete(sub);
+    }
+    return ids;
   }
 
   private begin(d: T, pool: 'main' | 'slow', ep: Endpoint | null, now: number): void {

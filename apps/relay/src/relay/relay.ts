@@ -213,14 +213,14 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     return events + due.length;
   }
 
-  /** Subscriptions still parked at `now` (forgetting those whose time is up). */
+  /** Subscriptions parked at `now`: for PARK_MS, and then for as long as their endpoint still holds them. */
   function parkedSubscriptions(now: number): string[] {
-    const ids: string[] = [];
+    const ids = new Set(queue.parkedSubscriptions());
     for (const [id, until] of parkedUntil) {
-      if (until > now) ids.push(id);
+      if (until > now) ids.add(id);
       else parkedUntil.delete(id);
     }
-    return ids;
+    return [...ids];
   }
 
   /** Claims pending events, matches them and inserts their deliveries already leased: one statement. */
