@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { subscriptions } from '@hookbox/outbox';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { IsolationState } from '../apps/relay/src/relay/relay.js';
 import { useTestDatabase } from './harness/db.js';
 import { type Receiver, startReceiver } from './harness/receiver.js';
 import { enqueueEvents, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
@@ -45,16 +46,21 @@ describe('isolation between tenants', () => {
 
     // Far longer than the test waits: a slot held by a hanging request is only freed by
     // this timeout, so the victim can only be served early if isolation works.
-    const relay = startRelay(db.url, {
-      concurrency: 8,
-      connectionsPerOrigin: 4,
-      requestTimeoutMs: 60_000,
-      leaseMs: 120_000,
-      // A request in flight for 1 s marks its endpoint slow; slow endpoints share 2 slots.
-      slowAfterMs: 1_000,
-      slowConcurrency: 2,
-      retry: { scheduleMs: [60_000], maxAttempts: 2 },
-    });
+    const states: IsolationState[] = [];
+    const relay = startRelay(
+      db.url,
+      {
+        concurrency: 8,
+        connectionsPerOrigin: 4,
+        requestTimeoutMs: 60_000,
+        leaseMs: 120_000,
+        // A request in flight for 1 s marks its endpoint slow; slow endpoints share 2 slots.
+        slowAfterMs: 1_000,
+        slowConcurrency: 2,
+        retry: { scheduleMs: [60_000], maxAttempts: 2 },
+      },
+      { observer: { isolation: (state) => states.push(state) } },
+    );
     defer(() => relay.stop());
 
     await enqueueEvents(
@@ -77,5 +83,7 @@ describe('isolation between tenants', () => {
     // Every hanging request is still hanging: none of them gave a slot back.
     expect(tarpits.every((t) => t.traces.length === 0)).toBe(true);
     expect(tarpits.reduce((n, t) => n + t.inFlight, 0)).toBeGreaterThan(0);
+    // The relay reports what it holds back (hookbox_relay_* gauges).
+    expect(states.some((s) => s.slowEndpoints >= 1 && s.slowInFlight >= 1 && s.parkedSubscriptions >= 1)).toBe(true);
   }, 60_000);
 });

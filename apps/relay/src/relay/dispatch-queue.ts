@@ -300,9 +300,7 @@ export class DispatchQueue<T extends Dispatchable> {
     const ids: string[] = [];
     for (const [sub, origin] of this.parkedSubs) {
       const ep = this.endpoints.get(origin);
-      const held =
-        (ep !== undefined && ep.slow && ep.inFlight > 0) ||
-        (this.failing(sub) && (this.bySubscription.get(sub) ?? 0) > 0);
+      const held = (ep?.slow && ep.inFlight > 0) || (this.failing(sub) && (this.bySubscription.get(sub) ?? 0) > 0);
       if (held) ids.push(sub);
       else this.parkedSubs.delete(sub);
     }

@@ -75,6 +75,18 @@ export interface RelayObserver {
   fannedOut?(matchedEvents: number, unmatchedEvents: number): void;
   attempt?(d: ClaimedDelivery, result: AttemptResult, durationMs: number): void;
   outcome?(d: ClaimedDelivery, outcome: 'succeeded' | 'retry' | 'dead' | 'disabled' | 'cancelled'): void;
+  /** The dispatch queue's isolation state, on every poll tick. */
+  isolation?(state: IsolationState): void;
+}
+
+/** How many endpoints this relay holds back (dispatch-queue.ts). */
+export interface IsolationState {
+  /** Endpoint origins marked slow. */
+  slowEndpoints: number;
+  /** Requests in flight to slow endpoints (outside --concurrency). */
+  slowInFlight: number;
+  /** Subscriptions whose work is parked (slow or failing endpoint). */
+  parkedSubscriptions: number;
 }
 
 export interface RelayDeps {
@@ -411,6 +423,15 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       // back here even when no delivery finishes to trigger it.
       if (queue.length > 0) startQueued(true);
       pump();
+      try {
+        observer.isolation?.({
+          slowEndpoints: queue.slowEndpoints().length,
+          slowInFlight: queue.inFlightSlow,
+          parkedSubscriptions: parkedSubscriptions(performance.now()).length,
+        });
+      } catch {
+        // Observers must not throw; if one does, it changes nothing here.
+      }
     }, options.pollIntervalMs);
     logger.info(
       { concurrency: options.concurrency, batchSize: options.batchSize, pollIntervalMs: options.pollIntervalMs },
