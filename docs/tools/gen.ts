@@ -21,7 +21,6 @@ export type RunCli = (args: string[]) => string;
 export function runBuiltCli(args: string[]): string {
   const r = spawnSync(process.execPath, [join(ROOT, 'apps/relay/dist/cli.js'), ...args], {
     encoding: 'utf8',
-    env: { ...process.env, COLUMNS: '100' },
   });
   if (r.status !== 0) throw new Error(`hookbox ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
   return r.stdout;
@@ -56,7 +55,7 @@ export function cliReference(run: RunCli): string {
   const visit = (path: string[]) => {
     const help = run([...path, '--help']);
     const title = ['hookbox', ...path].join(' ');
-    out.push(`${'#'.repeat(Math.min(path.length + 1, 4))} ${title}`, '', '```text', help.trimEnd(), '```', '');
+    out.push(`${'#'.repeat(Math.min(path.length + 2, 4))} ${title}`, '', '```text', help.trimEnd(), '```', '');
     for (const name of subcommands(help)) visit([...path, name]);
   };
   visit([]);

@@ -3,8 +3,8 @@
 //   WEBHOOK_SECRET=whsec_... PORT=8000 java Receiver.java
 //
 // For production, com.standardwebhooks:standardwebhooks on Maven Central does the
-// verification (new Webhook(secret).verify(body, headers)); parse the JSON body with
-// Jackson or Gson once it is verified.
+// verification: new com.standardwebhooks.Webhook(secret).verify(body, headers), headers
+// as java.net.http.HttpHeaders. Parse the verified JSON body with Jackson or Gson.
 
 import com.sun.net.httpserver.HttpExchange;
 import com.sun.net.httpserver.HttpServer;

@@ -3,7 +3,7 @@
     WEBHOOK_SECRET=whsec_... PORT=8000 python3 receiver.py
 
 For production, the `standardwebhooks` package on PyPI does the verification:
-    from standardwebhooks.webhooks import Webhook
+    from standardwebhooks import Webhook
     payload = Webhook(secret).verify(raw_body, headers)
 """
 
