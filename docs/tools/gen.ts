@@ -10,21 +10,52 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, extname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 export const DOCS = join(ROOT, 'docs');
 
-/** Runs `hookbox <args>` and returns its stdout. */
-export type RunCli = (args: string[]) => string;
+/** Every command's `--help` text, keyed by its path (`''`, `relay`, `subscriptions create`). */
+export type HelpTexts = Record<string, string>;
 
-export function runBuiltCli(args: string[]): string {
-  const r = spawnSync(process.execPath, [join(ROOT, 'apps/relay/dist/cli.js'), ...args], {
-    encoding: 'utf8',
-  });
-  if (r.status !== 0) throw new Error(`hookbox ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
-  return r.stdout;
+// Runs inside one node process: loads the CLI module (its own main() runs `--version`, whose
+// output is swallowed), then asks commander for each command's help exactly as `--help`
+// prints it to a pipe (80 columns, no colour).
+const DUMP_HELP = `
+const [cliUrl] = process.argv.slice(-1);
+process.argv = [process.argv[0], 'hookbox', '--version'];
+const write = process.stdout.write.bind(process.stdout);
+process.stdout.write = () => true;
+const { buildProgram } = await import(cliUrl);
+await new Promise((r) => setImmediate(r));
+process.stdout.write = write;
+const out = {};
+const visit = (cmd, path) => {
+  let text = '';
+  cmd.configureOutput({ writeOut: (s) => { text += s; }, getOutHelpWidth: () => 80, getOutHasColors: () => false });
+  cmd.outputHelp();
+  out[path.join(' ')] = text;
+  for (const sub of cmd.commands) visit(sub, [...path, sub.name()]);
+};
+visit(buildProgram(), []);
+write(JSON.stringify(out));
+`;
+
+/**
+ * Every command's help from the CLI module: `nodeArgs` start node (e.g. `['--import', 'tsx']`
+ * for the sources), `cliPath` is `apps/relay/dist/cli.js` or `apps/relay/src/cli.ts`.
+ */
+export function dumpHelp(cliPath: string, nodeArgs: readonly string[] = []): HelpTexts {
+  const r = spawnSync(
+    process.execPath,
+    [...nodeArgs, '--input-type=module', '-e', DUMP_HELP, pathToFileURL(cliPath).href],
+    { encoding: 'utf8', cwd: ROOT },
+  );
+  if (r.status !== 0) throw new Error(`reading the CLI's help failed (${r.status}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as HelpTexts;
 }
+
+export const builtCliHelp = (): HelpTexts => dumpHelp(join(ROOT, 'apps/relay/dist/cli.js'));
 
 /** Subcommand names from a help text's `Commands:` section (lines indented by two spaces). */
 export function subcommands(help: string): string[] {
@@ -42,7 +73,7 @@ export function subcommands(help: string): string[] {
   return names;
 }
 
-export function cliReference(run: RunCli): string {
+export function cliReference(help: HelpTexts): string {
   const out = [
     '# CLI reference',
     '',
@@ -52,14 +83,53 @@ export function cliReference(run: RunCli): string {
     'or validation error. Settings: [configuration](configuration.md).',
     '',
   ];
-  const visit = (path: string[]) => {
-    const help = run([...path, '--help']);
-    const title = ['hookbox', ...path].join(' ');
-    out.push(`${'#'.repeat(Math.min(path.length + 2, 4))} ${title}`, '', '```text', help.trimEnd(), '```', '');
-    for (const name of subcommands(help)) visit([...path, name]);
-  };
-  visit([]);
+  for (const [path, text] of Object.entries(help)) {
+    const depth = path === '' ? 0 : path.split(' ').length;
+    out.push(`${'#'.repeat(Math.min(depth + 2, 4))} ${['hookbox', path].join(' ').trim()}`, '', '```text');
+    out.push(text.trimEnd(), '```', '');
+  }
   return `${out.join('\n').trimEnd()}\n`;
+}
+
+/** One option of a `--help` text: flag, description, default, environment variable. */
+export function helpOptions(help: string): { flag: string; text: string; env: string | null; def: string | null }[] {
+  const section = help.split(/^Options:$/m)[1]?.split(/\n\s*\n/)[0] ?? '';
+  const joined: string[] = [];
+  for (const line of section.split('\n')) {
+    if (/^ {2}-h, --help/.test(line)) joined.push('');
+    else if (/^ {2}-/.test(line)) joined.push(line.trim());
+    else if (line.trim() && joined.length) joined[joined.length - 1] += ` ${line.trim()}`;
+  }
+  return joined
+    .filter((line) => line !== '')
+    .map((line) => {
+      const [, flag = '', rest = ''] = /^(\S+(?: <[^>]+>)?(?:, \S+)?)\s+(.*)$/.exec(line) ?? [];
+      const env = /\[env: ([A-Z_]+)\]/.exec(rest)?.[1] ?? null;
+      const def = /\(default:? ([^)]*)\)/.exec(rest)?.[1] ?? null;
+      const text = rest.replace(/\s*\[env: [A-Z_]+\]/, '').replace(/\s*\(default:? [^)]*\)/, '');
+      return { flag, text, env, def };
+    });
+}
+
+/** The relay's settings table, from `hookbox relay --help`. */
+export function relaySettingsTable(help: HelpTexts): string {
+  const rows = helpOptions(help.relay ?? '').map(
+    (o) =>
+      `| \`${o.flag.replace(/\|/g, '\\|')}\` | ${o.env ? `\`${o.env}\`` : '—'} | ${o.def ?? '—'} | ${o.text.replace(/\|/g, '\\|')} |`,
+  );
+  return ['| flag | environment | default | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
+}
+
+const GENERATED_RE = /(<!-- generated: ([a-z-]+) -->\n)[\s\S]*?(<!-- \/generated -->)/g;
+
+/** Fills each `<!-- generated: name -->` … `<!-- /generated -->` section. */
+export function withGenerated(markdown: string, help: HelpTexts): string {
+  const sections: Record<string, () => string> = { 'relay-settings': () => relaySettingsTable(help) };
+  return markdown.replace(GENERATED_RE, (_m, open: string, name: string, close: string) => {
+    const make = sections[name];
+    if (!make) throw new Error(`unknown generated section ${name}`);
+    return `${open}${make()}\n${close}`;
+  });
 }
 
 interface CatalogEntry {
@@ -178,23 +248,23 @@ export function docFiles(dir = DOCS): string[] {
 }
 
 /** The generated files and what they must contain. */
-export async function generated(run: RunCli): Promise<Map<string, string>> {
+export async function generated(help: HelpTexts): Promise<Map<string, string>> {
   const { apiReference } = await import('./api-ref.js');
   const files = new Map<string, string>();
-  files.set(join(DOCS, 'reference/cli.md'), cliReference(run));
+  files.set(join(DOCS, 'reference/cli.md'), cliReference(help));
   files.set(join(DOCS, 'reference/api.md'), apiReference(ROOT));
   files.set(join(DOCS, 'events.md'), eventsReference());
   for (const doc of docFiles()) {
     if (files.has(doc)) continue;
     const text = readFileSync(doc, 'utf8');
-    const filled = withIncludes(text, doc);
-    if (filled !== text) files.set(doc, filled);
+    if (!text.includes('<!-- include: ') && !text.includes('<!-- generated: ')) continue;
+    files.set(doc, withGenerated(withIncludes(text, doc), help));
   }
   return files;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  for (const [file, text] of await generated(runBuiltCli)) {
+  for (const [file, text] of await generated(builtCliHelp())) {
     writeFileSync(file, text);
     console.log(`wrote ${relative(ROOT, file)}`);
   }
