@@ -3,8 +3,10 @@
  * one receiver origin), ~300-byte payloads, the backlog written by 8 producers. The same
  * shape is what bench/peers.ts gives graphile-worker and pg-boss.
  */
+import type { ChildProcess } from 'node:child_process';
 import { createOutbox, subscriptions } from '@hookbox/outbox';
-import type pg from 'pg';
+import pg from 'pg';
+import { type DrainCost, measureDrain, peakRssMiB, type Receiver, startRelay, stopProcess, waitFor } from './lib.js';
 
 export const TENANTS = 64;
 export const PRODUCERS = 8;
@@ -64,4 +66,132 @@ export async function enqueueBacklog(pool: pg.Pool, events: number): Promise<voi
       }
     }),
   );
+}
+
+/** The relay's flags on this shape: the issue's worker concurrency, as the peers get. */
+export const RELAY_ARGS = ['--concurrency', '32'];
+
+export interface ManyTenantsResult {
+  drain: DrainCost;
+  latency: number[];
+  rssMiB: number;
+}
+
+/** Drains a backlog of `events` events with `relays` relays; then, with one relay, latency at `rate`. */
+export async function manyTenantsRun(
+  url: string,
+  receiver: Receiver,
+  secret: string,
+  opts: { events: number; rate: number; seconds: number },
+): Promise<ManyTenantsResult> {
+  const pool = new pg.Pool({ connectionString: url, max: PRODUCERS + 2 });
+  let relay: ChildProcess | null = null;
+  try {
+    await createSubscriptions(pool, receiver.port, secret);
+    await enqueueBacklog(pool, opts.events);
+    await pool.query('VACUUM ANALYZE hookbox.events');
+    await pool.query('CHECKPOINT');
+    await receiver.reset();
+    const expected = opts.events * ROUTES.length;
+    const drain = await measureDrain(pool, async () => {
+      relay = startRelay(url, RELAY_ARGS);
+      return await drained(pool, receiver, expected);
+    });
+
+    await receiver.reset();
+    await receiver.record();
+    const outbox = createOutbox();
+    const notifier = outbox.attachNotifier(pool);
+    const commits = new Map<string, number>();
+    const total = opts.rate * opts.seconds;
+    const start = performance.now();
+    const inflight: Promise<void>[] = [];
+    for (let i = 0; i < total; i++) {
+      const wait = start + (i * 1000) / opts.rate - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const n = opts.events + i;
+      inflight.push(
+        (async () => {
+          const { id } = await outbox.enqueue(pool, {
+            tenantId: tenantId(n % TENANTS),
+            type: 'message.new',
+            payload: payload(n),
+          });
+          commits.set(id, performance.timeOrigin + performance.now());
+        })(),
+      );
+    }
+    await Promise.all(inflight);
+    await waitFor(async () => (await receiver.stats()).count >= total * ROUTES.length, 120_000, 'latency events');
+    notifier.detach();
+    const lat = await receiver.stats();
+    if (lat.duplicates > 0 || lat.badSignatures > 0) {
+      throw new Error(`many tenants latency: ${lat.duplicates} duplicates, ${lat.badSignatures} bad signatures`);
+    }
+    const latency: number[] = [];
+    for (const [id, times] of lat.receipts ?? []) {
+      const c = commits.get(id);
+      if (c !== undefined) for (const t of times) latency.push(t - c);
+    }
+    latency.sort((a, b) => a - b);
+    const rssMiB = peakRssMiB((relay as ChildProcess | null)?.pid as number);
+    await assertAllSucceeded(pool, expected + total * ROUTES.length);
+    return { drain, latency, rssMiB };
+  } finally {
+    await stopProcess(relay);
+    await pool.end();
+  }
+}
+
+/** Drains a backlog of `events` events with `relays` relays on one database. */
+export async function scaleOutRun(
+  url: string,
+  receiver: Receiver,
+  secret: string,
+  opts: { events: number; relays: number },
+): Promise<DrainCost> {
+  const pool = new pg.Pool({ connectionString: url, max: PRODUCERS + 2 });
+  const relays: ChildProcess[] = [];
+  try {
+    await createSubscriptions(pool, receiver.port, secret);
+    await enqueueBacklog(pool, opts.events);
+    await pool.query('VACUUM ANALYZE hookbox.events');
+    await pool.query('CHECKPOINT');
+    await receiver.reset();
+    const expected = opts.events * ROUTES.length;
+    const drain = await measureDrain(pool, async () => {
+      for (let i = 0; i < opts.relays; i++) relays.push(startRelay(url, RELAY_ARGS));
+      return await drained(pool, receiver, expected);
+    });
+    await assertAllSucceeded(pool, expected);
+    return drain;
+  } finally {
+    for (const r of relays) await stopProcess(r);
+    await pool.end();
+  }
+}
+
+/** Waits for `expected` receipts and their recorded outcomes; deliveries and seconds of receipt. */
+async function drained(pool: pg.Pool, receiver: Receiver, expected: number) {
+  await waitFor(async () => (await receiver.stats()).count >= expected, 600_000, 'the backlog to drain');
+  const s = await receiver.stats();
+  if (s.badSignatures > 0) throw new Error(`${s.badSignatures} bad signatures`);
+  await waitFor(
+    async () =>
+      (await pool.query("SELECT count(*)::int AS n FROM hookbox.deliveries WHERE status = 'succeeded'")).rows[0].n >=
+      expected,
+    60_000,
+    'outcomes to be recorded',
+  );
+  return { deliveries: s.count, seconds: (s.last - s.first) / 1000 };
+}
+
+/** Nothing lost: every delivery succeeded, and there are as many as expected. */
+async function assertAllSucceeded(pool: pg.Pool, expected: number): Promise<void> {
+  const { rows } = await pool.query(
+    "SELECT count(*) FILTER (WHERE status = 'succeeded')::int AS ok, count(*)::int AS n FROM hookbox.deliveries",
+  );
+  if (rows[0].ok !== expected || rows[0].n !== expected) {
+    throw new Error(`expected ${expected} succeeded deliveries, found ${rows[0].ok} of ${rows[0].n}`);
+  }
 }

@@ -8,6 +8,7 @@
  *
  * BENCH_RELAY_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' adds the relay's CPU profile.
  */
+import type { ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startEmbeddedPostgres } from '@hookbox/devdb';
@@ -53,7 +54,7 @@ async function main() {
       const pool = new pg.Pool({ connectionString: url, max: 10 });
       const secret = generateSecret();
       const receiver = await Receiver.start(secret);
-      const relays = [];
+      const relays: ChildProcess[] = [];
       try {
         await pool.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
         await createSubscriptions(pool, receiver.port, secret);
