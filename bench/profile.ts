@@ -15,7 +15,7 @@ import { startEmbeddedPostgres } from '@hookbox/devdb';
 import { generateSecret } from '@hookbox/outbox';
 import pg from 'pg';
 import { measureDrain, Receiver, startRelay, stopProcess, waitFor, withDatabase } from './lib.js';
-import { createSubscriptions, enqueueBacklog, ROUTES } from './many-tenants.js';
+import { createSubscriptions, enqueueBacklog, RELAY_ARGS, ROUTES } from './many-tenants.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -64,7 +64,7 @@ async function main() {
         await receiver.reset();
         const expected = EVENTS * ROUTES.length;
         const cost = await measureDrain(pool, async () => {
-          for (let i = 0; i < Number(args.relays); i++) relays.push(startRelay(url));
+          for (let i = 0; i < Number(args.relays); i++) relays.push(startRelay(url, RELAY_ARGS));
           await waitFor(async () => (await receiver.stats()).count >= expected, 600_000, 'the backlog to drain');
           const s = await receiver.stats();
           await waitFor(
