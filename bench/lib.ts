@@ -171,27 +171,49 @@ export async function walBytes(pool: pg.Pool): Promise<number> {
   return rows[0].b as number;
 }
 
-/** What a drain phase cost the database, per delivery. */
+/** What a drain phase cost, per delivery. */
 export interface DrainCost {
   perSec: number;
   pgCpuMsPerDelivery: number;
+  /** CPU of the delivering process(es): the relays, or this process for the peers' workers. */
+  workerCpuMsPerDelivery: number;
   walBytesPerDelivery: number;
 }
 
-/** Measures Postgres CPU and WAL around `drain`, which returns deliveries and seconds. */
+/** CPU time of a process (user + system), ms; this process when `pid` is omitted. */
+export function processCpuMs(pid?: number): number {
+  if (pid === undefined) {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  }
+  return procCpuMs(pid, false);
+}
+
+/**
+ * Measures Postgres CPU, worker CPU and WAL around `drain`, which returns deliveries and
+ * seconds. `workerCpuMs` reads the workers' CPU so far; it is read just before `drain`
+ * returns, while the workers (child processes) still run.
+ */
 export async function measureDrain(
   pool: pg.Pool,
-  drain: () => Promise<{ deliveries: number; seconds: number }>,
+  workerCpuMs: () => number,
+  drain: (workersDone: () => void) => Promise<{ deliveries: number; seconds: number }>,
 ): Promise<DrainCost> {
   const cpu = await PostgresCpu.of(pool);
   const cpu0 = cpu?.ms() ?? 0;
   const wal0 = await walBytes(pool);
-  const { deliveries, seconds } = await drain();
+  const w0 = workerCpuMs();
+  let w1 = Number.NaN;
+  const { deliveries, seconds } = await drain(() => {
+    w1 = workerCpuMs();
+  });
+  if (Number.isNaN(w1)) w1 = workerCpuMs();
   const cpu1 = cpu?.ms() ?? 0;
   const wal1 = await walBytes(pool);
   return {
     perSec: deliveries / seconds,
     pgCpuMsPerDelivery: cpu ? (cpu1 - cpu0) / deliveries : Number.NaN,
+    workerCpuMsPerDelivery: (w1 - w0) / deliveries,
     walBytesPerDelivery: (wal1 - wal0) / deliveries,
   };
 }

@@ -6,7 +6,16 @@
 import type { ChildProcess } from 'node:child_process';
 import { createOutbox, subscriptions } from '@hookbox/outbox';
 import pg from 'pg';
-import { type DrainCost, measureDrain, peakRssMiB, type Receiver, startRelay, stopProcess, waitFor } from './lib.js';
+import {
+  type DrainCost,
+  measureDrain,
+  peakRssMiB,
+  processCpuMs,
+  type Receiver,
+  startRelay,
+  stopProcess,
+  waitFor,
+} from './lib.js';
 
 export const TENANTS = 64;
 export const PRODUCERS = 8;
@@ -68,8 +77,11 @@ export async function enqueueBacklog(pool: pg.Pool, events: number): Promise<voi
   );
 }
 
-/** The relay's flags on this shape: the issue's worker concurrency, as the peers get. */
-export const RELAY_ARGS = ['--concurrency', '32'];
+/**
+ * The relay's flags on this shape: the same worker concurrency as the peers get (32).
+ * BENCH_MANY_RELAY_ARGS replaces them, for experiments.
+ */
+export const RELAY_ARGS = process.env.BENCH_MANY_RELAY_ARGS?.split(' ').filter(Boolean) ?? ['--concurrency', '32'];
 
 export interface ManyTenantsResult {
   drain: DrainCost;
@@ -85,6 +97,7 @@ export async function manyTenantsRun(
   opts: { events: number; rate: number; seconds: number },
 ): Promise<ManyTenantsResult> {
   const pool = new pg.Pool({ connectionString: url, max: PRODUCERS + 2 });
+  pool.on('error', (err) => console.error(`bench pool: ${err.message}`));
   let relay: ChildProcess | null = null;
   try {
     await createSubscriptions(pool, receiver.port, secret);
@@ -93,10 +106,14 @@ export async function manyTenantsRun(
     await pool.query('CHECKPOINT');
     await receiver.reset();
     const expected = opts.events * ROUTES.length;
-    const drain = await measureDrain(pool, async () => {
-      relay = startRelay(url, RELAY_ARGS);
-      return await drained(pool, receiver, expected);
-    });
+    const drain = await measureDrain(
+      pool,
+      () => (relay?.pid ? processCpuMs(relay.pid) : 0),
+      async (done) => {
+        relay = startRelay(url, RELAY_ARGS);
+        return await drained(pool, receiver, expected, done);
+      },
+    );
 
     await receiver.reset();
     await receiver.record();
@@ -151,6 +168,7 @@ export async function scaleOutRun(
   opts: { events: number; relays: number },
 ): Promise<DrainCost> {
   const pool = new pg.Pool({ connectionString: url, max: PRODUCERS + 2 });
+  pool.on('error', (err) => console.error(`bench pool: ${err.message}`));
   const relays: ChildProcess[] = [];
   try {
     await createSubscriptions(pool, receiver.port, secret);
@@ -159,10 +177,14 @@ export async function scaleOutRun(
     await pool.query('CHECKPOINT');
     await receiver.reset();
     const expected = opts.events * ROUTES.length;
-    const drain = await measureDrain(pool, async () => {
-      for (let i = 0; i < opts.relays; i++) relays.push(startRelay(url, RELAY_ARGS));
-      return await drained(pool, receiver, expected);
-    });
+    const drain = await measureDrain(
+      pool,
+      () => relays.reduce((sum, r) => sum + (r.pid ? processCpuMs(r.pid) : 0), 0),
+      async (done) => {
+        for (let i = 0; i < opts.relays; i++) relays.push(startRelay(url, RELAY_ARGS));
+        return await drained(pool, receiver, expected, done);
+      },
+    );
     await assertAllSucceeded(pool, expected);
     return drain;
   } finally {
@@ -172,7 +194,7 @@ export async function scaleOutRun(
 }
 
 /** Waits for `expected` receipts and their recorded outcomes; deliveries and seconds of receipt. */
-async function drained(pool: pg.Pool, receiver: Receiver, expected: number) {
+async function drained(pool: pg.Pool, receiver: Receiver, expected: number, done: () => void) {
   await waitFor(async () => (await receiver.stats()).count >= expected, 600_000, 'the backlog to drain');
   const s = await receiver.stats();
   if (s.badSignatures > 0) throw new Error(`${s.badSignatures} bad signatures`);
@@ -183,6 +205,7 @@ async function drained(pool: pg.Pool, receiver: Receiver, expected: number) {
     60_000,
     'outcomes to be recorded',
   );
+  done();
   return { deliveries: s.count, seconds: (s.last - s.first) / 1000 };
 }
 

@@ -16,7 +16,7 @@ import { Logger, makeWorkerUtils, type Runner, run, type WorkerUtils } from 'gra
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { Agent } from 'undici';
-import { type DrainCost, measureDrain, type Receiver, waitFor } from './lib.js';
+import { type DrainCost, measureDrain, processCpuMs, type Receiver, waitFor } from './lib.js';
 import { PRODUCERS, payload, ROUTES, TENANTS } from './many-tenants.js';
 
 export const PEER_CONCURRENCY = 32;
@@ -166,6 +166,7 @@ export async function runPeer(
   opts: { events: number; rate: number; seconds: number },
 ): Promise<PeerResult> {
   const pool = new pg.Pool({ connectionString: url, max: 4 });
+  pool.on('error', (err) => console.error(`bench pool: ${err.message}`));
   const peer = await PEERS[name](url);
   const sender = new Sender(secret, receiver.port);
   try {
@@ -184,7 +185,7 @@ export async function runPeer(
     await pool.query('CHECKPOINT');
     await receiver.reset();
     const expected = opts.events * ROUTES.length;
-    const drain = await measureDrain(pool, async () => {
+    const drain = await measureDrain(pool, processCpuMs, async () => {
       await peer.startWorker(sender);
       await waitFor(async () => (await receiver.stats()).count >= expected, 600_000, `${name} to drain`);
       const s = await receiver.stats();

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { startEmbeddedPostgres } from '@hookbox/devdb';
 import { generateSecret } from '@hookbox/outbox';
 import pg from 'pg';
-import { measureDrain, Receiver, startRelay, stopProcess, waitFor, withDatabase } from './lib.js';
+import { measureDrain, processCpuMs, Receiver, startRelay, stopProcess, waitFor, withDatabase } from './lib.js';
 import { createSubscriptions, enqueueBacklog, RELAY_ARGS, ROUTES } from './many-tenants.js';
 
 const { values: args } = parseArgs({
@@ -63,22 +63,27 @@ async function main() {
         await pool.query('SELECT pg_stat_statements_reset()');
         await receiver.reset();
         const expected = EVENTS * ROUTES.length;
-        const cost = await measureDrain(pool, async () => {
-          for (let i = 0; i < Number(args.relays); i++) relays.push(startRelay(url, RELAY_ARGS));
-          await waitFor(async () => (await receiver.stats()).count >= expected, 600_000, 'the backlog to drain');
-          const s = await receiver.stats();
-          await waitFor(
-            async () =>
-              (await pool.query("SELECT count(*)::int AS n FROM hookbox.deliveries WHERE status = 'succeeded'")).rows[0]
-                .n >= expected,
-            60_000,
-            'outcomes to be recorded',
-          );
-          if (s.badSignatures > 0) throw new Error(`${s.badSignatures} bad signatures`);
-          return { deliveries: s.count, seconds: (s.last - s.first) / 1000 };
-        });
+        const cost = await measureDrain(
+          pool,
+          () => relays.reduce((sum, r) => sum + (r.pid ? processCpuMs(r.pid) : 0), 0),
+          async (done) => {
+            for (let i = 0; i < Number(args.relays); i++) relays.push(startRelay(url, RELAY_ARGS));
+            await waitFor(async () => (await receiver.stats()).count >= expected, 600_000, 'the backlog to drain');
+            const s = await receiver.stats();
+            await waitFor(
+              async () =>
+                (await pool.query("SELECT count(*)::int AS n FROM hookbox.deliveries WHERE status = 'succeeded'"))
+                  .rows[0].n >= expected,
+              60_000,
+              'outcomes to be recorded',
+            );
+            if (s.badSignatures > 0) throw new Error(`${s.badSignatures} bad signatures`);
+            done();
+            return { deliveries: s.count, seconds: (s.last - s.first) / 1000 };
+          },
+        );
         console.log(
-          `drain ${cost.perSec.toFixed(0)} deliveries/s · Postgres CPU ${cost.pgCpuMsPerDelivery.toFixed(3)} ms/delivery · WAL ${cost.walBytesPerDelivery.toFixed(0)} B/delivery`,
+          `drain ${cost.perSec.toFixed(0)} deliveries/s · Postgres CPU ${cost.pgCpuMsPerDelivery.toFixed(3)} ms, relay CPU ${cost.workerCpuMsPerDelivery.toFixed(3)} ms per delivery · WAL ${cost.walBytesPerDelivery.toFixed(0)} B/delivery`,
         );
         const { rows } = await pool.query(
           `SELECT calls, round(total_exec_time)::int AS total_ms, round((total_exec_time / calls)::numeric, 3)::float8 AS ms_per_call,

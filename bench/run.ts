@@ -24,6 +24,7 @@ import { startEmbeddedPostgres } from '@hookbox/devdb';
 import { createOutbox, generateSecret, subscriptions } from '@hookbox/outbox';
 import pg from 'pg';
 import {
+  type DrainCost,
   median,
   now,
   pct,
@@ -280,7 +281,7 @@ async function fullRun(adminUrl: string, r: number): Promise<FullRun> {
   const opts = { events: EVENTS, rate: RATE, seconds: LAT_SECONDS };
   const many = await scenario(adminUrl, (url, receiver, secret) => manyTenantsRun(url, receiver, secret, opts));
   console.log(
-    `run ${r} many tenants, hookbox: drain ${f0(many.drain.perSec)} deliveries/s (Postgres CPU ${f2(many.drain.pgCpuMsPerDelivery)} ms, WAL ${f0(many.drain.walBytesPerDelivery)} B per delivery) · ` +
+    `run ${r} many tenants, hookbox: drain ${f0(many.drain.perSec)} deliveries/s (Postgres CPU ${f2(many.drain.pgCpuMsPerDelivery)} ms, relay CPU ${f2(many.drain.workerCpuMsPerDelivery)} ms, WAL ${f0(many.drain.walBytesPerDelivery)} B per delivery) · ` +
       `latency ${lat(many.latency)} · relay peak RSS ${f0(many.rssMiB)} MiB`,
   );
   const peers: FullRun['peers'] = {};
@@ -289,7 +290,7 @@ async function fullRun(adminUrl: string, r: number): Promise<FullRun> {
       const p = await scenario(adminUrl, (url, receiver, secret) => runPeer(name, url, receiver, secret, opts));
       peers[name] = p;
       console.log(
-        `run ${r} many tenants, ${name}: drain ${f0(p.drain.perSec)} deliveries/s (Postgres CPU ${f2(p.drain.pgCpuMsPerDelivery)} ms, WAL ${f0(p.drain.walBytesPerDelivery)} B per delivery) · latency ${lat(p.latency)}`,
+        `run ${r} many tenants, ${name}: drain ${f0(p.drain.perSec)} deliveries/s (Postgres CPU ${f2(p.drain.pgCpuMsPerDelivery)} ms, worker CPU ${f2(p.drain.workerCpuMsPerDelivery)} ms, WAL ${f0(p.drain.walBytesPerDelivery)} B per delivery) · latency ${lat(p.latency)}`,
       );
     }
   }
@@ -330,14 +331,7 @@ async function main() {
     `\nmedian of ${RUNS}, one tenant: enqueue ratio ${f2(med((x) => x.one.ratio))} (${f2(med((x) => x.one.ratioNoNotify))} without the notifier, ${f2(med((x) => x.one.ratioNotifyInTx))} with NOTIFY inside the transaction) · drain ${f0(med((x) => x.one.drainPerSec))} deliveries/s · ` +
       `latency p50 ${f2(med((x) => x.one.p50))} ms · p95 ${f2(med((x) => x.one.p95))} ms · p99 ${f2(med((x) => x.one.p99))} ms · relay peak RSS ${f0(med((x) => x.one.rssMiB))} MiB`,
   );
-  const systems: [
-    string,
-    (
-      x: FullRun,
-    ) =>
-      | { drain: { perSec: number; pgCpuMsPerDelivery: number; walBytesPerDelivery: number }; latency: number[] }
-      | undefined,
-  ][] = [
+  const systems: [string, (x: FullRun) => { drain: DrainCost; latency: number[] } | undefined][] = [
     ['hookbox', (x) => x.many],
     ...(Object.keys(PEERS) as PeerName[]).map(
       (n) => [n, (x: FullRun) => x.peers[n]] as [string, (x: FullRun) => PeerResult | undefined],
@@ -347,7 +341,7 @@ async function main() {
     if (!get(runs[0] as FullRun)) continue;
     const g = (x: FullRun) => get(x) as NonNullable<ReturnType<typeof get>>;
     console.log(
-      `median of ${RUNS}, many tenants, ${name}: drain ${f0(med((x) => g(x).drain.perSec))} deliveries/s · Postgres CPU ${f2(med((x) => g(x).drain.pgCpuMsPerDelivery))} ms, WAL ${f0(med((x) => g(x).drain.walBytesPerDelivery))} B per delivery · ` +
+      `median of ${RUNS}, many tenants, ${name}: drain ${f0(med((x) => g(x).drain.perSec))} deliveries/s · Postgres CPU ${f2(med((x) => g(x).drain.pgCpuMsPerDelivery))} ms, worker CPU ${f2(med((x) => g(x).drain.workerCpuMsPerDelivery))} ms, WAL ${f0(med((x) => g(x).drain.walBytesPerDelivery))} B per delivery · ` +
         `latency p50 ${f2(med((x) => pct(g(x).latency, 50)))} ms p99 ${f2(med((x) => pct(g(x).latency, 99)))} ms`,
     );
   }
