@@ -129,12 +129,21 @@ export async function manyTenantsRun(
       const n = opts.events + i;
       inflight.push(
         (async () => {
-          const { id } = await outbox.enqueue(pool, {
-            tenantId: tenantId(n % TENANTS),
-            type: 'message.new',
-            payload: payload(n),
-          });
-          commits.set(id, performance.timeOrigin + performance.now());
+          // In a transaction on a pooled client, as a service does: the notifier sends its
+          // wake-up when the client goes back to the pool after the commit.
+          const client = await pool.connect();
+          try {
+            await client.query('BEGIN');
+            const { id } = await outbox.enqueue(client, {
+              tenantId: tenantId(n % TENANTS),
+              type: 'message.new',
+              payload: payload(n),
+            });
+            await client.query('COMMIT');
+            commits.set(id, performance.timeOrigin + performance.now());
+          } finally {
+            client.release();
+          }
         })(),
       );
     }
