@@ -117,7 +117,13 @@ async function graphileWorker(url: string): Promise<Peer> {
 }
 
 async function pgBoss(url: string): Promise<Peer> {
-  const boss = new PgBoss({ connectionString: url, max: PEER_CONCURRENCY + 2, useListenNotify: true });
+  // No connect timeout: when it falls behind, the latency phase's adds queue for a connection.
+  const boss = new PgBoss({
+    connectionString: url,
+    max: PEER_CONCURRENCY + 2,
+    useListenNotify: true,
+    connectionTimeoutMillis: 0,
+  });
   boss.on('error', (err: Error) => console.error(`pg-boss: ${err.message}`));
   boss.on('warning', (w: unknown) => console.error(`pg-boss warning: ${JSON.stringify(w)}`));
   const stopped = new Promise<void>((resolve) => boss.once('stopped', () => resolve()));
