@@ -74,6 +74,7 @@ export type { EventInput, ValidEvent } from './validate.js';
 export {
   DEFAULT_MAX_PAYLOAD_BYTES,
   MAX_IDEMPOTENCY_KEY_LENGTH,
+  MAX_PAYLOAD_DEPTH,
   MAX_TENANT_ID_LENGTH,
   validateEvent,
 } from './validate.js';
