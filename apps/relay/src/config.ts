@@ -5,6 +5,7 @@
 import { Option } from 'commander';
 import { formatDuration, parseDuration, parseDurationList } from './duration.js';
 import { UsageError } from './errors.js';
+import { checkAllowList } from './delivery/ssrf.js';
 import { defaultRetryPolicy } from './policy/retry.js';
 import type { RelayOptions } from './relay/relay.js';
 
@@ -188,6 +189,11 @@ export function resolveRelayConfig(
       : allowFromEnv
         ? allowFromEnv.split(',')
         : [];
+  try {
+    checkAllowList(allowPrivateNetwork.map((a) => a.trim()).filter(Boolean));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const logLevel = (pick('logLevel') ?? RELAY_DEFAULTS.logLevel) as RelayConfig['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new UsageError(`--log-level: must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
