@@ -4,7 +4,7 @@
  * The depth limit is the same in the TypeScript path and the SQL function; entities and
  * DTOs serialise as JSON.stringify writes them.
  */
-import { createOutbox, MAX_PAYLOAD_DEPTH, ValidationError } from '@hookbox/outbox';
+import { createOutbox, deliveryLog, MAX_PAYLOAD_DEPTH, recoverDead, stats, ValidationError } from '@hookbox/outbox';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { useTestDatabase } from './harness/db.js';
@@ -272,5 +272,50 @@ describe('class instances serialise as JSON.stringify writes them (#13.4)', () =
     expect((err as Error).message).toBe(
       'payload.at: must be JSON-serialisable: an invalid Date (JSON would write null)',
     );
+  });
+});
+
+describe('time input: one behaviour everywhere (#11.6, #12.3)', () => {
+  it.each([
+    ['2024-02-30', '2024-02-30 does not exist'],
+    ['2023-02-29T00:00:00Z', '2023-02-29 does not exist'],
+    ['2024-04-31', '2024-04-31 does not exist'],
+    ['275760-09-13T00:00:00Z', 'year must be from 0001 to 9999'],
+    ['2024-05-01T24:00:00Z', 'is not a time'],
+  ])('%s is refused as a date by every reader', async (since, says) => {
+    for (const call of [
+      () => deliveryLog.listDeliveries(db.pool, { tenantId: 't', since }),
+      () => deliveryLog.listEvents(db.pool, { tenantId: 't', since }),
+      () => stats(db.pool, { tenantId: 't', since }),
+      () => recoverDead(db.pool, { tenantId: 't', since, dryRun: true }),
+    ]) {
+      const err = await call().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ValidationError);
+      expect(err).toMatchObject({ field: 'since', rule: 'format' });
+      expect((err as Error).message).toContain(says);
+    }
+  });
+
+  it('recoverDead takes ISO strings as the log readers do, and the same order rule', async () => {
+    const ok = await recoverDead(db.pool, {
+      tenantId: 't',
+      since: '2024-02-29',
+      until: '2024-03-01T00:00:00Z',
+      dryRun: true,
+    });
+    expect(ok.matched).toBe(0);
+    const err = await recoverDead(db.pool, {
+      tenantId: 't',
+      since: '2024-03-02',
+      until: '2024-03-01',
+      dryRun: true,
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ field: 'since', rule: 'order' });
   });
 });

@@ -3,9 +3,9 @@
  * once here. Only the app reads the environment; the library never does.
  */
 import { Option } from 'commander';
+import { checkAllowList } from './delivery/ssrf.js';
 import { formatDuration, parseDuration, parseDurationList } from './duration.js';
 import { UsageError } from './errors.js';
-import { checkAllowList } from './delivery/ssrf.js';
 import { defaultRetryPolicy } from './policy/retry.js';
 import type { RelayOptions } from './relay/relay.js';
 

@@ -70,6 +70,7 @@ export type {
   UpdateSubscriptionInput,
 } from './subscriptions.js';
 export { activeSecrets, subscriptions } from './subscriptions.js';
+export { parseIsoTime } from './time.js';
 export type { EventInput, ValidEvent } from './validate.js';
 export {
   DEFAULT_MAX_PAYLOAD_BYTES,
