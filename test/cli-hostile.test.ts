@@ -7,7 +7,6 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import type { Command } from 'commander';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../apps/relay/src/program.js';
 import { CLI } from './harness/cli.js';
@@ -41,8 +40,10 @@ const T = `hostile-${randomUUID().slice(0, 8)}`;
 const UUID = '0190a5c4-1c2b-7d3e-8f40-123456789abc';
 
 /** Every leaf command of the program, as `group sub` paths. */
+type Command = ReturnType<typeof buildProgram>;
+
 function leafCommands(cmd: Command, prefix = ''): string[] {
-  return cmd.commands.flatMap((c) => {
+  return cmd.commands.flatMap((c: Command) => {
     const path = `${prefix}${c.name()}`;
     return c.commands.length > 0 ? leafCommands(c, `${path} `) : [path];
   });
@@ -215,9 +216,9 @@ describe('read paths print deep stored payloads (#11.4)', () => {
     expect(text.stderr).toBe('');
     expect(text.code).toBe(0);
     expect(text.stdout).toContain('"bottom"');
-    expect(depthOf(JSON.parse(text.stdout.slice(text.stdout.indexOf('payload:\n') + 9).split('\n\nID')[0] as string))).toBe(
-      DEPTH,
-    );
+    expect(
+      depthOf(JSON.parse(text.stdout.slice(text.stdout.indexOf('payload:\n') + 9).split('\n\nID')[0] as string)),
+    ).toBe(DEPTH);
     const json = await hookbox('events', 'show', eventId, '--tenant', T, '--json');
     expect(json.code).toBe(0);
     expect(depthOf((JSON.parse(json.stdout) as { event: { payload: unknown } }).event.payload)).toBe(DEPTH);
