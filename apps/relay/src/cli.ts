@@ -10,6 +10,9 @@ import { CommanderError } from 'commander';
 import { UsageError } from './errors.js';
 import { buildProgram } from './program.js';
 
+// Tools that read the commands (docs/tools/gen.ts) import it from here too.
+export { buildProgram };
+
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   const verbose = argv.includes('--verbose');
