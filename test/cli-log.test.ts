@@ -222,11 +222,14 @@ describe('hookbox deliveries', { timeout: 60_000 }, () => {
     expect(asText.stdout).toMatch(/^status\s+dead$/m);
     expect(asText.stdout).toMatch(/^#\s+STARTED\s+DURATION\s+HTTP\s+ERROR\s+RESPONSE$/m);
     expect(asText.stdout).toMatch(/^2\s+\S+\s+1\.10s\s+500\s+http_status: HTTP 500\s+body 2$/m);
-    for (const r of [otherTenant, missing, badId]) {
+    for (const r of [otherTenant, missing]) {
       expect(r.code).toBe(1);
       expect(r.stdout).toBe('');
       expect(r.stderr).toMatch(/^hookbox: delivery \S+ not found\n$/);
     }
+    // A malformed id is a usage error (#11.7), refused before connecting.
+    expect(badId.code).toBe(2);
+    expect(badId.stderr).toMatch(/^hookbox: ID: must be a delivery id/);
     expect(noTenant.code).toBe(2);
     expect(noTenant.stderr).toContain('--tenant');
   });

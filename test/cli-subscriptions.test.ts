@@ -77,7 +77,8 @@ describe('hookbox subscriptions (spawned)', () => {
       url: 'https://acme.example/hooks',
       eventTypes: ['message.*', 'contact.created'],
       description: 'CRM',
-      headers: { 'X-Api-Key': 'k1', 'X-Team': 'ops' },
+      // Header values are masked in output (#11.6); they are stored as given.
+      headers: { 'X-Api-Key': '********', 'X-Team': '********' },
       active: true,
     });
     const secret = created.secret as string;
@@ -86,6 +87,7 @@ describe('hookbox subscriptions (spawned)', () => {
       tenant_id: tenant,
       secret,
       event_types: ['message.*', 'contact.created'],
+      headers: { 'X-Api-Key': 'k1', 'X-Team': 'ops' },
     });
 
     // create (human): prints the given secret once and says so.

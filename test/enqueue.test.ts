@@ -252,7 +252,8 @@ const payloads: [string, unknown][] = [
   ['emoji', { s: '😀 👍🏽 👨‍👩‍👧‍👦 🇳🇱', '🔑': '🗝️' }],
   ['other unicode', { s: 'ñ é ü ß 中文 日本語 한국어 العربية עברית 𝕏 𐍈 \u200b\u2028\u2029\ufeff\ufffd\uffff' }],
   ['control characters', { s: '\u0001\u0007\b\f\n\r\t\u001f\u007f' }],
-  ['deep object/array nesting (200 levels)', nested(200, { leaf: true })],
+  // The deepest payload accepted: its `leaf: true` sits MAX_PAYLOAD_DEPTH (64) levels down.
+  ['deep object/array nesting (64 levels, the limit)', nested(63, { leaf: true })],
   ['a large array', { items: Array.from({ length: 20_000 }, (_, i) => i * 7) }],
   ['an array of objects', Array.from({ length: 1_000 }, (_, i) => ({ i, name: `item ${i}`, ok: i % 3 === 0 }))],
   ['numbers', [0, -1, 1.5, 0.1 + 0.2, 1e-7, 1e21, 2 ** 53 - 1, -(2 ** 53 - 1), 1.7976931348623157e308, 5e-324]],

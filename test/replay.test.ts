@@ -448,7 +448,7 @@ describe('recoverDead', () => {
     const w = await world();
     await expectNotFound(recoverDead(db.pool, { tenantId: w.t, subscriptionId: w.us }));
     await expectRule(recoverDead(db.pool, {}), 'tenantId', 'required');
-    await expectRule(recoverDead(db.pool, { tenantId: w.t, allTenants: true }), 'tenantId', 'required');
+    await expectRule(recoverDead(db.pool, { tenantId: w.t, allTenants: true }), 'allTenants', 'conflict');
     await expectRule(recoverDead(db.pool, { tenantId: w.t, batchSize: 0 }), 'batchSize', 'range');
     expect(await count('status = $1 AND tenant_id = ANY($2)', ['pending', [w.t, w.u]])).toBe(2);
   });

@@ -514,6 +514,10 @@ describe('validation: typed errors naming field and rule, nothing written', () =
     ['header value CRLF', { headers: { 'X-A': 'a\r\nX-Evil: 1' } }, 'headers.X-A', 'invalid_char'],
     ['header value LF', { headers: { 'X-A': 'a\nb' } }, 'headers.X-A', 'invalid_char'],
     ['header value NUL', { headers: { 'X-A': 'a\u0000b' } }, 'headers.X-A', 'invalid_char'],
+    // #11.6: said for what it is, not as a control character
+    ['header value in CJK', { headers: { 'X-Name': '東京' } }, 'headers.X-Name', 'latin1'],
+    ['header value with an emoji', { headers: { 'X-Mood': 'ok 👍' } }, 'headers.X-Mood', 'latin1'],
+    ['a __proto__ header', { headers: JSON.parse('{"__proto__": "x"}') }, 'headers.__proto__', 'reserved'],
     ['header value too big', { headers: { 'X-A': long(4097) } }, 'headers.X-A', 'max_bytes'],
     ['too many headers', { headers: headers(21) }, 'headers', 'max_items'],
     ['maxInFlight zero', { maxInFlight: 0 }, 'maxInFlight', 'range'],

@@ -6,46 +6,12 @@
  * The `hookbox` command. Commander parses; functions elsewhere do the work. Exit codes:
  * 0 ok, 1 operational failure, 2 usage error. Errors print one line (stack with --verbose).
  */
-import { Command, CommanderError } from 'commander';
-import { registerDeliveries } from './commands/deliveries.js';
-import { registerEvents } from './commands/events.js';
-import { registerListen } from './commands/listen.js';
-import { registerMigrate } from './commands/migrate.js';
-import { registerRelay } from './commands/relay.js';
-import { registerReplay } from './commands/replay.js';
-import { registerStats } from './commands/stats.js';
-import { registerSubscriptions } from './commands/subscriptions.js';
+import { CommanderError } from 'commander';
 import { UsageError } from './errors.js';
-import { VERSION } from './version.js';
+import { buildProgram } from './program.js';
 
-export function buildProgram(): Command {
-  const program = new Command('hookbox')
-    .description('hookbox: turns committed Postgres outbox rows into signed, retried webhooks')
-    .version(VERSION)
-    .option('--verbose', 'print stack traces of errors')
-    .addHelpText(
-      'after',
-      `
-Every command has --help with examples. DATABASE_URL or --database-url picks the database.
-
-Examples:
-  $ hookbox migrate --database-url postgres://app@db/app
-  $ hookbox relay --metrics-port 9464
-  $ hookbox subscriptions create --tenant acme --url https://hooks.acme.example/crm --events 'message.*'
-  $ hookbox deliveries list --tenant acme --status dead --since 24h
-  $ hookbox listen --port 9000 --secret whsec_...`,
-    )
-    .exitOverride();
-  registerMigrate(program);
-  registerSubscriptions(program);
-  registerDeliveries(program);
-  registerEvents(program);
-  registerStats(program);
-  registerRelay(program);
-  registerListen(program);
-  registerReplay(program);
-  return program;
-}
+// Tools that read the commands (docs/tools/gen.ts) import it from here too.
+export { buildProgram };
 
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();

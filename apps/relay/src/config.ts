@@ -3,6 +3,7 @@
  * once here. Only the app reads the environment; the library never does.
  */
 import { Option } from 'commander';
+import { checkAllowList } from './delivery/ssrf.js';
 import { formatDuration, parseDuration, parseDurationList } from './duration.js';
 import { UsageError } from './errors.js';
 import { defaultRetryPolicy } from './policy/retry.js';
@@ -285,6 +286,11 @@ export function resolveRelayConfig(
       : allowFromEnv
         ? allowFromEnv.split(',')
         : [];
+  try {
+    checkAllowList(allowPrivateNetwork.map((a) => a.trim()).filter(Boolean));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   const logLevel = (pick('logLevel') ?? RELAY_DEFAULTS.logLevel) as RelayConfig['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new UsageError(`--log-level: must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);

@@ -8,23 +8,16 @@
 import { NotFoundError, ValidationError } from './errors.js';
 import { isValidEventPattern } from './event-types.js';
 import { type Executor, runQuery } from './executor.js';
+import { checkInput, intInRange, isUuid, type TenantScope, validateScope } from './input.js';
+import { epochMs, num, toDate } from './rows.js';
 import { DELIVERY_STATUSES, type DeliveryStatus } from './schema.js';
-import { checkInput, isUuid } from './subscription-validate.js';
+import { type TimeInput, validateTimeRange } from './time.js';
 import { validateTenantId } from './validate.js';
 
 /** Default and largest page of the list functions. */
 export const DELIVERY_LOG_LIMITS = { defaultLimit: 50, maxLimit: 500 } as const;
 
-/** A point in time: a Date, or an ISO 8601 string with a time zone (`2024-05-01T12:00:00Z`) or a bare date (UTC). */
-export type TimeInput = Date | string;
-
-/** Whose rows: one tenant (`tenantId`), or every tenant when `allTenants: true` is said explicitly. */
-export interface TenantScope {
-  /** Required unless `allTenants` is true. */
-  tenantId?: string;
-  /** Operators only: read across tenants. Cannot be combined with `tenantId`. Default false. */
-  allTenants?: boolean;
-}
+export type { TenantScope, TimeInput };
 
 export interface ListDeliveriesInput extends TenantScope {
   /** Only deliveries to this subscription (a uuid). */
@@ -147,67 +140,8 @@ export interface EventDetail {
 
 type Row = Record<string, unknown>;
 
-// Timestamps leave as epoch milliseconds: pg gives a Date, drizzle's session the server's
-// text; a float8 reads the same everywhere.
-export const epochMs = (expr: string, as: string) => `(extract(epoch FROM ${expr}) * 1000)::float8 AS ${as}`;
-
-export function toDate(value: unknown): Date | null {
-  if (value === null || value === undefined) return null;
-  if (value instanceof Date) return value;
-  return new Date(Number(value));
-}
-
-const num = (value: unknown): number | null => (value === null || value === undefined ? null : Number(value));
-
-// ISO 8601: a date, optionally a time, which then needs a zone (a bare local time is ambiguous).
-const ISO_RE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?))?$/i;
-
-/** A Date or ISO 8601 string → Date; undefined/null → null. */
-export function validateTime(value: unknown, field: string): Date | null {
-  if (value === undefined || value === null) return null;
-  const text = typeof value === 'string' ? value.trim() : null;
-  const date = value instanceof Date ? value : text !== null && ISO_RE.test(text) ? new Date(text) : null;
-  const year = date?.getUTCFullYear() ?? Number.NaN;
-  if (!date || Number.isNaN(year) || year < 1 || year > 9999) {
-    throw new ValidationError(
-      field,
-      'format',
-      'must be a Date or an ISO 8601 time with a zone, e.g. 2024-05-01T12:00:00Z or 2024-05-01',
-    );
-  }
-  return date;
-}
-
-/** Tenant id, or null for an explicit `allTenants: true`. */
-export function validateScope(input: TenantScope): string | null {
-  const all = input.allTenants;
-  if (all !== undefined && typeof all !== 'boolean')
-    throw new ValidationError('allTenants', 'type', 'must be a boolean');
-  if (all) {
-    if (input.tenantId !== undefined && input.tenantId !== null) {
-      throw new ValidationError('allTenants', 'conflict', 'cannot be combined with tenantId; give one or the other');
-    }
-    return null;
-  }
-  return validateTenantId(input.tenantId);
-}
-
 function validateLimit(value: unknown): number {
-  if (value === undefined) return DELIVERY_LOG_LIMITS.defaultLimit;
-  const max = DELIVERY_LOG_LIMITS.maxLimit;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
-    throw new ValidationError('limit', 'range', `must be an integer from 1 to ${max}`);
-  }
-  return value;
-}
-
-function validateRange(input: { since?: unknown; until?: unknown }): [Date | null, Date | null] {
-  const since = validateTime(input.since, 'since');
-  const until = validateTime(input.until, 'until');
-  if (since && until && since.getTime() > until.getTime()) {
-    throw new ValidationError('since', 'order', 'must not be later than until');
-  }
-  return [since, until];
+  return intInRange(value, 'limit', 1, DELIVERY_LOG_LIMITS.maxLimit, { fallback: DELIVERY_LOG_LIMITS.defaultLimit });
 }
 
 function validateTypeFilter(value: unknown, field: string): string | null {
@@ -371,7 +305,7 @@ async function listDeliveries(executor: Executor, input: ListDeliveriesInput): P
   }
   const eventType = validateTypeFilter(input.eventType, 'eventType');
   const statuses = validateStatuses(input.status);
-  const [since, until] = validateRange(input);
+  const [since, until] = validateTimeRange(input);
   const limit = validateLimit(input.limit);
   const cursor = decodeCursor(input.cursor, DELIVERY_CURSOR);
 
@@ -421,7 +355,7 @@ async function listEvents(executor: Executor, input: ListEventsInput): Promise<P
   checkInput(input, ['tenantId', 'allTenants', 'type', 'since', 'until', 'limit', 'cursor'], 'list events options');
   const tenantId = validateScope(input);
   const type = validateTypeFilter(input.type, 'type');
-  const [since, until] = validateRange(input);
+  const [since, until] = validateTimeRange(input);
   const limit = validateLimit(input.limit);
   const cursor = decodeCursor(input.cursor, EVENT_CURSOR);
 

@@ -68,10 +68,12 @@ export type {
   UpdateSubscriptionInput,
 } from './subscriptions.js';
 export { activeSecrets, subscriptions } from './subscriptions.js';
+export { parseIsoTime } from './time.js';
 export type { EventInput, ValidEvent } from './validate.js';
 export {
   DEFAULT_MAX_PAYLOAD_BYTES,
   MAX_IDEMPOTENCY_KEY_LENGTH,
+  MAX_PAYLOAD_DEPTH,
   MAX_TENANT_ID_LENGTH,
   validateEvent,
 } from './validate.js';

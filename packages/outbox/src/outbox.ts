@@ -11,6 +11,11 @@ export interface OutboxOptions {
   /** Most events one `enqueueMany` call accepts. Default 10,000. */
   maxBatchSize?: number;
   /**
+   * Most bytes of payload JSON one `enqueueMany` call accepts, summed over its events.
+   * Checked while validating, before anything is sent. Default 33,554,432 (32 MiB).
+   */
+  maxBatchBytes?: number;
+  /**
    * Prepare `enqueue`'s statement once per connection (node-postgres executors only):
    * Postgres then skips parsing and planning it on every call. Default true. Set false
    * behind a PgBouncer older than 1.21 in transaction mode, which cannot route prepared
@@ -22,6 +27,7 @@ export interface OutboxOptions {
 const DEFAULTS = {
   maxPayloadBytes: DEFAULT_MAX_PAYLOAD_BYTES,
   maxBatchSize: 10_000,
+  maxBatchBytes: 32 * 1024 * 1024,
   preparedStatements: true,
 } satisfies Required<OutboxOptions>;
 
@@ -73,7 +79,7 @@ function resolveOptions(options: OutboxOptions): Required<OutboxOptions> {
     }
   }
   const resolved = { ...DEFAULTS, ...options };
-  for (const key of ['maxPayloadBytes', 'maxBatchSize'] as const) {
+  for (const key of ['maxPayloadBytes', 'maxBatchSize', 'maxBatchBytes'] as const) {
     const v = resolved[key];
     if (!Number.isSafeInteger(v) || v < 1) {
       throw new ValidationError(`options.${key}`, 'positive_integer', 'must be a positive integer');
@@ -146,8 +152,22 @@ export function createOutbox<E extends EventMap = EventMap>(options: OutboxOptio
       );
     }
     if (events.length === 0) return [];
-    // Validate everything first: one bad event rejects the batch before anything is written.
-    const valid = events.map((e, i) => validateEvent(e as EventInput, opts.maxPayloadBytes, `events[${i}]`));
+    // Validate everything first: one bad event rejects the batch before anything is written,
+    // and the running total stops an oversized batch before it is all serialised.
+    const valid: ValidEvent[] = [];
+    let batchBytes = 0;
+    for (let i = 0; i < events.length; i++) {
+      const ev = validateEvent(events[i] as EventInput, opts.maxPayloadBytes, `events[${i}]`);
+      batchBytes += ev.payloadBytes;
+      if (batchBytes > opts.maxBatchBytes) {
+        throw new ValidationError(
+          'events',
+          'max_batch_bytes',
+          `must hold at most ${opts.maxBatchBytes} bytes of payload JSON in one call (events[0..${i}] already hold ${batchBytes}); split the batch or raise maxBatchBytes`,
+        );
+      }
+      valid.push(ev);
+    }
     const ids = valid.map(() => uuidv7());
     lastEnqueueAt = performance.now();
     const rows = await runQuery<{ id: string }>(executor, INSERT_MANY, [

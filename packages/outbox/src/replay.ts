@@ -9,9 +9,11 @@
 import { NotFoundError, ValidationError } from './errors.js';
 import { matchesAny } from './event-types.js';
 import { type Executor, runQuery } from './executor.js';
+import { checkInput, deliveryIdRef as deliveryId, intInRange, uuidRef as uuid, validateScope } from './input.js';
 import { notifyRelay } from './notify.js';
+import { epochMs as ts } from './rows.js';
 import type { DeliveryStatus } from './schema.js';
-import { checkInput, isUuid } from './subscription-validate.js';
+import { type TimeInput, validateTimeRange } from './time.js';
 import { validateTenantId } from './validate.js';
 
 /** A delivery created (or found pending) by a replay. */
@@ -62,9 +64,9 @@ export interface RecoverDeadInput {
   /** Only deliveries to this subscription (which must belong to `tenantId` when that is given). */
   subscriptionId?: string;
   /** Only deliveries that went dead at or after this time (their `completed_at`). Default: no bound. */
-  since?: Date;
+  since?: TimeInput;
   /** Only deliveries that went dead before this time. Default: no bound. */
-  until?: Date;
+  until?: TimeInput;
   /** Replay at most this many (1..10,000,000). Default: no limit. */
   limit?: number;
   /** Dead deliveries examined per statement (1..10,000). Default 500. */
@@ -95,7 +97,6 @@ export interface RecoverDeadResult {
 
 const RECOVER_DEFAULTS = { batchSize: 500, maxBatchSize: 10_000, maxLimit: 10_000_000 } as const;
 
-export const ts = (expr: string, as: string) => `(extract(epoch FROM ${expr}) * 1000)::float8 AS ${as}`;
 const DELIVERY_COLUMNS = (t: string) =>
   `${t}.id, ${t}.event_id, ${t}.subscription_id, ${t}.tenant_id, ${t}.status, ${t}.replay_of, ${ts(`${t}.created_at`, 'created_at')}`;
 
@@ -113,35 +114,8 @@ function toDelivery(r: Row): ReplayedDelivery {
   };
 }
 
-export const toDate = (v: unknown): Date | null => (v === null || v === undefined ? null : new Date(Number(v)));
-
-/** A delivery id as stored (a positive bigint within JS's safe range); anything else cannot exist. */
-export function deliveryId(id: unknown): number {
-  const n = typeof id === 'number' ? id : typeof id === 'string' && /^\d{1,16}$/.test(id.trim()) ? Number(id) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1) throw new NotFoundError('delivery', String(id));
-  return n;
-}
-
-export function uuid(id: unknown, what: string): string {
-  if (!isUuid(id)) throw new NotFoundError(what, String(id));
-  return id.toLowerCase();
-}
-
-function intIn(value: unknown, field: string, min: number, max: number, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ValidationError(field, 'range', `must be a whole number from ${min} to ${max}`);
-  }
-  return value;
-}
-
-function optionalDate(value: unknown, field: string): Date | null {
-  if (value === undefined || value === null) return null;
-  if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
-    throw new ValidationError(field, 'type', 'must be a valid Date');
-  }
-  return value;
-}
+const intIn = (value: unknown, field: string, min: number, max: number, fallback: number) =>
+  intInRange(value, field, min, max, { fallback });
 
 // ---------------------------------------------------------------------------------------
 // retryDelivery
@@ -384,22 +358,9 @@ export async function recoverDead(executor: Executor, input: RecoverDeadInput): 
     ['tenantId', 'allTenants', 'subscriptionId', 'since', 'until', 'limit', 'batchSize', 'dryRun', 'onProgress'],
     'recover options',
   );
-  const allTenants = input.allTenants === true;
-  if (input.allTenants !== undefined && typeof input.allTenants !== 'boolean') {
-    throw new ValidationError('allTenants', 'type', 'must be a boolean');
-  }
-  if (allTenants === (input.tenantId !== undefined)) {
-    throw new ValidationError(
-      'tenantId',
-      'required',
-      'give a tenantId, or allTenants: true for every tenant (not both)',
-    );
-  }
-  const tenantId = allTenants ? null : validateTenantId(input.tenantId);
+  const tenantId = validateScope(input);
   const subscriptionId = input.subscriptionId === undefined ? null : uuid(input.subscriptionId, 'subscription');
-  const since = optionalDate(input.since, 'since');
-  const until = optionalDate(input.until, 'until');
-  if (since && until && since >= until) throw new ValidationError('until', 'order', 'must be later than since');
+  const [since, until] = validateTimeRange(input);
   const limit = intIn(input.limit, 'limit', 1, RECOVER_DEFAULTS.maxLimit, Number.POSITIVE_INFINITY);
   const batchSize = intIn(input.batchSize, 'batchSize', 1, RECOVER_DEFAULTS.maxBatchSize, RECOVER_DEFAULTS.batchSize);
   const dryRun = input.dryRun === true;

@@ -11,7 +11,8 @@
  */
 import { ValidationError } from './errors.js';
 import { type Executor, runQuery } from './executor.js';
-import { checkInput } from './subscription-validate.js';
+import { checkInput, intInRange } from './input.js';
+import { epochMs } from './rows.js';
 
 export interface CleanupInput {
   /**
@@ -131,12 +132,7 @@ const MIN_UUID = '00000000-0000-0000-0000-000000000000';
 /** How far past the cutoff (by created_at) the walk goes before it stops; see above. */
 export const FRONTIER_MARGIN_MS = 60 * 60 * 1000;
 
-function wholeNumber(value: unknown, field: string, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new ValidationError(field, 'range', `must be a whole number from ${min} to ${max}`);
-  }
-  return value;
-}
+const wholeNumber = (value: unknown, field: string, min: number, max: number) => intInRange(value, field, min, max);
 
 /**
  * Deletes finished deliveries and their attempts, then fanned-out events, older than
@@ -161,7 +157,7 @@ export async function cleanup(executor: Executor, input: CleanupInput): Promise<
   const dryRun = input.dryRun === true;
 
   // One cutoff for the whole run, from the database clock (relays and cleanup agree on it).
-  const now = await runQuery(executor, 'SELECT (extract(epoch FROM now()) * 1000)::float8 AS ms');
+  const now = await runQuery(executor, `SELECT ${epochMs('now()', 'ms')}`);
   const cutoff = new Date(Number(now[0]?.ms) - olderThanMs);
   const cutoffText = cutoff.toISOString();
 

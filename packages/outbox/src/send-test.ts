@@ -5,10 +5,10 @@
 import { NotFoundError, ValidationError } from './errors.js';
 import { type Executor, runQuery } from './executor.js';
 import { uuidv7 } from './id.js';
+import { checkInput, deliveryIdRef as deliveryId, uuidRef as uuid } from './input.js';
 import { notifyRelay } from './notify.js';
-import { deliveryId, toDate, ts, uuid } from './replay.js';
+import { toDate, epochMs as ts } from './rows.js';
 import type { DeliveryStatus } from './schema.js';
-import { checkInput } from './subscription-validate.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, validateEvent, validateTenantId } from './validate.js';
 
 export interface SendTestInput {

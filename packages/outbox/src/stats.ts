@@ -5,9 +5,10 @@
  * the library. The two statements are not one snapshot unless the caller runs them in a
  * REPEATABLE READ transaction.
  */
-import { epochMs, toDate, validateTime } from './delivery-log.js';
 import { type Executor, runQuery } from './executor.js';
-import { checkInput } from './subscription-validate.js';
+import { checkInput } from './input.js';
+import { epochMs, num, toDate } from './rows.js';
+import { validateTime } from './time.js';
 import { validateTenantId } from './validate.js';
 
 export interface StatsInput {
@@ -153,7 +154,6 @@ FROM ev FULL JOIN dl ON dl.tenant_id = ev.tenant_id`;
 }
 
 const rate = (ok: number, all: number) => (all === 0 ? null : ok / all);
-const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
 
 function toSubscriptionStats(r: Row): SubscriptionStats {
   const attempts = Number(r.attempts);

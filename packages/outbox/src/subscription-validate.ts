@@ -4,6 +4,7 @@
  */
 import { ValidationError } from './errors.js';
 import { isValidEventPattern, isValidEventType } from './event-types.js';
+import { intInRange, isPlainObject, isUuid } from './input.js';
 import { parseSecret } from './secret.js';
 
 /** The limits subscription input is held to. */
@@ -60,28 +61,6 @@ const RESERVED = new Set(RESERVED_HEADER_NAMES);
 const TOKEN_RE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Header values: HTAB, space, visible ASCII and obs-text; no CR, LF, NUL or other controls. */
 const HEADER_VALUE_RE = /^[\t\x20-\x7e\x80-\xff]*$/;
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-export function isUuid(value: unknown): value is string {
-  return typeof value === 'string' && UUID_RE.test(value);
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
-
-/** Throws unless `input` is a plain object whose keys are all in `known`. */
-export function checkInput(input: unknown, known: readonly string[], what: string): Record<string, unknown> {
-  if (!isPlainObject(input)) throw new ValidationError(what, 'required', 'must be an object');
-  for (const key of Object.keys(input)) {
-    if (!known.includes(key)) {
-      throw new ValidationError(key, 'unknown', `is not a field of ${what} (known: ${known.join(', ')})`);
-    }
-  }
-  return input;
-}
 
 /** An absolute http(s) URL without credentials; returns its normalised form (`URL.href`). */
 export function validateUrl(url: unknown, field = 'url'): string {
@@ -158,6 +137,10 @@ export function validateHeaders(headers: unknown, field = 'headers'): Record<str
       throw new ValidationError(f, 'max_length', `header name must be at most ${maxHeaderNameLength} characters`);
     }
     const lower = name.toLowerCase();
+    if (lower === '__proto__') {
+      // A JavaScript object cannot carry it as an ordinary key: it would be dropped silently.
+      throw new ValidationError(f, 'reserved', 'is not allowed as a header name (it is the JavaScript prototype key)');
+    }
     if (RESERVED.has(lower) || lower.startsWith(RESERVED_PREFIX)) {
       throw new ValidationError(f, 'reserved', 'is set by the relay and may not be overridden');
     }
@@ -168,10 +151,19 @@ export function validateHeaders(headers: unknown, field = 'headers'): Record<str
     const value = headers[name];
     if (typeof value !== 'string') throw new ValidationError(f, 'value_type', 'header value must be a string');
     if (!HEADER_VALUE_RE.test(value)) {
+      const bad = [...value].find((c) => !HEADER_VALUE_RE.test(c)) ?? '';
+      const code = `U+${(bad.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+      if ((bad.codePointAt(0) ?? 0) > 0xff) {
+        throw new ValidationError(
+          f,
+          'latin1',
+          `header value must be Latin-1 text (HTTP carries header values as bytes); ${code} is outside it: percent-encode or base64 such values`,
+        );
+      }
       throw new ValidationError(
         f,
         'invalid_char',
-        'header value must not contain CR, LF, NUL or other control characters',
+        `header value must not contain CR, LF, NUL or other control characters (found ${code})`,
       );
     }
     if (Buffer.byteLength(value) > maxHeaderValueBytes) {
@@ -196,10 +188,7 @@ export function validateText(value: unknown, field: string, max: number): string
 export function validateMaxInFlight(value: unknown, field = 'maxInFlight'): number | null {
   if (value === null || value === undefined) return null;
   const { minInFlight, maxInFlight } = SUBSCRIPTION_LIMITS;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < minInFlight || value > maxInFlight) {
-    throw new ValidationError(field, 'range', `must be an integer from ${minInFlight} to ${maxInFlight}, or null`);
-  }
-  return value;
+  return intInRange(value, field, minInFlight, maxInFlight, { suffix: ', or null' });
 }
 
 /** A `whsec_` secret (checked by parseSecret); returns the secret string. */
@@ -211,19 +200,12 @@ export function validateSecret(value: unknown, field = 'secret'): string {
 export function validatePreviousSecretTtl(value: unknown, field = 'previousSecretTtlMs'): number {
   if (value === undefined) return SUBSCRIPTION_LIMITS.defaultPreviousSecretTtlMs;
   const max = SUBSCRIPTION_LIMITS.maxPreviousSecretTtlMs;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > max) {
-    throw new ValidationError(field, 'range', `must be an integer number of milliseconds from 0 to ${max} (30 days)`);
-  }
-  return value;
+  return intInRange(value, field, 0, max, { suffix: ' milliseconds (30 days)' });
 }
 
 export function validateListLimit(value: unknown, field = 'limit'): number {
-  if (value === undefined) return SUBSCRIPTION_LIMITS.defaultListLimit;
-  const max = SUBSCRIPTION_LIMITS.maxListLimit;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
-    throw new ValidationError(field, 'range', `must be an integer from 1 to ${max}`);
-  }
-  return value;
+  const { defaultListLimit, maxListLimit } = SUBSCRIPTION_LIMITS;
+  return intInRange(value, field, 1, maxListLimit, { fallback: defaultListLimit });
 }
 
 export function validateCursor(value: unknown, field = 'after'): string | null {

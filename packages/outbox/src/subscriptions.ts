@@ -6,11 +6,11 @@
  */
 import { NotFoundError, ValidationError } from './errors.js';
 import { type Executor, runQuery } from './executor.js';
+import { checkInput, isUuid } from './input.js';
+import { epochMs, toDate } from './rows.js';
 import type { Subscription } from './schema.js';
 import { generateSecret } from './secret.js';
 import {
-  checkInput,
-  isUuid,
   SUBSCRIPTION_LIMITS,
   validateBoolean,
   validateCursor,
@@ -98,7 +98,7 @@ export interface RotateSecretInput extends SubscriptionRef {
   previousSecretTtlMs?: number;
 }
 
-const ts = (column: string) => `(extract(epoch FROM ${column}) * 1000)::float8 AS ${column}`;
+const ts = (column: string) => epochMs(column, column);
 
 // Timestamps leave as epoch milliseconds: drivers disagree on timestamptz (pg gives a
 // Date, drizzle's session the server's text), a float8 reads the same everywhere.
@@ -171,12 +171,6 @@ ${WHERE_REF} AND secret <> $3
 RETURNING ${COLUMNS}`;
 
 type Row = Record<string, unknown>;
-
-function toDate(value: unknown): Date | null {
-  if (value === null || value === undefined) return null;
-  if (value instanceof Date) return value;
-  return new Date(Number(value));
-}
 
 function toRecord(r: Row): SubscriptionRecord {
   return {

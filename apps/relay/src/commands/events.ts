@@ -8,16 +8,19 @@
 import { deliveryLog, type FanoutSummary } from '@hookbox/outbox';
 import type { Command } from 'commander';
 import { databaseUrlOption } from '../config.js';
+import { deliveriesTable } from './deliveries.js';
 import {
-  deliveriesTable,
+  commandGroup,
   examples,
+  LOG_FLAGS,
   type PageFlags,
   pageInput,
   pageOptions,
-  runLog,
+  run,
   scopeOptions,
-} from './deliveries.js';
-import { formatFields, formatTable, formatTime, printJson } from './output.js';
+  uuidArg,
+} from './flags.js';
+import { formatFields, formatTable, formatTime, printJson, stringifyJson } from './output.js';
 
 /** `3: 2 succeeded, 1 dead`, or `none` when the event matched no subscription. */
 export function fanoutText(f: FanoutSummary, fannedOut: boolean): string {
@@ -31,19 +34,14 @@ export function fanoutText(f: FanoutSummary, fannedOut: boolean): string {
 
 /** The `events` command group, created on first use; later calls return the same one. */
 export function eventsCommand(program: Command): Command {
-  const existing = program.commands.find((c) => c.name() === 'events');
-  if (existing) return existing;
-  return program
-    .command('events')
-    .description('the outbox: enqueued events and their fan-out to subscriptions')
-    .addHelpText(
-      'after',
-      examples(
-        "hookbox events list --tenant acme --type 'message.*' --since 1h",
-        'hookbox events show 01a2…-uuid --tenant acme',
-        'hookbox events replay 01a2…-uuid --tenant acme',
-      ),
-    );
+  return commandGroup(
+    program,
+    'events',
+    'the outbox: enqueued events and their fan-out to subscriptions',
+    "hookbox events list --tenant acme --type 'message.*' --since 1h",
+    'hookbox events show 01a2…-uuid --tenant acme',
+    'hookbox events replay 01a2…-uuid --tenant acme',
+  );
 }
 
 interface ListFlags extends PageFlags {
@@ -67,7 +65,7 @@ export function registerEvents(program: Command): Command {
     )
     .action(async (opts: ListFlags) => {
       const input = { ...pageInput(opts), ...(opts.type === undefined ? {} : { type: opts.type }) };
-      const page = await runLog(opts.databaseUrl, (c) => deliveryLog.listEvents(c, input));
+      const page = await run(LOG_FLAGS, opts.databaseUrl, (c) => deliveryLog.listEvents(c, input));
       if (opts.json) return printJson(page);
       if (page.items.length === 0) return console.log('no events');
       const withTenant = 'allTenants' in input;
@@ -97,7 +95,8 @@ export function registerEvents(program: Command): Command {
       ),
     )
     .action(async (id: string, opts: { tenant: string; databaseUrl?: string; json?: boolean }) => {
-      const detail = await runLog(opts.databaseUrl, (c) => deliveryLog.getEvent(c, { tenantId: opts.tenant, id }));
+      const ref = { tenantId: opts.tenant, id: uuidArg(id, 'ID', 'an event') };
+      const detail = await run(LOG_FLAGS, opts.databaseUrl, (c) => deliveryLog.getEvent(c, ref));
       if (opts.json) return printJson(detail);
       const e = detail.event;
       console.log(
@@ -111,7 +110,8 @@ export function registerEvents(program: Command): Command {
           ['deliveries', fanoutText(e.deliveries, e.fannedOutAt !== null)],
         ]),
       );
-      console.log(`\npayload:\n${JSON.stringify(e.payload, null, 2)}`);
+      // stringifyJson: a stored payload may be nested deeper than JSON.stringify can print.
+      console.log(`\npayload:\n${stringifyJson(e.payload, 2)}`);
       if (detail.deliveries.length > 0) console.log(`\n${deliveriesTable(detail.deliveries, false)}`);
     });
 

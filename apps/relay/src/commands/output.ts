@@ -31,9 +31,75 @@ export async function withClient<T>(
   }
 }
 
-/** Pretty JSON on stdout; dates become ISO strings. */
+/** Pretty JSON on stdout; dates become ISO strings. Any depth (see stringifyJson). */
 export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  process.stdout.write(`${stringifyJson(value, 2)}\n`);
+}
+
+/**
+ * JSON.stringify(value, null, indent), without recursion: the database may hold payloads
+ * nested deeper than JSON.stringify's call stack allows (written through SQL before the
+ * depth limit, or by another writer), and every read path must print what it holds.
+ * Follows JSON.stringify for what reads return: toJSON (Dates), undefined and functions
+ * omitted from objects and written as null in arrays. Indentation stops growing after
+ * MAX_INDENT_LEVEL levels, so the output stays proportional to the value (indenting
+ * 5,000 levels would print 50 MB of spaces); it is the same JSON.
+ */
+export const MAX_INDENT_LEVEL = 32;
+
+export function stringifyJson(value: unknown, indent = 0): string {
+  const out: string[] = [];
+  type Item = { v: unknown; key: string; level: number } | { text: string };
+  const stack: Item[] = [{ v: value, key: '', level: 0 }];
+  const pad = (level: number) => (indent > 0 ? `\n${' '.repeat(indent * Math.min(level, MAX_INDENT_LEVEL))}` : '');
+  const colon = indent > 0 ? ': ' : ':';
+  while (stack.length > 0) {
+    const item = stack.pop() as Item;
+    if ('text' in item) {
+      out.push(item.text);
+      continue;
+    }
+    let v = item.v;
+    if (v !== null && typeof v === 'object' && typeof (v as { toJSON?: unknown }).toJSON === 'function') {
+      v = (v as { toJSON(key: string): unknown }).toJSON(item.key);
+    }
+    if (v === null || typeof v !== 'object') {
+      const text = JSON.stringify(v);
+      out.push(text === undefined ? 'null' : text);
+      continue;
+    }
+    const level = item.level;
+    const parts: Item[] = [];
+    if (Array.isArray(v)) {
+      if (v.length === 0) {
+        out.push('[]');
+        continue;
+      }
+      parts.push({ text: '[' });
+      v.forEach((child, i) => {
+        parts.push({ text: `${i > 0 ? ',' : ''}${pad(level + 1)}` });
+        const skip = child === undefined || typeof child === 'function' || typeof child === 'symbol';
+        parts.push(skip ? { text: 'null' } : { v: child, key: String(i), level: level + 1 });
+      });
+      parts.push({ text: `${pad(level)}]` });
+    } else {
+      const entries = Object.entries(v).filter(
+        ([, child]) => child !== undefined && typeof child !== 'function' && typeof child !== 'symbol',
+      );
+      if (entries.length === 0) {
+        out.push('{}');
+        continue;
+      }
+      parts.push({ text: '{' });
+      entries.forEach(([key, child], i) => {
+        parts.push({ text: `${i > 0 ? ',' : ''}${pad(level + 1)}${JSON.stringify(key)}${colon}` });
+        parts.push({ v: child, key, level: level + 1 });
+      });
+      parts.push({ text: `${pad(level)}}` });
+    }
+    for (let i = parts.length - 1; i >= 0; i--) stack.push(parts[i] as Item);
+  }
+  return out.join('');
 }
 
 /** A plain table: a header row, then the rows, columns padded to their widest cell. */
@@ -58,13 +124,36 @@ export function formatTime(date: Date | null | undefined): string {
   return date ? date.toISOString() : '-';
 }
 
-/** Parses a whole number flag value within bounds, or throws a UsageError naming the flag. */
-export function parseIntFlag(text: string, flag: string, min: number, max: number): number {
-  const n = /^\d+$/.test(text.trim()) ? Number(text.trim()) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new UsageError(`${flag}: must be a whole number from ${min} to ${max} (got ${JSON.stringify(text)})`);
-  }
-  return n;
+/** A duration in ms for tables: `85ms`, `1.25s`. */
+export function formatMs(ms: number | null): string {
+  if (ms === null) return '-';
+  return ms < 1000 ? `${Math.round(ms)}ms` : `${(ms / 1000).toFixed(2)}s`;
+}
+
+/** One line, at most `max` characters, for a table cell. */
+export function cell(text: string | null | undefined, max = 60): string {
+  if (text === null || text === undefined || text === '') return '-';
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/** A count with thousands separators: `12,345`. */
+export const formatCount = (x: number) => x.toLocaleString('en-US');
+
+/** One progress line on stderr, rewritten in place; only when stderr is a terminal. */
+export function progress(): { update(line: string): void; done(): void } {
+  const tty = process.stderr.isTTY === true;
+  let shown = false;
+  return {
+    update(line) {
+      if (!tty) return;
+      process.stderr.write(`\r\x1b[K${line}`);
+      shown = true;
+    },
+    done() {
+      if (shown) process.stderr.write('\r\x1b[K');
+    },
+  };
 }
 
 /**

@@ -1,88 +1,38 @@
 /**
- * Replay, recovery and retention from the shell: `hookbox replay` (bulk recovery of dead
- * deliveries), `hookbox send-test`, `hookbox cleanup`, plus `deliveries retry` and
- * `events replay` attached to the groups `registerDeliveries` / `registerEvents` made.
- * Commander parses; `@hookbox/outbox` does the work.
+ * Replay and recovery from the shell: `hookbox replay` (bulk recovery of dead deliveries),
+ * plus `deliveries retry` and `events replay` attached to the groups `registerDeliveries` /
+ * `registerEvents` made. Commander parses; `@hookbox/outbox` does the work.
  */
 import {
-  cleanup,
-  type DeliveryOutcome,
-  deliveryOutcome,
   type RecoverDeadResult,
   type ReplayedDelivery,
   recoverDead,
   replayEvent,
   retryDelivery,
-  sendTest,
-  TEST_EVENT_TYPE,
 } from '@hookbox/outbox';
 import { type Command, Option } from 'commander';
-import type pg from 'pg';
 import { databaseUrlOption } from '../config.js';
-import { formatDuration, parseDuration } from '../duration.js';
 import { UsageError } from '../errors.js';
-import { formatTable, parseIntFlag, printJson, withClient, withFlagNames } from './output.js';
+import { deliveriesCommand } from './deliveries.js';
+import { eventsCommand } from './events.js';
+import { deliveryIdArg, examples, parseIntFlag, parseTimeFlag, run as runWith, uuidArg } from './flags.js';
+import { formatTable, formatCount as n, printJson, progress } from './output.js';
 
 /** Library field → what the operator typed, for error messages. */
 const FLAGS: Record<string, string> = {
   tenantId: '--tenant',
+  allTenants: '--all-tenants',
   subscriptionId: '--subscription',
   since: '--since',
   until: '--until',
   limit: '--limit',
   batchSize: '--batch-size',
-  maxBatches: '--max-batches',
-  olderThanMs: '--older-than',
-  type: '--type',
   id: 'ID',
   eventId: 'EVENT_ID',
 };
 
-function run<T>(databaseUrl: string | undefined, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  return withFlagNames(FLAGS, () => withClient(databaseUrl, fn));
-}
-
-const examples = (...lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}`;
-const n = (x: number) => x.toLocaleString('en-US');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A time flag: a duration ago (`24h`, `7d`) or an ISO 8601 time. */
-export function parseWhen(text: string, flag: string, now = Date.now()): Date {
-  const t = text.trim();
-  if (/^\d{4}-\d\d-\d\d/.test(t)) {
-    const ms = Date.parse(t);
-    if (Number.isFinite(ms)) return new Date(ms);
-  } else {
-    try {
-      return new Date(now - parseDuration(t, flag));
-    } catch {
-      // Fall through to the message that names both forms.
-    }
-  }
-  throw new UsageError(
-    `${flag}: must be a duration ago (24h, 7d) or an ISO 8601 time like 2025-01-31T12:00:00Z (got ${JSON.stringify(text)})`,
-  );
-}
-
-/** One progress line on stderr, rewritten in place; only when stderr is a terminal. */
-function progress(): { update(line: string): void; done(): void } {
-  const tty = process.stderr.isTTY === true;
-  let shown = false;
-  return {
-    update(line) {
-      if (!tty) return;
-      process.stderr.write(`\r\x1b[K${line}`);
-      shown = true;
-    },
-    done() {
-      if (shown) process.stderr.write('\r\x1b[K');
-    },
-  };
-}
-
-function group(program: Command, name: string, description: string): Command {
-  return program.commands.find((c) => c.name() === name) ?? program.command(name).description(description);
-}
+const run = <T>(databaseUrl: string | undefined, fn: Parameters<typeof runWith<T>>[2]) =>
+  runWith(FLAGS, databaseUrl, fn);
 
 function deliveryTable(items: readonly ReplayedDelivery[]): string {
   return formatTable(
@@ -93,10 +43,8 @@ function deliveryTable(items: readonly ReplayedDelivery[]): string {
 
 export function registerReplay(program: Command): void {
   registerRecover(program);
-  registerSendTest(program);
-  registerCleanup(program);
-  registerRetry(group(program, 'deliveries', 'the delivery log: one row per (event, subscription)'));
-  registerEventReplay(group(program, 'events', 'the outbox: enqueued events and their fan-out'));
+  registerRetry(deliveriesCommand(program));
+  registerEventReplay(eventsCommand(program));
 }
 
 // ---- hookbox replay ---------------------------------------------------------------------
@@ -168,9 +116,11 @@ ${examples(
       const limit = opts.limit === undefined ? undefined : parseIntFlag(opts.limit, '--limit', 1, 10_000_000);
       const input = {
         ...(opts.allTenants ? { allTenants: true } : { tenantId: opts.tenant as string }),
-        ...(opts.subscription === undefined ? {} : { subscriptionId: opts.subscription }),
-        ...(opts.since === undefined ? {} : { since: parseWhen(opts.since, '--since', now) }),
-        ...(opts.until === undefined ? {} : { until: parseWhen(opts.until, '--until', now) }),
+        ...(opts.subscription === undefined
+          ? {}
+          : { subscriptionId: uuidArg(opts.subscription, '--subscription', 'a subscription') }),
+        ...(opts.since === undefined ? {} : { since: parseTimeFlag(opts.since, '--since', now) }),
+        ...(opts.until === undefined ? {} : { until: parseTimeFlag(opts.until, '--until', now) }),
         ...(limit === undefined ? {} : { limit }),
         batchSize: parseIntFlag(opts.batchSize, '--batch-size', 1, 10_000),
         dryRun: opts.dryRun === true,
@@ -185,164 +135,6 @@ ${examples(
       ).finally(() => bar.done());
       if (opts.json) return printJson(result);
       console.log(recoverSummary(result, limit));
-    });
-}
-
-// ---- hookbox send-test ------------------------------------------------------------------
-
-interface SendTestFlags {
-  tenant: string;
-  subscription: string;
-  type: string;
-  timeout: string;
-  json?: boolean;
-  databaseUrl?: string;
-}
-
-type Verdict = 'succeeded' | 'failed' | 'waiting';
-
-/** Succeeded, failed (final, or an attempt failed and a retry is scheduled), or not yet. */
-function verdict(o: DeliveryOutcome): Verdict {
-  if (o.status === 'succeeded') return 'succeeded';
-  if (o.status === 'dead' || o.status === 'cancelled') return 'failed';
-  return o.lastAttempt?.errorClass ? 'failed' : 'waiting';
-}
-
-function attemptText(o: DeliveryOutcome): string {
-  const a = o.lastAttempt;
-  if (!a) return o.lastError ?? 'no attempt was made';
-  const what = a.statusCode === null ? (a.errorClass ?? 'error') : `HTTP ${a.statusCode}`;
-  return `${what} in ${a.durationMs}ms`;
-}
-
-function registerSendTest(program: Command): void {
-  program
-    .command('send-test')
-    .description('send a test event to one endpoint through a running relay and report the outcome')
-    .requiredOption('--subscription <id>', 'the endpoint (subscription) to test')
-    .requiredOption('--tenant <id>', 'tenant that owns the subscription')
-    .option('--type <type>', 'event type of the test event', TEST_EVENT_TYPE)
-    .option('--timeout <dur>', 'how long to wait for the outcome', '30s')
-    .option('--json', 'print the outcome as JSON')
-    .addOption(databaseUrlOption())
-    .addHelpText(
-      'after',
-      `
-The test event and its one delivery are written directly: no other subscription receives it.
-A relay must be running against the same database; it signs and sends the event like any
-other. Exit 0 when the endpoint answered 2xx, 1 when it failed or nothing happened in time
-(the delivery then stays in the log and the relay retries it on its schedule).
-${examples(
-  'hookbox send-test --tenant acme --subscription $SUB',
-  'hookbox send-test --tenant acme --subscription $SUB --type message.new --timeout 10s --json',
-)}`,
-    )
-    .action(async (opts: SendTestFlags) => {
-      const timeoutMs = parseDuration(opts.timeout, '--timeout');
-      if (timeoutMs < 100 || timeoutMs > 10 * 60_000) throw new UsageError('--timeout: must be from 100ms to 10m');
-      await run(opts.databaseUrl, async (c) => {
-        const sent = await sendTest(c, { tenantId: opts.tenant, subscriptionId: opts.subscription, type: opts.type });
-        const deadline = Date.now() + timeoutMs;
-        let outcome = await deliveryOutcome(c, { tenantId: opts.tenant, id: sent.deliveryId });
-        while (verdict(outcome) === 'waiting' && Date.now() < deadline) {
-          await sleep(Math.min(100, Math.max(0, deadline - Date.now())));
-          outcome = await deliveryOutcome(c, { tenantId: opts.tenant, id: sent.deliveryId });
-        }
-        const v = verdict(outcome);
-        const a = outcome.lastAttempt;
-        const endToEndMs = a ? Math.round(a.startedAt.getTime() + a.durationMs - outcome.createdAt.getTime()) : null;
-        const result = v === 'waiting' ? 'timeout' : v;
-        if (opts.json) {
-          printJson({
-            result,
-            eventId: sent.eventId,
-            deliveryId: sent.deliveryId,
-            status: outcome.status,
-            httpStatus: a?.statusCode ?? null,
-            errorClass: a?.errorClass ?? null,
-            lastError: outcome.lastError,
-            latencyMs: a?.durationMs ?? null,
-            endToEndMs,
-          });
-        }
-        const ref = `delivery ${sent.deliveryId}, event ${sent.eventId}`;
-        if (result === 'succeeded') {
-          if (!opts.json) {
-            console.log(`succeeded: ${attemptText(outcome)}; received ${endToEndMs}ms after enqueue (${ref})`);
-          }
-          return;
-        }
-        if (result === 'timeout') {
-          throw new Error(
-            `no outcome within ${formatDuration(timeoutMs)} (${ref} is still pending): is a relay running against this database?`,
-          );
-        }
-        if (!opts.json) {
-          console.log(`failed: ${attemptText(outcome)}${outcome.lastError ? ` (${outcome.lastError})` : ''} (${ref})`);
-        }
-        throw new Error(
-          outcome.status === 'pending'
-            ? `test delivery failed; the relay retries it on its schedule (hookbox deliveries show ${sent.deliveryId} --tenant ${opts.tenant})`
-            : `test delivery ${outcome.status}`,
-        );
-      });
-    });
-}
-
-// ---- hookbox cleanup --------------------------------------------------------------------
-
-interface CleanupFlags {
-  olderThan: string;
-  batchSize: string;
-  maxBatches?: string;
-  dryRun?: boolean;
-  json?: boolean;
-  databaseUrl?: string;
-}
-
-function registerCleanup(program: Command): void {
-  program
-    .command('cleanup')
-    .description('delete finished deliveries, their attempts and fanned-out events past retention')
-    .requiredOption('--older-than <dur>', 'retention: rows finished longer ago than this are deleted (e.g. 30d)')
-    .option('--batch-size <n>', 'rows per DELETE statement (1–10000)', '1000')
-    .option('--max-batches <n>', 'stop after this many statements; run again to continue (default: no limit)')
-    .option('--dry-run', 'count what would be deleted; delete nothing')
-    .option('--json', 'print the summary as JSON')
-    .addOption(databaseUrlOption())
-    .addHelpText(
-      'after',
-      `
-Deletes in bounded batches, each its own short statement: no long locks, no table-wide
-DELETE; safe while relays run. Never deletes a pending delivery (due, retrying or leased),
-nor an event that still has any delivery. Progress goes to stderr when it is a terminal.
-${examples('hookbox cleanup --older-than 30d --dry-run', 'hookbox cleanup --older-than 30d --batch-size 5000 --json')}`,
-    )
-    .action(async (opts: CleanupFlags) => {
-      const olderThanMs = parseDuration(opts.olderThan, '--older-than');
-      const batchSize = parseIntFlag(opts.batchSize, '--batch-size', 1, 10_000);
-      const maxBatches =
-        opts.maxBatches === undefined ? undefined : parseIntFlag(opts.maxBatches, '--max-batches', 1, 100_000_000);
-      const bar = progress();
-      const started = Date.now();
-      const result = await run(opts.databaseUrl, (c) =>
-        cleanup(c, {
-          olderThanMs,
-          batchSize,
-          dryRun: opts.dryRun === true,
-          ...(maxBatches === undefined ? {} : { maxBatches }),
-          onBatch: (p) =>
-            bar.update(
-              `cleanup: ${n(p.deliveries)} deliveries, ${n(p.attempts)} attempts, ${n(p.events)} events deleted (${n(p.batches)} batches)…`,
-            ),
-        }),
-      ).finally(() => bar.done());
-      const durationMs = Date.now() - started;
-      if (opts.json) return printJson({ ...result, olderThanMs, durationMs });
-      const what = `${n(result.deliveries)} deliveries (${n(result.attempts)} attempts) and ${n(result.events)} events finished before ${result.cutoff.toISOString()} (older than ${formatDuration(olderThanMs)})`;
-      if (result.dryRun) return console.log(`dry run: would delete ${what}; nothing was deleted`);
-      console.log(`deleted ${what} in ${n(result.batches)} batches, ${formatDuration(durationMs)}`);
-      if (!result.complete) console.log(`stopped after --max-batches ${n(maxBatches ?? 0)}; run again to continue`);
     });
 }
 
@@ -365,7 +157,8 @@ replaced, so the endpoint gets one request. If one is already pending, nothing i
 ${examples('hookbox deliveries retry 1234 --tenant acme', 'hookbox deliveries retry 1234 --tenant acme --json')}`,
     )
     .action(async (id: string, opts: { tenant: string; json?: boolean; databaseUrl?: string }) => {
-      const { delivery, created } = await run(opts.databaseUrl, (c) => retryDelivery(c, { tenantId: opts.tenant, id }));
+      const ref = { tenantId: opts.tenant, id: deliveryIdArg(id) };
+      const { delivery, created } = await run(opts.databaseUrl, (c) => retryDelivery(c, ref));
       if (opts.json) return printJson({ created, delivery });
       console.log(
         created
@@ -400,13 +193,14 @@ ${examples(
         eventId: string,
         opts: { tenant: string; subscription?: string; json?: boolean; databaseUrl?: string },
       ) => {
-        const result = await run(opts.databaseUrl, (c) =>
-          replayEvent(c, {
-            tenantId: opts.tenant,
-            eventId,
-            ...(opts.subscription === undefined ? {} : { subscriptionId: opts.subscription }),
-          }),
-        );
+        const input = {
+          tenantId: opts.tenant,
+          eventId: uuidArg(eventId, 'EVENT_ID', 'an event'),
+          ...(opts.subscription === undefined
+            ? {}
+            : { subscriptionId: uuidArg(opts.subscription, '--subscription', 'a subscription') }),
+        };
+        const result = await run(opts.databaseUrl, (c) => replayEvent(c, input));
         if (opts.json) return printJson(result);
         if (result.created.length === 0 && result.alreadyPending.length === 0) {
           return console.log(`no active subscription of ${opts.tenant} matches this event now; nothing replayed`);

@@ -6,16 +6,8 @@
 import { stats } from '@hookbox/outbox';
 import type { Command } from 'commander';
 import { databaseUrlOption } from '../config.js';
-import {
-  examples,
-  formatMs,
-  parseTimeFlag,
-  runLog,
-  type ScopeFlags,
-  scopeFromFlags,
-  scopeOptions,
-} from './deliveries.js';
-import { formatTable, formatTime, printJson } from './output.js';
+import { examples, LOG_FLAGS, parseTimeFlag, run, type ScopeFlags, scopeFromFlags, scopeOptions } from './flags.js';
+import { formatMs, formatTable, formatTime, printJson } from './output.js';
 
 const percent = (rate: number | null) => (rate === null ? '-' : `${(rate * 100).toFixed(1)}%`);
 
@@ -39,7 +31,7 @@ backlog now.${examples(
     .action(async (opts: ScopeFlags & { since: string; databaseUrl?: string; json?: boolean }) => {
       const scope = scopeFromFlags(opts);
       const since = parseTimeFlag(opts.since, '--since');
-      const result = await runLog(opts.databaseUrl, (c) =>
+      const result = await run(LOG_FLAGS, opts.databaseUrl, (c) =>
         stats(c, { since, ...('tenantId' in scope ? { tenantId: scope.tenantId } : {}) }),
       );
       if (opts.json) return printJson(result);

@@ -1,7 +1,8 @@
 /**
  * `hookbox subscriptions …`: manage a tenant's webhook endpoints from the shell. Commander
  * parses; `@hookbox/outbox`'s `subscriptions` does the work. Signing secrets are printed
- * only by `create`, `rotate-secret` and `show --reveal-secret`.
+ * only by `create`, `rotate-secret` and `show --reveal-secret`; custom header values (often
+ * tokens) are masked unless `list` or `show` is given `--reveal-headers`.
  */
 import { type SubscriptionRecord, subscriptions } from '@hookbox/outbox';
 import { type Command, Option } from 'commander';
@@ -9,7 +10,8 @@ import type pg from 'pg';
 import { databaseUrlOption } from '../config.js';
 import { formatDuration, parseDuration } from '../duration.js';
 import { UsageError } from '../errors.js';
-import { formatFields, formatTable, formatTime, parseIntFlag, printJson, withClient, withFlagNames } from './output.js';
+import { examples, parseIntFlag, run as runWith, uuidArg } from './flags.js';
+import { formatFields, formatTable, formatTime, printJson } from './output.js';
 
 /** Library field → the flag an operator types, for error messages. */
 const FLAGS: Record<string, string> = {
@@ -36,9 +38,22 @@ interface Common {
   json?: boolean;
 }
 
-/** The fields to print: signing secrets only when asked for. */
-function view(sub: SubscriptionRecord, secrets: 'none' | 'current' | 'all'): Record<string, unknown> {
-  const { secret, previousSecret, ...rest } = sub;
+/** What a masked header value prints as. */
+export const MASKED = '********';
+
+/** Header values masked (names kept), unless `reveal`. */
+function maskHeaders(headers: Record<string, string>, reveal: boolean): Record<string, string> {
+  return reveal ? headers : Object.fromEntries(Object.keys(headers).map((name) => [name, MASKED]));
+}
+
+/** The fields to print: signing secrets only when asked for, header values masked unless asked for. */
+function view(
+  sub: SubscriptionRecord,
+  secrets: 'none' | 'current' | 'all',
+  revealHeaders = false,
+): Record<string, unknown> {
+  const { secret, previousSecret, ...all } = sub;
+  const rest = { ...all, headers: maskHeaders(sub.headers, revealHeaders) };
   if (secrets === 'none') return rest;
   if (secrets === 'current') return { ...rest, secret };
   return { ...rest, secret, previousSecret };
@@ -49,7 +64,8 @@ function parseEvents(text: string): string[] {
 }
 
 function parseHeaders(values: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
+  // A null prototype: `--header '__proto__: x'` stays a key, and the library refuses it by name.
+  const out: Record<string, string> = Object.create(null);
   for (const h of values) {
     const colon = h.indexOf(':');
     if (colon <= 0) throw new UsageError(`--header: expected "Name: value" (got ${JSON.stringify(h)})`);
@@ -67,8 +83,16 @@ function status(sub: SubscriptionRecord): string {
   return `disabled${sub.disabledReason ? ` (${sub.disabledReason})` : ''}`;
 }
 
-function details(sub: SubscriptionRecord, secrets: 'none' | 'current' | 'all', now = new Date()): string {
-  const headerNames = Object.entries(sub.headers).map(([name, value]) => `${name}: ${value}`);
+function details(
+  sub: SubscriptionRecord,
+  secrets: 'none' | 'current' | 'all',
+  revealHeaders = false,
+  now = new Date(),
+): string {
+  const headerNames = Object.entries(maskHeaders(sub.headers, revealHeaders)).map(
+    ([name, value]) => `${name}: ${value}`,
+  );
+  const headerNote = revealHeaders || headerNames.length === 0 ? '' : ' (values hidden; --reveal-headers prints them)';
   const fields: [string, string][] = [
     ['id', sub.id],
     ['tenant', sub.tenantId],
@@ -79,7 +103,7 @@ function details(sub: SubscriptionRecord, secrets: 'none' | 'current' | 'all', n
   if (!sub.active) fields.push(['reason', sub.disabledReason ?? '-']);
   fields.push(
     ['description', sub.description ?? '-'],
-    ['headers', headerNames.length > 0 ? headerNames.join('; ') : '-'],
+    ['headers', headerNames.length > 0 ? `${headerNames.join('; ')}${headerNote}` : '-'],
     ['max in flight', sub.maxInFlight === null ? 'relay default' : String(sub.maxInFlight)],
     ['failure streak', String(sub.failureStreak)],
     ['last success', formatTime(sub.lastSuccessAt)],
@@ -104,10 +128,11 @@ function common(cmd: Command, json = true): Command {
 }
 
 function run<T>(databaseUrl: string | undefined, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  return withFlagNames(FLAGS, () => withClient(databaseUrl, fn));
+  return runWith(FLAGS, databaseUrl, fn);
 }
 
-const examples = (...lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}`;
+/** A subscription id argument (a uuid), checked before connecting. */
+const subId = (id: string) => uuidArg(id, 'ID', 'a subscription');
 
 export function registerSubscriptions(program: Command): void {
   const group = program
@@ -175,6 +200,7 @@ export function registerSubscriptions(program: Command): void {
     .option('--event-type <type>', 'only subscriptions whose patterns match this event type')
     .option('--limit <n>', 'page size (1–500)', '50')
     .option('--after <id>', 'start after this id (the cursor printed by the previous page)')
+    .option('--reveal-headers', 'print custom header values (masked by default: they often hold tokens)')
     .addHelpText(
       'after',
       examples(
@@ -185,7 +211,14 @@ export function registerSubscriptions(program: Command): void {
     )
     .action(
       async (
-        opts: Common & { active?: boolean; inactive?: boolean; eventType?: string; limit: string; after?: string },
+        opts: Common & {
+          active?: boolean;
+          inactive?: boolean;
+          eventType?: string;
+          limit: string;
+          after?: string;
+          revealHeaders?: boolean;
+        },
       ) => {
         const limit = parseIntFlag(opts.limit, '--limit', 1, 500);
         const page = await run(opts.databaseUrl, (c) =>
@@ -194,10 +227,13 @@ export function registerSubscriptions(program: Command): void {
             limit,
             ...(opts.active ? { active: true } : opts.inactive ? { active: false } : {}),
             ...(opts.eventType === undefined ? {} : { eventType: opts.eventType }),
-            ...(opts.after === undefined ? {} : { after: opts.after }),
+            ...(opts.after === undefined ? {} : { after: uuidArg(opts.after, '--after', 'a subscription') }),
           }),
         );
-        if (opts.json) return printJson({ items: page.items.map((s) => view(s, 'none')), nextCursor: page.nextCursor });
+        if (opts.json) {
+          const items = page.items.map((s) => view(s, 'none', opts.revealHeaders === true));
+          return printJson({ items, nextCursor: page.nextCursor });
+        }
         if (page.items.length === 0) return console.log('no subscriptions');
         const rows = page.items.map((s) => [s.id, status(s), String(s.failureStreak), s.eventTypes.join(','), s.url]);
         console.log(formatTable(['ID', 'STATUS', 'FAILS', 'EVENTS', 'URL'], rows));
@@ -209,18 +245,22 @@ export function registerSubscriptions(program: Command): void {
     .description('show one subscription')
     .argument('<id>', 'subscription id')
     .option('--reveal-secret', 'also print the signing secret(s)')
+    .option('--reveal-headers', 'print custom header values (masked by default: they often hold tokens)')
     .addHelpText(
       'after',
       examples(
         'hookbox subscriptions show $ID --tenant acme',
         'hookbox subscriptions show $ID --tenant acme --reveal-secret --json',
+        'hookbox subscriptions show $ID --tenant acme --reveal-headers',
       ),
     )
-    .action(async (id: string, opts: Common & { revealSecret?: boolean }) => {
-      const sub = await run(opts.databaseUrl, (c) => subscriptions.get(c, { tenantId: opts.tenant, id }));
+    .action(async (id: string, opts: Common & { revealSecret?: boolean; revealHeaders?: boolean }) => {
+      const ref = { tenantId: opts.tenant, id: subId(id) };
+      const sub = await run(opts.databaseUrl, (c) => subscriptions.get(c, ref));
       const secrets = opts.revealSecret ? 'all' : 'none';
-      if (opts.json) return printJson(view(sub, secrets));
-      console.log(details(sub, secrets));
+      const reveal = opts.revealHeaders === true;
+      if (opts.json) return printJson(view(sub, secrets, reveal));
+      console.log(details(sub, secrets, reveal));
     });
 
   common(group.command('update'))
@@ -274,9 +314,8 @@ export function registerSubscriptions(program: Command): void {
         if (Object.keys(changes).length === 0) {
           throw new UsageError('update: nothing to change (give --url, --events, --description, --header, …)');
         }
-        const sub = await run(opts.databaseUrl, (c) =>
-          subscriptions.update(c, { tenantId: opts.tenant, id, ...changes }),
-        );
+        const ref = { tenantId: opts.tenant, id: subId(id) };
+        const sub = await run(opts.databaseUrl, (c) => subscriptions.update(c, { ...ref, ...changes }));
         if (opts.json) return printJson(view(sub, 'none'));
         console.log(`updated subscription ${sub.id}\n\n${details(sub, 'none')}`);
       },
@@ -288,9 +327,8 @@ export function registerSubscriptions(program: Command): void {
     .option('--reason <text>', 'why (shown by show and list)')
     .addHelpText('after', examples("hookbox subscriptions disable $ID --tenant acme --reason 'endpoint migrating'"))
     .action(async (id: string, opts: Common & { reason?: string }) => {
-      const sub = await run(opts.databaseUrl, (c) =>
-        subscriptions.disable(c, { tenantId: opts.tenant, id, reason: opts.reason ?? null }),
-      );
+      const ref = { tenantId: opts.tenant, id: subId(id) };
+      const sub = await run(opts.databaseUrl, (c) => subscriptions.disable(c, { ...ref, reason: opts.reason ?? null }));
       if (opts.json) return printJson(view(sub, 'none'));
       console.log(`disabled subscription ${sub.id}${sub.disabledReason ? ` (${sub.disabledReason})` : ''}`);
     });
@@ -300,7 +338,8 @@ export function registerSubscriptions(program: Command): void {
     .argument('<id>', 'subscription id')
     .addHelpText('after', examples('hookbox subscriptions enable $ID --tenant acme'))
     .action(async (id: string, opts: Common) => {
-      const sub = await run(opts.databaseUrl, (c) => subscriptions.enable(c, { tenantId: opts.tenant, id }));
+      const ref = { tenantId: opts.tenant, id: subId(id) };
+      const sub = await run(opts.databaseUrl, (c) => subscriptions.enable(c, ref));
       if (opts.json) return printJson(view(sub, 'none'));
       console.log(`enabled subscription ${sub.id}`);
     });
@@ -310,7 +349,8 @@ export function registerSubscriptions(program: Command): void {
     .argument('<id>', 'subscription id')
     .addHelpText('after', examples('hookbox subscriptions delete $ID --tenant acme'))
     .action(async (id: string, opts: Common) => {
-      await run(opts.databaseUrl, (c) => subscriptions.delete(c, { tenantId: opts.tenant, id }));
+      const ref = { tenantId: opts.tenant, id: subId(id) };
+      await run(opts.databaseUrl, (c) => subscriptions.delete(c, ref));
       if (opts.json) return printJson({ id, deleted: true });
       console.log(`deleted subscription ${id}`);
     });
@@ -329,10 +369,10 @@ export function registerSubscriptions(program: Command): void {
     )
     .action(async (id: string, opts: Common & { secret?: string; previousTtl: string }) => {
       const ttl = parseDuration(opts.previousTtl, '--previous-ttl');
+      const ref = { tenantId: opts.tenant, id: subId(id) };
       const sub = await run(opts.databaseUrl, (c) =>
         subscriptions.rotateSecret(c, {
-          tenantId: opts.tenant,
-          id,
+          ...ref,
           previousSecretTtlMs: ttl,
           ...(opts.secret === undefined ? {} : { secret: opts.secret }),
         }),

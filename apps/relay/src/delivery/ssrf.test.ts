@@ -36,8 +36,27 @@ describe('check', () => {
     ['ff02::1', 'multicast'],
     ['2001:db8::1', 'reserved'],
     ['2001:2::1', 'benchmarking'],
-    ['64:ff9b::a9fe:a9fe', 'rfc6052'],
-    ['2002:a9fe:a9fe::1', '6to4'],
+    // IPv6 forms that embed an IPv4 address name it (#11.5)
+    ['64:ff9b::a9fe:a9fe', 'nat64, embeds 169.254.169.254 (linkLocal)'],
+    ['64:ff9b::a00:1', 'nat64, embeds 10.0.0.1 (private)'],
+    ['64:ff9b::127.0.0.1', 'nat64, embeds 127.0.0.1 (loopback)'],
+    ['64:ff9b:1::a00:1', 'nat64'],
+    ['2002:a9fe:a9fe::1', '6to4, embeds 169.254.169.254 (linkLocal)'],
+    ['2002:7f00:1::', '6to4, embeds 127.0.0.1 (loopback)'],
+    ['2002:c0a8:101::1', '6to4, embeds 192.168.1.1 (private)'],
+    ['2001:0:4136:e378:8000:63bf:80ff:fffe', 'teredo, embeds 127.0.0.1 (loopback)'],
+    ['::ffff:0:7f00:1', 'ipv4Translated, embeds 127.0.0.1 (loopback)'],
+    // IPv4-compatible ::/96: ipaddr.js calls it unicast, and reads ::a.b.c.d as mapped
+    ['::7f00:1', 'ipv4Compatible, embeds 127.0.0.1 (loopback)'],
+    ['::127.0.0.1', 'ipv4Compatible, embeds 127.0.0.1 (loopback)'],
+    ['[::7f00:1]', 'ipv4Compatible, embeds 127.0.0.1 (loopback)'],
+    ['::a00:1', 'ipv4Compatible, embeds 10.0.0.1 (private)'],
+    ['::a9fe:a9fe', 'ipv4Compatible, embeds 169.254.169.254 (linkLocal)'],
+    ['::2', 'ipv4Compatible, embeds 0.0.0.2 (unspecified)'],
+    // ...and refused even when the IPv4 address inside is public: a deprecated form
+    ['::8.8.8.8', 'ipv4Compatible, embeds 8.8.8.8 (unicast)'],
+    ['64:ff9b::808:808', 'nat64, embeds 8.8.8.8 (unicast)'],
+    ['2002:808:808::1', '6to4, embeds 8.8.8.8 (unicast)'],
     ['[::1]', 'loopback'],
     // IPv4-mapped IPv6 is judged as the IPv4 address it carries
     ['::ffff:127.0.0.1', 'loopback'],
@@ -98,6 +117,13 @@ describe('check', () => {
     for (const [ip, host, allowed] of cases) {
       expect({ ip, host, allowed: trusting.check(ip, host).allowed }).toEqual({ ip, host, allowed });
     }
+  });
+
+  it('trusts an embedding form only through an IPv6 range that covers it, not its IPv4 address', () => {
+    expect(createAddressGuard(['127.0.0.0/8', '10.0.0.0/8']).check('::7f00:1').allowed).toBe(false);
+    expect(createAddressGuard(['10.0.0.0/8']).check('64:ff9b::a00:1').allowed).toBe(false);
+    expect(createAddressGuard(['::/96']).check('::7f00:1').allowed).toBe(true);
+    expect(createAddressGuard(['64:ff9b::/96']).check('64:ff9b::a00:1').allowed).toBe(true);
   });
 
   it('reports the range of an address outside the allow list', () => {
@@ -204,7 +230,13 @@ function fakeLookup(table: Record<string, FakeAnswer | (() => FakeAnswer)>) {
   return { lookup: lookup as unknown as typeof dns.lookup, calls };
 }
 
-const isLoopback = (ip: string) => net.isIP(ip) !== 0 && ipaddr.process(ip).range() === 'loopback';
+/** Strict: 127.0.0.0/8, ::1 or ::ffff:127.x only (ipaddr.js reads ::127.0.0.1 as mapped; it is not). */
+function isLoopback(ip: string): boolean {
+  if (net.isIPv4(ip)) return ipaddr.IPv4.parse(ip).range() === 'loopback';
+  if (!net.isIPv6(ip) || ip.includes('%')) return false;
+  const canonical = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  return canonical === '::1' || /^::ffff:7f[0-9a-f]{2}:[0-9a-f]{1,4}$/.test(canonical);
+}
 
 /**
  * Watches every socket net.connect creates (undici's connector uses it) and the dials they
@@ -465,6 +497,12 @@ describe('connector', () => {
     ['http://10.1.2.3/', '10.1.2.3', 'private'],
     ['http://[::ffff:169.254.169.254]/', '::ffff:a9fe:a9fe', 'linkLocal'],
     ['http://[fd00::1]:8080/', 'fd00::1', 'uniqueLocal'],
+    // #11.5: IPv6 forms embedding a refused IPv4 address
+    ['http://[::127.0.0.1]/', '::7f00:1', 'ipv4Compatible, embeds 127.0.0.1 (loopback)'],
+    ['http://[::7f00:1]:8080/', '::7f00:1', 'ipv4Compatible, embeds 127.0.0.1 (loopback)'],
+    ['http://[::a9fe:a9fe]/', '::a9fe:a9fe', 'ipv4Compatible, embeds 169.254.169.254 (linkLocal)'],
+    ['http://[64:ff9b::10.0.0.1]/', '64:ff9b::a00:1', 'nat64, embeds 10.0.0.1 (private)'],
+    ['http://[2002:7f00:1::1]/', '2002:7f00:1::1', '6to4, embeds 127.0.0.1 (loopback)'],
   ])('refuses %s before any socket is created', async (url, address, range) => {
     const err = await failure(request(url, { dispatcher: agentFor() }));
     expect(err).toBeInstanceOf(BlockedAddressError);

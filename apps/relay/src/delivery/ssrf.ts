@@ -5,9 +5,12 @@
  * ipaddr.js does not classify as `unicast`: loopback, private (RFC 1918, fc00::/7),
  * link-local (169.254.0.0/16 with the cloud metadata endpoint, fe80::/10), multicast,
  * unspecified, broadcast, carrier-grade NAT, reserved/documentation/benchmarking, and the
- * IPv6 transition ranges (NAT64 64:ff9b::/96, 6to4, Teredo, ...), which can embed an IPv4
- * target we would otherwise refuse. IPv4-mapped IPv6 (`::ffff:127.0.0.1`) is judged as the
- * IPv4 address it carries. Operators trust ranges or names with `--allow-private-network`.
+ * IPv6 forms that embed an IPv4 address: IPv4-compatible `::a.b.c.d` (::/96, deprecated;
+ * ipaddr.js calls it unicast, and `[::127.0.0.1]` is stored as `[::7f00:1]`), NAT64
+ * (64:ff9b::/96, 64:ff9b:1::/48), 6to4 (2002::/16), Teredo and SIIT (::ffff:0:0:0/96);
+ * their refusal names the IPv4 address inside. IPv4-mapped IPv6 (`::ffff:127.0.0.1`) is
+ * judged as the IPv4 address it carries. Operators trust ranges or names with
+ * `--allow-private-network` (an embedding form only through an IPv6 range that covers it).
  *
  * The check runs on the resolved address at connect time, inside the undici connector:
  * - IP-literal hosts are checked before the connector dials (net.connect never calls
@@ -92,15 +95,27 @@ export function createAddressGuard(allow: readonly string[] = [], options: Addre
   const resolve = options.lookup ?? dnsLookup;
 
   function check(ip: string, host?: string): CheckResult {
-    const bare = unbracket(ip);
+    let bare = unbracket(ip);
     // Fail closed on anything that is not an IP address.
     if (net.isIP(bare) === 0) return { allowed: false, range: 'invalid' };
+    // The WHATWG form, as undici dials it: ipaddr.js reads `::8.8.8.8` as `::ffff:8.8.8.8`,
+    // while it is the IPv4-compatible `::808:808`.
+    // (A zone index, fe80::1%eth0, is no URL host; those addresses are link-local anyway.)
+    if (net.isIPv6(bare) && !bare.includes('%')) bare = new URL(`http://[${bare}]/`).hostname.slice(1, -1);
     if (host !== undefined && hosts.has(normalizeHost(host))) return { allowed: true };
+    const trusted = (a: Address) => cidrs.some(([base, bits]) => a.kind() === base.kind() && a.match(base, bits));
+    if (net.isIPv6(bare)) {
+      const v6 = ipaddr.IPv6.parse(bare);
+      const embedded = embeddedIPv4(v6);
+      if (embedded) {
+        if (trusted(v6)) return { allowed: true };
+        const inner = embedded.v4 ? `, embeds ${embedded.v4} (${embedded.v4.range()})` : '';
+        return { allowed: false, range: `${embedded.form}${inner}` };
+      }
+    }
     // process() turns ::ffff:a.b.c.d into the IPv4 address, so it is judged as IPv4.
     const address = ipaddr.process(bare);
-    if (cidrs.some(([base, bits]) => address.kind() === base.kind() && address.match(base, bits))) {
-      return { allowed: true };
-    }
+    if (trusted(address)) return { allowed: true };
     const range = address.range();
     return range === 'unicast' ? { allowed: true } : { allowed: false, range };
   }
@@ -153,6 +168,34 @@ export function createAddressGuard(allow: readonly string[] = [], options: Addre
   }
 
   return { check, connector };
+}
+
+/**
+ * IPv6 forms that carry an IPv4 address (RFC 4291, 6052, 8215, 3056, 4380, 6145): which form,
+ * and the IPv4 address where its position is fixed. `::` and `::1` are not among them.
+ */
+export function embeddedIPv4(a: ipaddr.IPv6): { form: string; v4: ipaddr.IPv4 | null } | null {
+  const p = a.parts as readonly number[];
+  const zero = (from: number, to: number) => p.slice(from, to).every((x) => x === 0);
+  const v4 = (hi: number, lo: number) => new ipaddr.IPv4([hi >> 8, hi & 0xff, lo >> 8, lo & 0xff]);
+  const [p0 = 0, p1 = 0, p2 = 0, p4 = 0, p5 = 0, p6 = 0, p7 = 0] = [p[0], p[1], p[2], p[4], p[5], p[6], p[7]];
+  // (::ffff:a.b.c.d, IPv4-mapped, is not here: it is judged as the IPv4 address itself.)
+  if (zero(0, 6) && !(p6 === 0 && p7 <= 1)) return { form: 'ipv4Compatible', v4: v4(p6, p7) };
+  if (zero(0, 4) && p4 === 0xffff && p5 === 0) return { form: 'ipv4Translated', v4: v4(p6, p7) };
+  if (p0 === 0x64 && p1 === 0xff9b && zero(2, 6)) return { form: 'nat64', v4: v4(p6, p7) };
+  if (p0 === 0x64 && p1 === 0xff9b && p2 === 1) return { form: 'nat64', v4: null };
+  if (p0 === 0x2002) return { form: '6to4', v4: v4(p1, p2) };
+  if (p0 === 0x2001 && p1 === 0) return { form: 'teredo', v4: v4(~p6 & 0xffff, ~p7 & 0xffff) };
+  return null;
+}
+
+/**
+ * Checks `--allow-private-network` entries without building a guard, so a command can refuse
+ * a bad one as a usage error before it starts.
+ * @throws Error naming `--allow-private-network` and the entry.
+ */
+export function checkAllowList(allow: readonly string[]): void {
+  parseAllowList(allow);
 }
 
 function parseAllowList(allow: readonly string[]): { cidrs: Cidr[]; hosts: Set<string> } {
