@@ -69,25 +69,32 @@ export function toApiError(err: unknown): ApiError {
   return new ApiError('internal', 'internal error', { cause: err });
 }
 
-/** Checks catalog entries once, at the boundary. */
+/** Checks catalog entries once, at the boundary; keeps only the known fields. */
 export function validateCatalog(catalog: unknown): CatalogEntry[] {
-  if (!Array.isArray(catalog))
-    throw new ValidationError('catalog', 'type', 'must be an array of { type, description?, schema? }');
+  if (!Array.isArray(catalog)) {
+    throw new ValidationError(
+      'catalog',
+      'type',
+      'must be an array of { type, description?, firesWhen?, schema?, example? }',
+    );
+  }
+  const seen = new Set<string>();
   return catalog.map((c, i) => {
-    if (c === null || typeof c !== 'object' || typeof (c as CatalogEntry).type !== 'string') {
-      throw new ValidationError(`catalog[${i}].type`, 'required', 'must be an event type string');
-    }
-    const e = c as CatalogEntry;
-    if (!isValidEventType(e.type))
+    const e = (c ?? {}) as Record<string, unknown>;
+    if (typeof e.type !== 'string' || !isValidEventType(e.type)) {
       throw new ValidationError(`catalog[${i}].type`, 'format', 'must be an event type like message.new');
-    if (e.description !== undefined && typeof e.description !== 'string') {
-      throw new ValidationError(`catalog[${i}].description`, 'type', 'must be a string');
     }
-    return {
-      type: e.type,
-      ...(e.description ? { description: e.description } : {}),
-      ...(e.schema !== undefined ? { schema: e.schema } : {}),
-    };
+    if (seen.has(e.type)) throw new ValidationError(`catalog[${i}].type`, 'duplicate', `${e.type} is listed twice`);
+    seen.add(e.type);
+    const out: CatalogEntry = { type: e.type };
+    for (const key of ['description', 'firesWhen'] as const) {
+      if (e[key] === undefined) continue;
+      if (typeof e[key] !== 'string') throw new ValidationError(`catalog[${i}].${key}`, 'type', 'must be a string');
+      out[key] = e[key];
+    }
+    if (e.schema !== undefined) out.schema = e.schema;
+    if (e.example !== undefined) out.example = e.example;
+    return out;
   });
 }
 
@@ -164,3 +171,22 @@ export function createApi(options: ApiOptions): Api {
 
   return { handle, run, routes: ROUTES, openapi };
 }
+export type {
+  ApiKeyRecord,
+  CreatedApiKey,
+  CreatePortalTokenInput,
+  PortalClaims,
+  PortalToken,
+} from './credentials.js';
+export {
+  API_KEY_PREFIX,
+  createApiKey,
+  createPortalToken,
+  listApiKeys,
+  PORTAL_TOKEN_PREFIX,
+  PORTAL_TOKEN_TTL,
+  PortalTokenVerifier,
+  revokeApiKey,
+  touchApiKey,
+  verifyApiKey,
+} from './credentials.js';

@@ -58,7 +58,9 @@ export const SCHEMAS: Record<string, Schema> = {
     {
       type: { type: 'string' },
       description: { type: 'string' },
+      firesWhen: { type: 'string' },
       schema: { description: "The payload's JSON Schema" },
+      example: { description: 'An example payload' },
       inCatalog: { type: 'boolean' },
       seen: { type: 'boolean', description: 'Found in the outbox' },
     },

@@ -90,6 +90,10 @@ export interface CatalogEntry {
   type: string;
   /** One line for people. */
   description?: string;
+  /** When it fires, for people. */
+  firesWhen?: string;
   /** The payload's JSON Schema, shown to the tenant. */
   schema?: unknown;
+  /** An example payload (also what the portal's "send test" of this type sends). */
+  example?: unknown;
 }
