@@ -78,7 +78,9 @@ export function h(tag, attrs = {}, ...children) {
 /** Replaces the main region's content and moves focus to its heading (for screen readers). */
 export function render(...nodes) {
   const main = document.getElementById('main');
-  main.replaceChildren(...nodes.flat());
+  main.replaceChildren(
+    ...nodes.flat(Number.POSITIVE_INFINITY).filter((n) => n !== null && n !== undefined && n !== false),
+  );
   const heading = main.querySelector('h2');
   if (heading) {
     heading.setAttribute('tabindex', '-1');

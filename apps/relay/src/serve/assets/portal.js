@@ -38,7 +38,7 @@ function header(active) {
         link('#/', 'Endpoints', 'endpoints'),
         link('#/deliveries', 'Delivery log', 'deliveries'),
       ),
-      viewTenant ? h('span', { class: 'who' }, `Operator view of tenant ${viewTenant}`) : null,
+      viewTenant ? h('span', { class: 'who' }, `Operator view of tenant ${viewTenant}`) : '',
     );
 }
 
