@@ -180,9 +180,7 @@ describe.skipIf(!CHROMIUM.available)(`web console in Chromium${CHROMIUM.note}`, 
     await page.getByText('Nothing yet.').waitFor();
     const text = (await page.locator('main').textContent()) ?? '';
     for (const r of rows) expect(text).not.toContain(r.url);
-    await page.evaluate((id) => {
-      location.hash = `#/endpoints/${id}`;
-    }, rows[0].id);
+    await page.evaluate(`location.hash = '#/endpoints/${rows[0].id}'`);
     await page.getByRole('heading', { name: 'Something went wrong', exact: true }).waitFor();
     expect(await page.locator('.status.error').textContent()).toContain('not_found');
     await page.close();
