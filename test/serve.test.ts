@@ -93,6 +93,18 @@ describe('portal tokens', () => {
     expect((await fetch(`${s.url}/v1/subscriptions`, { headers: bearer(token) })).status).toBe(401);
   });
 
+  it('stop working within a minute when their signing key is deleted', async () => {
+    let now = Date.now();
+    const s = await serve({ clock: () => now });
+    const { token } = await createPortalToken(db.pool, { tenantId: 'acme' });
+    expect((await fetch(`${s.url}/v1/subscriptions`, { headers: bearer(token) })).status).toBe(200);
+    await db.pool.query('DELETE FROM hookbox.portal_keys');
+    now += 61_000;
+    expect((await fetch(`${s.url}/v1/subscriptions`, { headers: bearer(token) })).status).toBe(401);
+    const fresh = await createPortalToken(db.pool, { tenantId: 'acme' });
+    expect((await fetch(`${s.url}/v1/subscriptions`, { headers: bearer(fresh.token) })).status).toBe(200);
+  });
+
   it('are minted by the library for the host app, with their lifetime checked', async () => {
     const t = await createPortalToken(db.pool, { tenantId: 'acme', ttlSeconds: 120 });
     expect(t.expiresAt.getTime() - Date.now()).toBeLessThanOrEqual(120_000);

@@ -27,7 +27,7 @@ export class Authenticator {
     private readonly db: pg.Pool,
     private readonly clock: () => number = Date.now,
   ) {
-    this.portal = new PortalTokenVerifier(db, 5_000, clock);
+    this.portal = new PortalTokenVerifier(db, 60_000, clock);
   }
 
   /** The caller, or null when the header carries no valid credential. */

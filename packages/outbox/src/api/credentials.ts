@@ -185,15 +185,16 @@ export async function createPortalToken(
 }
 
 /**
- * Verifies portal tokens, caching the signing keys (a key unknown to the cache is looked
- * up once, at most every `reloadMs`). Returns null for anything but a valid, unexpired token.
+ * Verifies portal tokens, caching the signing keys. Returns null for anything but a valid,
+ * unexpired token signed by a key that still exists.
  */
 export class PortalTokenVerifier {
   private keys = new Map<string, Buffer>();
   private loadedAt = Number.NEGATIVE_INFINITY;
   constructor(
     private readonly executor: Executor,
-    private readonly reloadMs = 5_000,
+    /** How often the cached keys are re-read (a deleted key stops verifying within it). Default 60 s. */
+    private readonly reloadMs = 60_000,
     private readonly clock: () => number = Date.now,
   ) {}
 
@@ -219,13 +220,20 @@ export class PortalTokenVerifier {
   }
 
   private async key(id: string): Promise<Buffer | undefined> {
-    // Known keys are re-read every minute, so a deleted key stops verifying within one.
+    // Known keys are re-read every `reloadMs`, so a deleted key stops verifying within it.
+    if (this.clock() - this.loadedAt >= this.reloadMs) {
+      const rows = await runQuery(this.executor, 'SELECT id, secret FROM hookbox.portal_keys');
+      this.keys = new Map(rows.map((r) => [String(r.id), Buffer.from(String(r.secret), 'base64')]));
+      this.loadedAt = this.clock();
+    }
     const known = this.keys.get(id);
-    const age = this.clock() - this.loadedAt;
-    if ((known && age < 60_000) || (!known && age < this.reloadMs)) return known;
-    const rows = await runQuery(this.executor, 'SELECT id, secret FROM hookbox.portal_keys');
-    this.keys = new Map(rows.map((r) => [String(r.id), Buffer.from(String(r.secret), 'base64')]));
-    this.loadedAt = this.clock();
-    return this.keys.get(id);
+    if (known) return known;
+    // A key made since (by another process): one primary-key lookup. Forged ids cost the
+    // same, and failed authentication is rate limited per address by the server.
+    const row = (await runQuery(this.executor, 'SELECT secret FROM hookbox.portal_keys WHERE id = $1', [id]))[0];
+    if (!row) return undefined;
+    const secret = Buffer.from(String(row.secret), 'base64');
+    this.keys.set(id, secret);
+    return secret;
   }
 }
