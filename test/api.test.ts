@@ -101,9 +101,10 @@ beforeAll(async () => {
   seeded.eventB = (
     await enqueueEvents(db.pool, [{ tenantId: B, type: 'contact.updated', payload: { n: 2 } }])
   )[0] as string;
-  const relay = startRelay(db.url);
+  // A generous request timeout: on a loaded machine a 1 s one turns the 500s into timeouts.
+  const relay = startRelay(db.url, { requestTimeoutMs: 10_000 });
   try {
-    await waitForAllFinal(db.pool, { atLeast: 3 });
+    await waitForAllFinal(db.pool, { atLeast: 3, timeoutMs: 60_000 });
   } finally {
     await relay.stop();
   }
@@ -111,7 +112,7 @@ beforeAll(async () => {
   seeded.okDelivery = Number(rows.find((r) => r.subscription_id === seeded.okSub).id);
   seeded.deadDelivery = Number(rows.find((r) => r.subscription_id === seeded.failSub && r.status === 'dead').id);
   seeded.bDelivery = Number(rows.find((r) => r.subscription_id === seeded.bSub).id);
-});
+}, 120_000);
 
 afterAll(async () => {
   await receiver?.close();

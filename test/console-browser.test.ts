@@ -34,6 +34,8 @@ const CATALOG = [
 ];
 
 const db = useTestDatabase();
+// Generous bounds: the page and the relay share a loaded machine.
+const POLL = { timeout: 20_000, interval: 100 };
 let serve: ServeHandle;
 let relay: TestRelay;
 let receiver: Receiver;
@@ -49,7 +51,7 @@ async function portal(tenantId: string): Promise<Page> {
   const page = await context.newPage();
   await page.goto(`${serve.url}/portal#token=${token}`);
   // The token leaves the address bar at once (it lives in this tab's sessionStorage).
-  await expect.poll(() => page.url()).not.toContain(token);
+  await expect.poll(() => page.url(), POLL).not.toContain(token);
   return page;
 }
 
@@ -57,7 +59,7 @@ describe.skipIf(!CHROMIUM.available)(`web console in Chromium${CHROMIUM.note}`, 
   beforeAll(async () => {
     receiver = await startReceiver();
     serve = await startServe({ db: db.pool, logger: createLogger('warn', new LogBuffer()), port: 0, catalog: CATALOG });
-    relay = startRelay(db.url);
+    relay = startRelay(db.url, { requestTimeoutMs: 10_000 });
     profile = mkdtempSync(join(tmpdir(), 'hookbox-chromium-'));
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM_PATH,
@@ -113,7 +115,7 @@ describe.skipIf(!CHROMIUM.available)(`web console in Chromium${CHROMIUM.note}`, 
         { timeout: 20_000, interval: 300 },
       )
       .toBe('succeeded');
-    await expect.poll(() => page.locator('details.attempt summary').first().textContent()).toMatch(/HTTP 200/);
+    await expect.poll(() => page.locator('details.attempt summary').first().textContent(), POLL).toMatch(/HTTP 200/);
     const headers = (await page.locator('details.attempt pre').first().textContent()) ?? '';
     expect(headers).toContain('webhook-signature: [redacted]');
     const received = await receiver.waitFor((all) => all.some((r) => r.path === '/acme'));
@@ -132,11 +134,11 @@ describe.skipIf(!CHROMIUM.available)(`web console in Chromium${CHROMIUM.note}`, 
     });
     expect(res.status).toBe(201);
     await enqueueEvents(db.pool, [{ tenantId: 'acme', type: 'message.failed', payload: { id: 7 } }]);
-    await waitForAllFinal(db.pool, { tenants: ['acme'], atLeast: 2 }).catch(async (err) => {
+    await waitForAllFinal(db.pool, { tenants: ['acme'], atLeast: 2, timeoutMs: 60_000 }).catch(async (err) => {
       const { rows } = await db.pool.query(
         'SELECT d.*, s.url FROM hookbox.deliveries d JOIN hookbox.subscriptions s ON s.id = d.subscription_id',
       );
-      console.log(rows, relay.logs.lines.slice(-20));
+      console.error(rows, relay.logs.lines.slice(-20));
       throw err;
     });
 
@@ -144,10 +146,10 @@ describe.skipIf(!CHROMIUM.available)(`web console in Chromium${CHROMIUM.note}`, 
     await page.getByRole('link', { name: 'Delivery log' }).click();
     await page.getByLabel('Status').selectOption('dead');
     await page.getByRole('button', { name: 'Filter' }).click();
-    await expect.poll(() => page.locator('tbody tr').count()).toBe(1);
+    await expect.poll(() => page.locator('tbody tr').count(), POLL).toBe(1);
     await shot(page, 'portal-delivery-log');
     await page.locator('tbody tr a').first().click();
-    await expect.poll(() => page.locator('details.attempt').count()).toBe(3);
+    await expect.poll(() => page.locator('details.attempt').count(), POLL).toBe(3);
     expect(await page.locator('details.attempt pre').last().textContent()).toBe('maintenance');
     receiver.on('/flaky', { status: 200 });
     await page.getByRole('button', { name: 'Retry delivery' }).click();
@@ -165,8 +167,8 @@ describe.skipIf(!CHROMIUM.available)(`web console in Chromium${CHROMIUM.note}`, 
     // The endpoint's own chart: three failed attempts and the successful retry.
     await page.getByRole('link', { name: receiver.url('/flaky') }).click();
     await page.getByRole('heading', { name: 'Endpoint', exact: true }).waitFor();
-    await expect.poll(() => page.locator('[data-chart="throughput"] rect.bad').count()).toBeGreaterThan(0);
-    await expect.poll(() => page.locator('[data-chart="throughput"] rect.ok').count()).toBeGreaterThan(0);
+    await expect.poll(() => page.locator('[data-chart="throughput"] rect.bad').count(), POLL).toBeGreaterThan(0);
+    await expect.poll(() => page.locator('[data-chart="throughput"] rect.ok').count(), POLL).toBeGreaterThan(0);
     expect(await page.locator('[data-chart="latency"] svg').getAttribute('aria-label')).toMatch(/p95 up to \d+ ms/);
     await shot(page, 'portal-endpoint');
     await page.close();
@@ -191,16 +193,16 @@ describe.skipIf(!CHROMIUM.available)(`web console in Chromium${CHROMIUM.note}`, 
       { tenantId: 'acme', type: 'message.new', payload: { n: 1 } },
       { tenantId: 'acme', type: 'contact.created', payload: { n: 2 } },
     ]);
-    await waitForAllFinal(db.pool, { tenants: ['acme'], atLeast: 5 });
+    await waitForAllFinal(db.pool, { tenants: ['acme'], atLeast: 5, timeoutMs: 60_000 });
     const { key } = await createApiKey(db.pool, { name: 'browser' });
     const page = await context.newPage();
     await page.goto(`${serve.url}/console#key=${key}`);
     await page.getByRole('heading', { name: 'Overview', exact: true }).waitFor();
-    await expect.poll(() => page.locator('[data-chart="throughput"] rect.ok').count()).toBeGreaterThan(0);
-    await expect.poll(() => page.locator('[data-chart="throughput"] rect.bad').count()).toBeGreaterThan(0);
-    await expect.poll(() => page.locator('[data-chart="latency"] .line-p95').count()).toBeGreaterThan(0);
+    await expect.poll(() => page.locator('[data-chart="throughput"] rect.ok').count(), POLL).toBeGreaterThan(0);
+    await expect.poll(() => page.locator('[data-chart="throughput"] rect.bad').count(), POLL).toBeGreaterThan(0);
+    await expect.poll(() => page.locator('[data-chart="latency"] .line-p95').count(), POLL).toBeGreaterThan(0);
     await expect
-      .poll(() => page.locator('[data-chart="usage"] svg[role="img"]').getAttribute('aria-label'))
+      .poll(() => page.locator('[data-chart="usage"] svg[role="img"]').getAttribute('aria-label'), POLL)
       .toContain('acme');
     expect(await page.locator('#card-attempts .value').textContent()).not.toBe('0');
     expect(page.url()).not.toContain(key);

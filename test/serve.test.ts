@@ -17,6 +17,8 @@ import { useTestDatabase } from './harness/db.js';
 import { LogBuffer, useCleanup, waitFor } from './harness/relay.js';
 
 const db = useTestDatabase();
+// Spawning CLI processes takes seconds on a loaded two-core machine: room, not a speed goal.
+const SLOW = 120_000;
 const defer = useCleanup(afterEach);
 
 async function serve(options: Partial<Parameters<typeof startServe>[0]> = {}) {
@@ -40,58 +42,66 @@ function run(args: string[], env: Record<string, string> = {}) {
 const bearer = (credential: string) => ({ authorization: `Bearer ${credential}` });
 
 describe('api keys', () => {
-  it('are printed once by the CLI, stored only as a hash, listed without the key, and refused once revoked', async () => {
-    const created = await run(['api-keys', 'create', '--name', 'ci', '--json']);
-    expect(created.code, created.stderr).toBe(0);
-    const key = JSON.parse(created.stdout) as { id: string; key: string; prefix: string };
-    expect(key.key).toMatch(/^hbk_[A-Za-z0-9_-]{43}$/);
-    const { rows } = await db.pool.query('SELECT row_to_json(k)::text AS row FROM hookbox.api_keys k');
-    expect(rows.map((r) => r.row).join('\n')).not.toContain(key.key);
-    const listed = await run(['api-keys', 'list']);
-    expect(listed.stdout).toContain(key.id);
-    expect(listed.stdout).toContain(`${key.prefix}…`);
-    expect(listed.stdout).not.toContain(key.key);
+  it(
+    'are printed once by the CLI, stored only as a hash, listed without the key, and refused once revoked',
+    async () => {
+      const created = await run(['api-keys', 'create', '--name', 'ci', '--json']);
+      expect(created.code, created.stderr).toBe(0);
+      const key = JSON.parse(created.stdout) as { id: string; key: string; prefix: string };
+      expect(key.key).toMatch(/^hbk_[A-Za-z0-9_-]{43}$/);
+      const { rows } = await db.pool.query('SELECT row_to_json(k)::text AS row FROM hookbox.api_keys k');
+      expect(rows.map((r) => r.row).join('\n')).not.toContain(key.key);
+      const listed = await run(['api-keys', 'list']);
+      expect(listed.stdout).toContain(key.id);
+      expect(listed.stdout).toContain(`${key.prefix}…`);
+      expect(listed.stdout).not.toContain(key.key);
 
-    const s = await serve();
-    const ok = await fetch(`${s.url}/v1/deliveries`, { headers: bearer(key.key) });
-    expect(ok.status).toBe(200);
-    const revoked = await run(['api-keys', 'revoke', key.id]);
-    expect(revoked.code, revoked.stderr).toBe(0);
-    const refused = await fetch(`${s.url}/v1/deliveries`, { headers: bearer(key.key) });
-    expect(refused.status).toBe(401);
-    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
-    const unknown = await run(['api-keys', 'revoke', '00000000-0000-4000-8000-000000000000']);
-    expect(unknown.code).toBe(1);
-    expect(unknown.stderr.trim().split('\n')).toHaveLength(1);
-  });
+      const s = await serve();
+      const ok = await fetch(`${s.url}/v1/deliveries`, { headers: bearer(key.key) });
+      expect(ok.status).toBe(200);
+      const revoked = await run(['api-keys', 'revoke', key.id]);
+      expect(revoked.code, revoked.stderr).toBe(0);
+      const refused = await fetch(`${s.url}/v1/deliveries`, { headers: bearer(key.key) });
+      expect(refused.status).toBe(401);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
+      const unknown = await run(['api-keys', 'revoke', '00000000-0000-4000-8000-000000000000']);
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr.trim().split('\n')).toHaveLength(1);
+    },
+    SLOW,
+  );
 });
 
 describe('portal tokens', () => {
-  it('scope requests to one tenant; an expired, tampered or foreign token is refused', async () => {
-    let now = Date.now();
-    const s = await serve({ clock: () => now });
-    const cli = await run(['portal-token', '--tenant', 'acme', '--ttl', '15m', '--json']);
-    expect(cli.code, cli.stderr).toBe(0);
-    const token = JSON.parse(cli.stdout).token as string;
-    const created = await fetch(`${s.url}/v1/subscriptions`, {
-      method: 'POST',
-      headers: { ...bearer(token), 'content-type': 'application/json' },
-      body: JSON.stringify({ url: 'http://127.0.0.1:9/acme', eventTypes: ['*'] }),
-    });
-    expect(created.status).toBe(201);
-    expect(((await created.json()) as { subscription: { tenantId: string } }).subscription.tenantId).toBe('acme');
-    const other = await fetch(`${s.url}/v1/subscriptions?tenant=globex`, { headers: bearer(token) });
-    expect(other.status).toBe(403);
+  it(
+    'scope requests to one tenant; an expired, tampered or foreign token is refused',
+    async () => {
+      let now = Date.now();
+      const s = await serve({ clock: () => now });
+      const cli = await run(['portal-token', '--tenant', 'acme', '--ttl', '15m', '--json']);
+      expect(cli.code, cli.stderr).toBe(0);
+      const token = JSON.parse(cli.stdout).token as string;
+      const created = await fetch(`${s.url}/v1/subscriptions`, {
+        method: 'POST',
+        headers: { ...bearer(token), 'content-type': 'application/json' },
+        body: JSON.stringify({ url: 'http://127.0.0.1:9/acme', eventTypes: ['*'] }),
+      });
+      expect(created.status).toBe(201);
+      expect(((await created.json()) as { subscription: { tenantId: string } }).subscription.tenantId).toBe('acme');
+      const other = await fetch(`${s.url}/v1/subscriptions?tenant=globex`, { headers: bearer(token) });
+      expect(other.status).toBe(403);
 
-    const [body, sig] = token.split('.') as [string, string];
-    const claims = JSON.parse(Buffer.from(body.slice(4), 'base64url').toString());
-    const forged = `hbp_${Buffer.from(JSON.stringify({ ...claims, t: 'globex' })).toString('base64url')}.${sig}`;
-    expect((await fetch(`${s.url}/v1/subscriptions`, { headers: bearer(forged) })).status).toBe(401);
-    expect((await fetch(`${s.url}/v1/subscriptions`, { headers: bearer(`${token}x`) })).status).toBe(401);
+      const [body, sig] = token.split('.') as [string, string];
+      const claims = JSON.parse(Buffer.from(body.slice(4), 'base64url').toString());
+      const forged = `hbp_${Buffer.from(JSON.stringify({ ...claims, t: 'globex' })).toString('base64url')}.${sig}`;
+      expect((await fetch(`${s.url}/v1/subscriptions`, { headers: bearer(forged) })).status).toBe(401);
+      expect((await fetch(`${s.url}/v1/subscriptions`, { headers: bearer(`${token}x`) })).status).toBe(401);
 
-    now += 16 * 60_000;
-    expect((await fetch(`${s.url}/v1/subscriptions`, { headers: bearer(token) })).status).toBe(401);
-  });
+      now += 16 * 60_000;
+      expect((await fetch(`${s.url}/v1/subscriptions`, { headers: bearer(token) })).status).toBe(401);
+    },
+    SLOW,
+  );
 
   it('stop working within a minute when their signing key is deleted', async () => {
     let now = Date.now();
@@ -105,17 +115,21 @@ describe('portal tokens', () => {
     expect((await fetch(`${s.url}/v1/subscriptions`, { headers: bearer(fresh.token) })).status).toBe(200);
   });
 
-  it('are minted by the library for the host app, with their lifetime checked', async () => {
-    const t = await createPortalToken(db.pool, { tenantId: 'acme', ttlSeconds: 120 });
-    expect(t.expiresAt.getTime() - Date.now()).toBeLessThanOrEqual(120_000);
-    await expect(createPortalToken(db.pool, { tenantId: 'acme', ttlSeconds: 30 })).rejects.toMatchObject({
-      field: 'ttlSeconds',
-      rule: 'range',
-    });
-    const bad = await run(['portal-token', '--tenant', 'acme', '--ttl', '30d']);
-    expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/^hookbox: --ttl/);
-  });
+  it(
+    'are minted by the library for the host app, with their lifetime checked',
+    async () => {
+      const t = await createPortalToken(db.pool, { tenantId: 'acme', ttlSeconds: 120 });
+      expect(t.expiresAt.getTime() - Date.now()).toBeLessThanOrEqual(120_000);
+      await expect(createPortalToken(db.pool, { tenantId: 'acme', ttlSeconds: 30 })).rejects.toMatchObject({
+        field: 'ttlSeconds',
+        rule: 'range',
+      });
+      const bad = await run(['portal-token', '--tenant', 'acme', '--ttl', '30d']);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/^hookbox: --ttl/);
+    },
+    SLOW,
+  );
 });
 
 describe('request rules', () => {
@@ -191,53 +205,61 @@ describe('request rules', () => {
 });
 
 describe('hookbox serve', () => {
-  it('serves the catalog given with --catalog and never logs a credential', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'hookbox-catalog-'));
-    writeFileSync(join(dir, 'index.json'), JSON.stringify({ types: [] }));
-    writeFileSync(
-      join(dir, 'deal.won.json'),
-      JSON.stringify({ type: 'deal.won', description: 'A deal closed', example: { id: 1 } }),
-    );
-    const { key } = await createApiKey(db.pool, { name: 'logs' });
-    const { token } = await createPortalToken(db.pool, { tenantId: 'acme' });
-    const child = spawn(process.execPath, [...CLI, 'serve', '--port', '0', '--catalog', dir], {
-      env: { ...process.env, DATABASE_URL: db.url },
-    });
-    defer(() => {
-      if (child.exitCode === null) child.kill('SIGKILL');
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const url = await waitFor(() => /hookbox serve: (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)?.[1], {
-      timeoutMs: 20_000,
-      what: 'hookbox serve to print its address',
-    });
-    const types = await fetch(`${url}/v1/event-types`, { headers: bearer(token) });
-    expect(((await types.json()) as { items: { type: string }[] }).items).toEqual([
-      { type: 'deal.won', description: 'A deal closed', example: { id: 1 }, inCatalog: true, seen: false },
-    ]);
-    expect((await fetch(`${url}/v1/stats`, { headers: bearer(key) })).status).toBe(200);
-    expect((await fetch(`${url}/v1/stats?token=${token}`, { headers: bearer(key) })).status).toBe(400);
-    expect((await fetch(`${url}/v1/stats`, { headers: bearer(`${key}nope`) })).status).toBe(401);
-    await waitFor(() => (stderr.match(/"msg":"request"/g) ?? []).length >= 4, { what: 'four request log lines' });
-    child.kill('SIGTERM');
-    await waitFor(() => child.exitCode !== null, { what: 'serve to exit on SIGTERM' });
-    expect(child.exitCode).toBe(0);
-    expect(stderr).toContain('"path":"/v1/event-types"');
-    expect(stderr).toContain('"who":"tenant:acme"');
-    for (const secret of [key, token, key.slice(4), token.split('.')[1] as string]) {
-      expect(stdout + stderr).not.toContain(secret);
-    }
-  });
+  it(
+    'serves the catalog given with --catalog and never logs a credential',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'hookbox-catalog-'));
+      writeFileSync(join(dir, 'index.json'), JSON.stringify({ types: [] }));
+      writeFileSync(
+        join(dir, 'deal.won.json'),
+        JSON.stringify({ type: 'deal.won', description: 'A deal closed', example: { id: 1 } }),
+      );
+      const { key } = await createApiKey(db.pool, { name: 'logs' });
+      const { token } = await createPortalToken(db.pool, { tenantId: 'acme' });
+      const child = spawn(process.execPath, [...CLI, 'serve', '--port', '0', '--catalog', dir], {
+        env: { ...process.env, DATABASE_URL: db.url },
+      });
+      defer(() => {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      const url = await waitFor(() => /hookbox serve: (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)?.[1], {
+        timeoutMs: 20_000,
+        what: 'hookbox serve to print its address',
+      });
+      const types = await fetch(`${url}/v1/event-types`, { headers: bearer(token) });
+      expect(((await types.json()) as { items: { type: string }[] }).items).toEqual([
+        { type: 'deal.won', description: 'A deal closed', example: { id: 1 }, inCatalog: true, seen: false },
+      ]);
+      expect((await fetch(`${url}/v1/stats`, { headers: bearer(key) })).status).toBe(200);
+      expect((await fetch(`${url}/v1/stats?token=${token}`, { headers: bearer(key) })).status).toBe(400);
+      expect((await fetch(`${url}/v1/stats`, { headers: bearer(`${key}nope`) })).status).toBe(401);
+      await waitFor(() => (stderr.match(/"msg":"request"/g) ?? []).length >= 4, { what: 'four request log lines' });
+      child.kill('SIGTERM');
+      await waitFor(() => child.exitCode !== null, { what: 'serve to exit on SIGTERM' });
+      expect(child.exitCode).toBe(0);
+      expect(stderr).toContain('"path":"/v1/event-types"');
+      expect(stderr).toContain('"who":"tenant:acme"');
+      for (const secret of [key, token, key.slice(4), token.split('.')[1] as string]) {
+        expect(stdout + stderr).not.toContain(secret);
+      }
+    },
+    SLOW,
+  );
 
-  it('refuses bad flags with one line and exit code 2', async () => {
-    const r = await run(['serve', '--port', 'eighty']);
-    expect(r.code).toBe(2);
-    expect(r.stderr.trim()).toBe('hookbox: --port: must be a whole number from 0 to 65535 (got "eighty")');
-    const c = await run(['serve', '--catalog', '/nonexistent-hookbox-catalog']);
-    expect(c.code).toBe(2);
-    expect(c.stderr).toMatch(/^hookbox: --catalog: cannot read directory/);
-  });
+  it(
+    'refuses bad flags with one line and exit code 2',
+    async () => {
+      const r = await run(['serve', '--port', 'eighty']);
+      expect(r.code).toBe(2);
+      expect(r.stderr.trim()).toBe('hookbox: --port: must be a whole number from 0 to 65535 (got "eighty")');
+      const c = await run(['serve', '--catalog', '/nonexistent-hookbox-catalog']);
+      expect(c.code).toBe(2);
+      expect(c.stderr).toMatch(/^hookbox: --catalog: cannot read directory/);
+    },
+    SLOW,
+  );
 });
