@@ -101,8 +101,9 @@ beforeAll(async () => {
   seeded.eventB = (
     await enqueueEvents(db.pool, [{ tenantId: B, type: 'contact.updated', payload: { n: 2 } }])
   )[0] as string;
-  // A generous request timeout: on a loaded machine a 1 s one turns the 500s into timeouts.
-  const relay = startRelay(db.url, { requestTimeoutMs: 10_000 });
+  // A generous request timeout (the lease must outlast it): on a loaded machine a 1 s one
+  // turns the 500s into timeouts.
+  const relay = startRelay(db.url, { requestTimeoutMs: 10_000, leaseMs: 30_000 });
   try {
     await waitForAllFinal(db.pool, { atLeast: 3, timeoutMs: 60_000 });
   } finally {

@@ -59,7 +59,7 @@ describe.skipIf(!CHROMIUM.available)(`web console in Chromium${CHROMIUM.note}`, 
   beforeAll(async () => {
     receiver = await startReceiver();
     serve = await startServe({ db: db.pool, logger: createLogger('warn', new LogBuffer()), port: 0, catalog: CATALOG });
-    relay = startRelay(db.url, { requestTimeoutMs: 10_000 });
+    relay = startRelay(db.url, { requestTimeoutMs: 10_000, leaseMs: 30_000 });
     profile = mkdtempSync(join(tmpdir(), 'hookbox-chromium-'));
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM_PATH,
