@@ -227,7 +227,7 @@ describe('hookbox serve', () => {
       child.stdout.on('data', (d) => (stdout += d));
       child.stderr.on('data', (d) => (stderr += d));
       const url = await waitFor(() => /hookbox serve: (http:\/\/127\.0\.0\.1:\d+)/.exec(stdout)?.[1], {
-        timeoutMs: 20_000,
+        timeoutMs: 90_000,
         what: 'hookbox serve to print its address',
       });
       const types = await fetch(`${url}/v1/event-types`, { headers: bearer(token) });
@@ -237,9 +237,12 @@ describe('hookbox serve', () => {
       expect((await fetch(`${url}/v1/stats`, { headers: bearer(key) })).status).toBe(200);
       expect((await fetch(`${url}/v1/stats?token=${token}`, { headers: bearer(key) })).status).toBe(400);
       expect((await fetch(`${url}/v1/stats`, { headers: bearer(`${key}nope`) })).status).toBe(401);
-      await waitFor(() => (stderr.match(/"msg":"request"/g) ?? []).length >= 4, { what: 'four request log lines' });
+      await waitFor(() => (stderr.match(/"msg":"request"/g) ?? []).length >= 4, {
+        timeoutMs: 30_000,
+        what: 'four request log lines',
+      });
       child.kill('SIGTERM');
-      await waitFor(() => child.exitCode !== null, { what: 'serve to exit on SIGTERM' });
+      await waitFor(() => child.exitCode !== null, { timeoutMs: 30_000, what: 'serve to exit on SIGTERM' });
       expect(child.exitCode).toBe(0);
       expect(stderr).toContain('"path":"/v1/event-types"');
       expect(stderr).toContain('"who":"tenant:acme"');
