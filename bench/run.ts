@@ -5,15 +5,20 @@
  *    notifier) over the same transactions without it, 8 concurrent connections;
  *  - drain: deliveries/s while a relay empties a backlog of N events × 2 subscriptions;
  *  - latency: enqueue-commit → receipt at the receiver, at a steady 200 events/s;
- *  - relay peak RSS (VmHWM of the relay process).
+ *  - relay peak RSS (VmHWM of the relay process);
+ *  - noisy neighbours: a healthy tenant's latency at RATE events/s, alone and then while
+ *    another tenant has 8 endpoints that accept and never answer and 2 that answer 500,
+ *    each receiving RATE events/s (same run, same relay).
  *
  * Postgres, producer (this process), receiver and relay (child processes) share the box.
  * Uses DATABASE_URL when set, else an embedded PostgreSQL with durable (default) settings.
  *
- *   pnpm bench [--runs 3] [--events 20000] [--seconds 5] [--latency-seconds 15]
+ *   pnpm bench [--runs 3] [--events 20000] [--seconds 5] [--latency-seconds 15] [--noisy-seconds 10]
  */
 import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import { type AddressInfo, createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startEmbeddedPostgres } from '@hookbox/devdb';
@@ -29,6 +34,7 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '5' },
     'latency-seconds': { type: 'string', default: '15' },
     rate: { type: 'string', default: '200' },
+    'noisy-seconds': { type: 'string', default: '10' },
   },
 });
 const RUNS = Number(args.runs);
@@ -36,6 +42,7 @@ const EVENTS = Number(args.events);
 const SECONDS = Number(args.seconds);
 const LAT_SECONDS = Number(args['latency-seconds']);
 const RATE = Number(args.rate);
+const NOISY_SECONDS = Number(args['noisy-seconds']);
 const WORKERS = 8;
 
 const now = () => performance.timeOrigin + performance.now();
@@ -197,6 +204,127 @@ interface RunResult {
   p95: number;
   p99: number;
   rssMiB: number;
+  /** The healthy tenant's p99 alone, and next to the noisy tenant. */
+  quietP99: number;
+  noisyP99: number;
+  noisyP50: number;
+}
+
+/** Servers the noisy tenant owns: `hang` accept and read, and never answer; the others answer 500. */
+async function startNoisyServers(hang: number, failing: number): Promise<{ ports: number[]; close(): void }> {
+  const servers: Server[] = [];
+  const sockets = new Set<Socket>();
+  const ports: number[] = [];
+  for (let i = 0; i < hang + failing; i++) {
+    const server =
+      i < hang
+        ? createNetServer((s) => s.on('data', () => {}))
+        : createHttpServer((req, res) => {
+            req.resume();
+            req.on('end', () => res.writeHead(500).end('no'));
+          });
+    server.on('connection', (s: Socket) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    ports.push((server.address() as AddressInfo).port);
+    servers.push(server);
+  }
+  return {
+    ports,
+    close() {
+      for (const s of sockets) s.destroy();
+      for (const s of servers) s.close();
+    },
+  };
+}
+
+/**
+ * `tenantId` enqueues RATE events/s for NOISY_SECONDS (one transaction each, as in the
+ * latency phase); with `noise`, the noisy tenant enqueues RATE events/s alongside. Returns
+ * the healthy tenant's commit → receipt percentiles.
+ */
+async function steadyTenantLatency(
+  pool: pg.Pool,
+  receiver: Receiver,
+  tenantId: string,
+  noise: string | null,
+): Promise<{ p50: number; p99: number }> {
+  const outbox = createOutbox();
+  await receiver.reset();
+  await receiver.record();
+  const notifier = outbox.attachNotifier(pool);
+  const commits = new Map<string, number>();
+  const total = RATE * NOISY_SECONDS;
+  const start = now();
+  let noiseDone = false;
+  const noiseLoop = noise
+    ? (async () => {
+        // The noisy tenant's events, in batches of RATE/20 every 50 ms.
+        for (let tick = 0; !noiseDone; tick++) {
+          const wait = start + tick * 50 - now();
+          if (wait > 0) await sleep(wait);
+          const batch = Array.from({ length: Math.max(1, Math.round(RATE / 20)) }, (_, j) => ({
+            tenantId: noise,
+            type: 'noise.made',
+            payload: { tick, j },
+          }));
+          await outbox.enqueueMany(pool, batch);
+        }
+      })()
+    : Promise.resolve();
+  const inflight: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const wait = start + (i * 1000) / RATE - now();
+    if (wait > 0) await sleep(wait);
+    inflight.push(
+      (async () => {
+        const { id } = await outbox.enqueue(pool, { tenantId, type: 'order.paid', payload: { i } });
+        commits.set(id, now());
+      })(),
+    );
+  }
+  await Promise.all(inflight);
+  noiseDone = true;
+  await noiseLoop;
+  await waitFor(async () => (await receiver.stats()).count >= total, 120_000, `${tenantId}'s events`);
+  const got = await receiver.stats();
+  notifier.detach();
+  if (got.duplicates > 0 || got.badSignatures > 0 || got.count !== total) {
+    throw new Error(
+      `noisy phase: ${got.count}/${total} received, ${got.duplicates} duplicates, ${got.badSignatures} bad signatures`,
+    );
+  }
+  const samples: number[] = [];
+  for (const [id, times] of got.receipts ?? []) {
+    const c = commits.get(id);
+    if (c !== undefined) for (const t of times) samples.push(t - c);
+  }
+  samples.sort((a, b) => a - b);
+  return { p50: pct(samples, 50), p99: pct(samples, 99) };
+}
+
+/** 4. Noisy neighbours: the healthy tenant alone, then next to 8 hanging and 2 failing endpoints. */
+async function noisyNeighbours(pool: pg.Pool, secret: string, receiver: Receiver) {
+  await subscriptions.create(pool, {
+    tenantId: 'healthy',
+    url: `http://127.0.0.1:${receiver.port}/healthy`,
+    eventTypes: ['*'],
+    secret,
+  });
+  const quiet = await steadyTenantLatency(pool, receiver, 'healthy', null);
+  const noisy = await startNoisyServers(8, 2);
+  try {
+    for (const port of noisy.ports) {
+      await subscriptions.create(pool, { tenantId: 'noisy', url: `http://127.0.0.1:${port}/hook`, eventTypes: ['*'] });
+    }
+    const loud = await steadyTenantLatency(pool, receiver, 'healthy', 'noisy');
+    return { quiet, noisy: loud };
+  } finally {
+    // Hanging requests end now, so the relay's shutdown does not wait out its grace period.
+    noisy.close();
+  }
 }
 
 async function oneRun(url: string): Promise<RunResult> {
@@ -307,7 +435,7 @@ async function oneRun(url: string): Promise<RunResult> {
       throw new Error(`latency phase: ${lat.duplicates} duplicates, ${lat.badSignatures} bad signatures`);
     }
     const rssMiB = peakRssMiB(relay.pid as number);
-    const lost = await pool.query("SELECT count(*)::int AS n FROM hookbox.deliveries WHERE status <> 'succeeded'");
+    const noisy = await noisyNeighbours(pool, secret, receiver);
     return {
       ratio: outboxTps / baseTps,
       ratioNoNotify: plainTps / baseTps,
@@ -319,7 +447,9 @@ async function oneRun(url: string): Promise<RunResult> {
       p95: pct(samples, 95),
       p99: pct(samples, 99),
       rssMiB,
-      ...(lost.rows[0].n > 0 ? {} : {}),
+      quietP99: noisy.quiet.p99,
+      noisyP99: noisy.noisy.p99,
+      noisyP50: noisy.noisy.p50,
     };
   } finally {
     if (relay) {
@@ -348,7 +478,8 @@ async function main() {
       results.push(res);
       console.log(
         `run ${r}: enqueue ratio ${res.ratio.toFixed(2)} (${res.baseTps.toFixed(0)} → ${res.outboxTps.toFixed(0)} tx/s; ${res.ratioNoNotify.toFixed(2)} without the notifier, ${res.ratioNotifyInTx.toFixed(2)} with NOTIFY inside the transaction) · ` +
-          `drain ${res.drainPerSec.toFixed(0)} deliveries/s · latency p50 ${res.p50.toFixed(2)} ms p95 ${res.p95.toFixed(2)} ms p99 ${res.p99.toFixed(2)} ms · relay peak RSS ${res.rssMiB.toFixed(0)} MiB`,
+          `drain ${res.drainPerSec.toFixed(0)} deliveries/s · latency p50 ${res.p50.toFixed(2)} ms p95 ${res.p95.toFixed(2)} ms p99 ${res.p99.toFixed(2)} ms · relay peak RSS ${res.rssMiB.toFixed(0)} MiB · ` +
+          `noisy neighbours: healthy p99 ${res.quietP99.toFixed(2)} ms alone → ${res.noisyP99.toFixed(2)} ms with them (p50 ${res.noisyP50.toFixed(2)} ms, ×${(res.noisyP99 / res.quietP99).toFixed(2)})`,
       );
     }
   } finally {
@@ -357,9 +488,12 @@ async function main() {
   const m = (k: keyof RunResult) => median(results.map((r) => r[k]));
   console.log(
     `\nmedian of ${RUNS}: enqueue ratio ${m('ratio').toFixed(2)} (${m('ratioNoNotify').toFixed(2)} without the notifier, ${m('ratioNotifyInTx').toFixed(2)} with NOTIFY inside the transaction) · drain ${m('drainPerSec').toFixed(0)} deliveries/s · ` +
-      `latency p50 ${m('p50').toFixed(2)} ms · p95 ${m('p95').toFixed(2)} ms · p99 ${m('p99').toFixed(2)} ms · relay peak RSS ${m('rssMiB').toFixed(0)} MiB`,
+      `latency p50 ${m('p50').toFixed(2)} ms · p95 ${m('p95').toFixed(2)} ms · p99 ${m('p99').toFixed(2)} ms · relay peak RSS ${m('rssMiB').toFixed(0)} MiB · ` +
+      `noisy neighbours: healthy p99 ${m('quietP99').toFixed(2)} ms alone, ${m('noisyP99').toFixed(2)} ms with them (median ratio ×${median(results.map((r) => r.noisyP99 / r.quietP99)).toFixed(2)})`,
   );
-  console.log('bar: ratio ≥ 0.70 · drain ≥ 12000/s · p50 ≤ 2 ms · p99 ≤ 6 ms · RSS ≤ 150 MiB');
+  console.log(
+    'bar: ratio ≥ 0.70 · drain ≥ 12000/s · p50 ≤ 2 ms · p99 ≤ 6 ms · RSS ≤ 150 MiB · noisy p99 ≤ 2 × alone (same run)',
+  );
 }
 
 main().catch((err) => {

@@ -448,6 +448,8 @@ describe('with the real relay', () => {
           shutdownGraceMs: 2_000,
           maxResponseBytes: 1024,
           connectionsPerOrigin: 4,
+          slowAfterMs: 1_000,
+          slowConcurrency: 1,
           userAgent: 'hookbox-test',
         },
       });

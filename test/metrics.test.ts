@@ -100,6 +100,8 @@ function relayOptions(databaseUrl: string): RelayOptions {
     shutdownGraceMs: 5_000,
     maxResponseBytes: 1024,
     connectionsPerOrigin: 2,
+    slowAfterMs: 1_000,
+    slowConcurrency: 1,
     userAgent: 'hookbox-test',
   };
 }

@@ -25,76 +25,173 @@ export function resolveDatabaseUrl(flag: string | undefined): string {
   return url;
 }
 
-/** Every relay setting's default, in one place. */
-export const RELAY_DEFAULTS = {
-  concurrency: 64,
-  batchSize: 200,
-  pollInterval: '250ms',
-  lease: '60s',
-  requestTimeout: '15s',
-  retrySchedule: '5s,5m,30m,2h,5h,10h,10h',
-  retryJitter: 0.1,
-  shutdownGrace: '30s',
-  connectionsPerOrigin: 32,
-  maxResponseBytes: 4096,
-  logLevel: 'info',
-  /** The admin port (/metrics, /healthz, /readyz) is off unless a port is given. */
-  metricsPort: 'off',
-  metricsHost: '127.0.0.1',
-  metricsTenantLimit: 100,
-  /** Periodic retention cleanup inside the relay is off unless an age is given. */
-  cleanupOlderThan: 'off',
-  cleanupInterval: '1h',
-} as const;
+/**
+ * One declaration per relay setting: its flag, environment variable, default and help text.
+ * RELAY_DEFAULTS, RELAY_ENV, RelayFlags and the `hookbox relay` options (commands/relay.ts)
+ * are all generated from this table, so a setting is added in one place.
+ */
+interface SettingSpec {
+  /** commander's flag syntax, e.g. `--concurrency <n>`; a bare flag is a boolean. */
+  readonly flags: string;
+  readonly env: string;
+  /** The default, when there is a fixed one. */
+  readonly default?: string | number;
+  /** How the default reads in --help when it is not a fixed value. */
+  readonly defaultText?: string;
+  readonly help: string;
+}
 
-/** Flag name → environment variable. Flags win over the environment, which wins over defaults. */
-export const RELAY_ENV = {
-  databaseUrl: 'DATABASE_URL',
-  concurrency: 'HOOKBOX_CONCURRENCY',
-  batchSize: 'HOOKBOX_BATCH_SIZE',
-  pollInterval: 'HOOKBOX_POLL_INTERVAL',
-  lease: 'HOOKBOX_LEASE',
-  requestTimeout: 'HOOKBOX_REQUEST_TIMEOUT',
-  retrySchedule: 'HOOKBOX_RETRY_SCHEDULE',
-  maxAttempts: 'HOOKBOX_MAX_ATTEMPTS',
-  retryJitter: 'HOOKBOX_RETRY_JITTER',
-  allowPrivateNetwork: 'HOOKBOX_ALLOW_PRIVATE_NETWORK',
-  requireHttps: 'HOOKBOX_REQUIRE_HTTPS',
-  exitWhenIdle: 'HOOKBOX_EXIT_WHEN_IDLE',
-  shutdownGrace: 'HOOKBOX_SHUTDOWN_GRACE',
-  connectionsPerOrigin: 'HOOKBOX_CONNECTIONS_PER_ORIGIN',
-  maxResponseBytes: 'HOOKBOX_MAX_RESPONSE_BYTES',
-  logLevel: 'HOOKBOX_LOG_LEVEL',
-  metricsPort: 'HOOKBOX_METRICS_PORT',
-  metricsHost: 'HOOKBOX_METRICS_HOST',
-  metricsTenantLimit: 'HOOKBOX_METRICS_TENANT_LIMIT',
-  cleanupOlderThan: 'HOOKBOX_CLEANUP_OLDER_THAN',
-  cleanupInterval: 'HOOKBOX_CLEANUP_INTERVAL',
-} as const;
+export const RELAY_SETTINGS = {
+  databaseUrl: { flags: '--database-url <url>', env: 'DATABASE_URL', help: 'PostgreSQL connection string' },
+  concurrency: {
+    flags: '--concurrency <n>',
+    env: 'HOOKBOX_CONCURRENCY',
+    default: 64,
+    help: 'HTTP requests in flight at most, shared fairly between tenants when contended',
+  },
+  batchSize: { flags: '--batch-size <n>', env: 'HOOKBOX_BATCH_SIZE', default: 200, help: 'events claimed per fan-out' },
+  pollInterval: {
+    flags: '--poll-interval <dur>',
+    env: 'HOOKBOX_POLL_INTERVAL',
+    default: '250ms',
+    help: 'poll period when no wake-up arrives',
+  },
+  lease: {
+    flags: '--lease <dur>',
+    env: 'HOOKBOX_LEASE',
+    default: '60s',
+    help: 'claim lease; must exceed --request-timeout',
+  },
+  requestTimeout: {
+    flags: '--request-timeout <dur>',
+    env: 'HOOKBOX_REQUEST_TIMEOUT',
+    default: '15s',
+    help: 'total time per HTTP attempt',
+  },
+  retrySchedule: {
+    flags: '--retry-schedule <list>',
+    env: 'HOOKBOX_RETRY_SCHEDULE',
+    default: '5s,5m,30m,2h,5h,10h,10h',
+    help: 'delays after each failed attempt',
+  },
+  maxAttempts: {
+    flags: '--max-attempts <n>',
+    env: 'HOOKBOX_MAX_ATTEMPTS',
+    defaultText: 'schedule length + 1',
+    help: 'attempts in all before a delivery is dead',
+  },
+  retryJitter: {
+    flags: '--retry-jitter <fraction>',
+    env: 'HOOKBOX_RETRY_JITTER',
+    default: 0.1,
+    help: 'random spread of each delay, 0 to <1',
+  },
+  allowPrivateNetwork: {
+    flags: '--allow-private-network <cidr|host...>',
+    env: 'HOOKBOX_ALLOW_PRIVATE_NETWORK',
+    help: 'let deliveries reach these private/loopback CIDRs, IPs or hosts (space-separated or repeated; env: comma-separated)',
+  },
+  requireHttps: { flags: '--require-https', env: 'HOOKBOX_REQUIRE_HTTPS', help: 'refuse plain http:// endpoints' },
+  exitWhenIdle: {
+    flags: '--exit-when-idle',
+    env: 'HOOKBOX_EXIT_WHEN_IDLE',
+    help: 'exit 0 once nothing is pending and every delivery is final',
+  },
+  shutdownGrace: {
+    flags: '--shutdown-grace <dur>',
+    env: 'HOOKBOX_SHUTDOWN_GRACE',
+    default: '30s',
+    help: 'wait for in-flight requests on SIGTERM',
+  },
+  connectionsPerOrigin: {
+    flags: '--connections-per-origin <n>',
+    env: 'HOOKBOX_CONNECTIONS_PER_ORIGIN',
+    default: 32,
+    help: 'keep-alive connections and requests in flight per endpoint origin at most (each origin adapts below this: grows on answers, halves on timeouts, errors, 429 and 5xx)',
+  },
+  slowAfter: {
+    flags: '--slow-after <dur>',
+    env: 'HOOKBOX_SLOW_AFTER',
+    default: '1s',
+    help: 'a request in flight this long marks its endpoint slow: it stops counting against --concurrency and the endpoint sends only from the --slow-concurrency budget until it answers fast again',
+  },
+  slowConcurrency: {
+    flags: '--slow-concurrency <n>',
+    env: 'HOOKBOX_SLOW_CONCURRENCY',
+    defaultText: '--concurrency / 8, at least 1',
+    help: 'requests that slow endpoints may start at once, all of them together',
+  },
+  maxResponseBytes: {
+    flags: '--max-response-bytes <n>',
+    env: 'HOOKBOX_MAX_RESPONSE_BYTES',
+    default: 4096,
+    help: 'response bytes kept in the delivery log',
+  },
+  logLevel: { flags: '--log-level <level>', env: 'HOOKBOX_LOG_LEVEL', default: 'info', help: 'log level' },
+  metricsPort: {
+    flags: '--metrics-port <port>',
+    env: 'HOOKBOX_METRICS_PORT',
+    // The admin port (/metrics, /healthz, /readyz) is off unless a port is given.
+    default: 'off',
+    help: 'serve /metrics, /healthz, /readyz on this port; "off" disables',
+  },
+  metricsHost: {
+    flags: '--metrics-host <host>',
+    env: 'HOOKBOX_METRICS_HOST',
+    default: '127.0.0.1',
+    help: 'interface the metrics port binds to',
+  },
+  metricsTenantLimit: {
+    flags: '--metrics-tenant-limit <n>',
+    env: 'HOOKBOX_METRICS_TENANT_LIMIT',
+    default: 100,
+    help: 'tenants labelled on hookbox_tenant_deliveries_total, first seen first; the rest count as tenant="_other"',
+  },
+  cleanupOlderThan: {
+    flags: '--cleanup-older-than <dur>',
+    env: 'HOOKBOX_CLEANUP_OLDER_THAN',
+    // Periodic retention cleanup inside the relay is off unless an age is given.
+    default: 'off',
+    defaultText: 'off; enable on one relay',
+    help: 'delete finished deliveries, their attempts and fanned-out events older than this, in small batches; "off" disables',
+  },
+  cleanupInterval: {
+    flags: '--cleanup-interval <dur>',
+    env: 'HOOKBOX_CLEANUP_INTERVAL',
+    default: '1h',
+    help: 'time between cleanup runs',
+  },
+} as const satisfies Record<string, SettingSpec>;
 
-export type RelayFlags = Partial<{
-  databaseUrl: string;
-  concurrency: string;
-  batchSize: string;
-  pollInterval: string;
-  lease: string;
-  requestTimeout: string;
-  retrySchedule: string;
-  maxAttempts: string;
-  retryJitter: string;
-  allowPrivateNetwork: string[];
-  requireHttps: boolean;
-  exitWhenIdle: boolean;
-  shutdownGrace: string;
-  connectionsPerOrigin: string;
-  maxResponseBytes: string;
-  logLevel: string;
-  metricsPort: string;
-  metricsHost: string;
-  metricsTenantLimit: string;
-  cleanupOlderThan: string;
-  cleanupInterval: string;
-}>;
+type Settings = typeof RELAY_SETTINGS;
+export type RelaySetting = keyof Settings;
+type WithDefault = { [K in RelaySetting]: Settings[K] extends { default: string | number } ? K : never }[RelaySetting];
+
+/** Every relay setting's fixed default (from RELAY_SETTINGS). */
+export const RELAY_DEFAULTS = Object.fromEntries(
+  Object.entries(RELAY_SETTINGS).flatMap(([k, v]) => ('default' in v ? [[k, v.default]] : [])),
+) as { readonly [K in WithDefault]: Settings[K] extends { default: infer D } ? D : never };
+
+/** Setting → environment variable. Flags win over the environment, which wins over defaults. */
+export const RELAY_ENV = Object.fromEntries(Object.entries(RELAY_SETTINGS).map(([k, v]) => [k, v.env])) as {
+  readonly [K in RelaySetting]: Settings[K]['env'];
+};
+
+/** What commander hands over: bare flags are booleans, variadic ones arrays, the rest text. */
+export type RelayFlags = {
+  [K in RelaySetting]?: Settings[K]['flags'] extends `${string}...>`
+    ? string[]
+    : Settings[K]['flags'] extends `${string}<${string}`
+      ? string
+      : boolean;
+};
+
+/** The `--help` line of a setting: its text, its default, its environment variable. */
+export function settingHelp(key: RelaySetting): string {
+  const s: SettingSpec = RELAY_SETTINGS[key];
+  const def = s.defaultText ?? (s.default === undefined ? null : String(s.default));
+  return `${s.help}${def === null ? '' : ` (default ${def})`} [env: ${s.env}]`;
+}
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -154,7 +251,7 @@ export function resolveRelayConfig(
     return e === undefined || e === '' ? undefined : e;
   };
   const flag = (key: keyof typeof RELAY_ENV) => `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
-  const dur = (key: 'pollInterval' | 'lease' | 'requestTimeout' | 'shutdownGrace') =>
+  const dur = (key: 'pollInterval' | 'lease' | 'requestTimeout' | 'shutdownGrace' | 'slowAfter') =>
     parseDuration(pick(key) ?? RELAY_DEFAULTS[key], flag(key));
 
   const databaseUrl = resolveDatabaseUrl(flags.databaseUrl ?? env.DATABASE_URL);
@@ -192,9 +289,13 @@ export function resolveRelayConfig(
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new UsageError(`--log-level: must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
   }
+  const concurrency = intIn(pick('concurrency') ?? String(RELAY_DEFAULTS.concurrency), '--concurrency', 1, 10_000);
+  const slowAfterMs = dur('slowAfter');
+  if (slowAfterMs < 1) throw new UsageError('--slow-after: must be at least 1ms');
+  const slowConcurrencyText = pick('slowConcurrency');
   const options: RelayOptions = {
     databaseUrl,
-    concurrency: intIn(pick('concurrency') ?? String(RELAY_DEFAULTS.concurrency), '--concurrency', 1, 10_000),
+    concurrency,
     batchSize: intIn(pick('batchSize') ?? String(RELAY_DEFAULTS.batchSize), '--batch-size', 1, 10_000),
     pollIntervalMs,
     leaseMs,
@@ -216,6 +317,11 @@ export function resolveRelayConfig(
       1,
       1024,
     ),
+    slowAfterMs,
+    slowConcurrency:
+      slowConcurrencyText === undefined
+        ? Math.max(1, Math.floor(concurrency / 8))
+        : intIn(slowConcurrencyText, '--slow-concurrency', 1, 10_000),
     userAgent,
   };
   const metricsPortText = pick('metricsPort') ?? RELAY_DEFAULTS.metricsPort;

@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import pRetry from 'p-retry';
 import pg from 'pg';
-import { RELAY_DEFAULTS, RELAY_ENV, type RelayFlags, resolveRelayConfig } from '../config.js';
+import { RELAY_SETTINGS, type RelayFlags, type RelaySetting, resolveRelayConfig, settingHelp } from '../config.js';
 import { createLogger } from '../logger.js';
 import { startAdminServer } from '../metrics/admin-server.js';
 import { createRelayMetrics } from '../metrics/metrics.js';
@@ -10,81 +10,15 @@ import { startPeriodicCleanup } from '../relay/cleanup.js';
 import { createRelay } from '../relay/relay.js';
 import { VERSION } from '../version.js';
 
-const env = (key: keyof typeof RELAY_ENV) => `[env: ${RELAY_ENV[key]}]`;
-
 export function registerRelay(program: Command): void {
-  program
+  const command = program
     .command('relay')
-    .description('run the relay daemon: fan out committed events, sign and deliver them, retry until done')
-    .option('--database-url <url>', `PostgreSQL connection string ${env('databaseUrl')}`)
-    .option(
-      '--concurrency <n>',
-      `HTTP requests in flight at most (default ${RELAY_DEFAULTS.concurrency}) ${env('concurrency')}`,
-    )
-    .option('--batch-size <n>', `events claimed per fan-out (default ${RELAY_DEFAULTS.batchSize}) ${env('batchSize')}`)
-    .option(
-      '--poll-interval <dur>',
-      `poll period when no wake-up arrives (default ${RELAY_DEFAULTS.pollInterval}) ${env('pollInterval')}`,
-    )
-    .option(
-      '--lease <dur>',
-      `claim lease; must exceed --request-timeout (default ${RELAY_DEFAULTS.lease}) ${env('lease')}`,
-    )
-    .option(
-      '--request-timeout <dur>',
-      `total time per HTTP attempt (default ${RELAY_DEFAULTS.requestTimeout}) ${env('requestTimeout')}`,
-    )
-    .option(
-      '--retry-schedule <list>',
-      `delays after each failed attempt (default ${RELAY_DEFAULTS.retrySchedule}) ${env('retrySchedule')}`,
-    )
-    .option(
-      '--max-attempts <n>',
-      `attempts in all before a delivery is dead (default: schedule length + 1) ${env('maxAttempts')}`,
-    )
-    .option(
-      '--retry-jitter <fraction>',
-      `random spread of each delay, 0 to <1 (default ${RELAY_DEFAULTS.retryJitter}) ${env('retryJitter')}`,
-    )
-    .option(
-      '--allow-private-network <cidr|host...>',
-      `let deliveries reach these private/loopback CIDRs, IPs or hosts (space-separated or repeated; env: comma-separated) ${env('allowPrivateNetwork')}`,
-    )
-    .option('--require-https', `refuse plain http:// endpoints ${env('requireHttps')}`)
-    .option('--exit-when-idle', `exit 0 once nothing is pending and every delivery is final ${env('exitWhenIdle')}`)
-    .option(
-      '--shutdown-grace <dur>',
-      `wait for in-flight requests on SIGTERM (default ${RELAY_DEFAULTS.shutdownGrace}) ${env('shutdownGrace')}`,
-    )
-    .option(
-      '--connections-per-origin <n>',
-      `keep-alive connections and requests in flight per endpoint origin (default ${RELAY_DEFAULTS.connectionsPerOrigin}) ${env('connectionsPerOrigin')}`,
-    )
-    .option(
-      '--max-response-bytes <n>',
-      `response bytes kept in the delivery log (default ${RELAY_DEFAULTS.maxResponseBytes}) ${env('maxResponseBytes')}`,
-    )
-    .addOption(new Option('--log-level <level>', `log level (default ${RELAY_DEFAULTS.logLevel}) ${env('logLevel')}`))
-    .option(
-      '--metrics-port <port>',
-      `serve /metrics, /healthz, /readyz on this port; "off" disables (default ${RELAY_DEFAULTS.metricsPort}) ${env('metricsPort')}`,
-    )
-    .option(
-      '--metrics-host <host>',
-      `interface the metrics port binds to (default ${RELAY_DEFAULTS.metricsHost}) ${env('metricsHost')}`,
-    )
-    .option(
-      '--metrics-tenant-limit <n>',
-      `tenants labelled on hookbox_tenant_deliveries_total, first seen first; the rest count as tenant="_other" (default ${RELAY_DEFAULTS.metricsTenantLimit}) ${env('metricsTenantLimit')}`,
-    )
-    .option(
-      '--cleanup-older-than <dur>',
-      `delete finished deliveries, their attempts and fanned-out events older than this, in small batches; "off" disables (default ${RELAY_DEFAULTS.cleanupOlderThan}; enable on one relay) ${env('cleanupOlderThan')}`,
-    )
-    .option(
-      '--cleanup-interval <dur>',
-      `time between cleanup runs (default ${RELAY_DEFAULTS.cleanupInterval}) ${env('cleanupInterval')}`,
-    )
+    .description('run the relay daemon: fan out committed events, sign and deliver them, retry until done');
+  // Every option comes from the one settings table (config.ts).
+  for (const key of Object.keys(RELAY_SETTINGS) as RelaySetting[]) {
+    command.addOption(new Option(RELAY_SETTINGS[key].flags, settingHelp(key)));
+  }
+  command
     .addHelpText(
       'after',
       `

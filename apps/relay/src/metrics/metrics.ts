@@ -46,6 +46,9 @@ export interface RelayInstruments {
   disabledSubscriptions: Gauge<never>;
   endpointFailureStreak: Gauge<'subscription_id' | 'tenant'>;
   sampleTimestamp: Gauge<never>;
+  slowEndpoints: Gauge<never>;
+  slowInFlight: Gauge<never>;
+  parkedSubscriptions: Gauge<never>;
   sampleErrors: Counter<never>;
 }
 
@@ -160,6 +163,18 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Metric
       labelNames: ['subscription_id', 'tenant'],
       registers,
     }),
+    slowEndpoints: gauge(
+      'hookbox_relay_slow_endpoints',
+      'Endpoint origins this relay marks slow: a request took longer than --slow-after; they send only from --slow-concurrency.',
+    ),
+    slowInFlight: gauge(
+      'hookbox_relay_slow_requests_in_flight',
+      'Requests in flight to slow endpoints (outside --concurrency).',
+    ),
+    parkedSubscriptions: gauge(
+      'hookbox_relay_parked_subscriptions',
+      'Subscriptions whose deliveries this relay hands back and leaves out of its claims for now (slow endpoint, or 5 failures in a row).',
+    ),
     sampleTimestamp: gauge(
       'hookbox_metrics_last_sample_timestamp_seconds',
       'Unix time of the last successful database sample of the gauges.',
@@ -203,6 +218,12 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Metric
         // A delivery succeeds once (the row is final afterwards), so this is its first success.
         // The event's time comes from the database clock: small skews clamp at 0.
         if (outcome === 'succeeded') i.lag.observe(seconds(Date.now() - d.eventCreatedMs));
+      }),
+    isolation: (state) =>
+      safe(() => {
+        i.slowEndpoints.set(state.slowEndpoints);
+        i.slowInFlight.set(state.slowInFlight);
+        i.parkedSubscriptions.set(state.parkedSubscriptions);
       }),
   };
   return { registry, instruments: i, observer };

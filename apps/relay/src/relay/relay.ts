@@ -9,8 +9,10 @@ import type { Logger } from 'pino';
 import { Agent, type Dispatcher } from 'undici';
 import { Deadlines, sendAttempt } from '../delivery/http.js';
 import { createAddressGuard } from '../delivery/ssrf.js';
-import { type AttemptResult, type Decision, decide, type RetryPolicy } from '../policy/retry.js';
-import { buildBody, buildHeaders, SignerCache } from './envelope.js';
+import type { AttemptResult, RetryPolicy } from '../policy/retry.js';
+import { clean, completeDispatch, finalOutcome, prepareDispatch } from './dispatch.js';
+import { DispatchQueue, type Feedback } from './dispatch-queue.js';
+import { SignerCache } from './envelope.js';
 import { Recorder } from './recorder.js';
 import {
   type ClaimedDelivery,
@@ -18,18 +20,12 @@ import {
   disableSubscription,
   fanOut,
   hasUnfinishedWork,
-  type Outcome,
   releaseClaims,
 } from './sql.js';
-import { parseTarget } from './urls.js';
 import { listenForWakeups, type Wakeup } from './wakeup.js';
 
-/** Everything the relay loop needs to know; defaults live in apps/relay/src/config.ts. */
 /** At shutdown, how long to wait on the database (a claim landing, the last writes). */
 const SHUTDOWN_DB_WAIT_MS = 15_000;
-
-/** NUL cannot be stored in Postgres text; responses and error messages may contain it. */
-const clean = (text: string): string => (text.includes('\u0000') ? text.replaceAll('\u0000', '') : text);
 
 /** Once no retry is due, how long before the relay looks again while it is busy fanning out. */
 const DUE_RECHECK_MS = 50;
@@ -37,7 +33,10 @@ const DUE_RECHECK_MS = 50;
 const SATURATED_WAIT_MS = 250;
 /** ...for this long, before it is claimed again. */
 const SATURATED_DEFER_MS = 1_000;
+/** Work for a slow or failing endpoint is handed back for this long, its subscription left out of due claims meanwhile. */
+const PARK_MS = 5_000;
 
+/** Everything the relay loop needs to know; defaults live in apps/relay/src/config.ts. */
 export interface RelayOptions {
   databaseUrl: string;
   /** Most HTTP requests in flight at once. */
@@ -61,8 +60,12 @@ export interface RelayOptions {
   shutdownGraceMs: number;
   /** Response bytes kept in the delivery log. */
   maxResponseBytes: number;
-  /** Keep-alive connections per endpoint origin. */
+  /** Keep-alive connections per endpoint origin; the ceiling of its adaptive concurrency. */
   connectionsPerOrigin: number;
+  /** A request in flight this long marks its endpoint slow (see dispatch-queue.ts), in ms. */
+  slowAfterMs: number;
+  /** Requests in flight at once to slow endpoints, all of them together. */
+  slowConcurrency: number;
   /** Sent as `user-agent`. */
   userAgent: string;
 }
@@ -72,6 +75,18 @@ export interface RelayObserver {
   fannedOut?(matchedEvents: number, unmatchedEvents: number): void;
   attempt?(d: ClaimedDelivery, result: AttemptResult, durationMs: number): void;
   outcome?(d: ClaimedDelivery, outcome: 'succeeded' | 'retry' | 'dead' | 'disabled' | 'cancelled'): void;
+  /** The dispatch queue's isolation state, on every poll tick. */
+  isolation?(state: IsolationState): void;
+}
+
+/** How many endpoints this relay holds back (dispatch-queue.ts). */
+export interface IsolationState {
+  /** Endpoint origins marked slow. */
+  slowEndpoints: number;
+  /** Requests in flight to slow endpoints (outside --concurrency). */
+  slowInFlight: number;
+  /** Subscriptions whose work is parked (slow or failing endpoint). */
+  parkedSubscriptions: number;
 }
 
 export interface RelayDeps {
@@ -109,24 +124,26 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   // decided and again when it committed. Claims taken before that were loaded with
   // active = true and may still sit in the queue; they must not be sent.
   const goneAt = new Map<string, number>();
-  const queue: ClaimedDelivery[] = [];
-  const inFlightByOrigin = new Map<string, number>();
-  /** Requests in flight per subscription, for subscriptions with their own max_in_flight. */
-  const inFlightBySubscription = new Map<string, number>();
-  const inFlightIds = new Set<number>();
+  // A buffered claim is only started while its lease still covers a whole attempt, with a
+  // safety margin of up to 1 s — never all of the slack, or a lease only a little longer than
+  // the request timeout (valid config) would make every claim stale and nothing would be sent.
+  const slackMs = options.leaseMs - options.requestTimeoutMs;
+  const queue = new DispatchQueue<ClaimedDelivery>({
+    concurrency: options.concurrency,
+    connectionsPerOrigin: options.connectionsPerOrigin,
+    staleAfterMs: Math.max(0, slackMs - Math.min(1_000, slackMs / 2)),
+    saturatedWaitMs: SATURATED_WAIT_MS,
+    slowAfterMs: Math.min(options.slowAfterMs, options.requestTimeoutMs),
+    slowConcurrency: options.slowConcurrency,
+  });
+  /** Subscriptions whose endpoint is slow or failing -> performance.now() until which due claims skip them. */
+  const parkedUntil = new Map<string, number>();
   /** Releases under way (stop() waits for them). */
   const releases = new Set<Promise<void>>();
   /** Set when shutdown cuts in-flight requests: their attempts are not the endpoint's fault. */
   let cutting = false;
   /** When a due-claim last came back short (nothing more was due then). */
   let dueDrainedAt = Number.NEGATIVE_INFINITY;
-  /** Buffered deliveries waiting for a saturated endpoint (set by startQueued). */
-  let blockedQueued = 0;
-  // A buffered claim is only started while its lease still covers a whole attempt, with a
-  // safety margin of up to 1 s — never all of the slack, or a lease only a little longer than
-  // the request timeout (valid config) would make every claim stale and nothing would be sent.
-  const slackMs = options.leaseMs - options.requestTimeoutMs;
-  const staleAfterMs = Math.max(0, slackMs - Math.min(1_000, slackMs / 2));
   const stats = { inFlight: 0, queued: 0, delivered: 0, attempts: 0 };
   let running = false;
   let stopping: Promise<void> | null = null;
@@ -149,10 +166,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     }
     // Buffer up to one more round beyond what is in flight, so the next claim overlaps the
     // deliveries under way instead of waiting for them (a claim is a few round trips).
-    // Work waiting on a saturated endpoint does not count: it must not stop the claims that
-    // bring other endpoints' work in.
+    // Work waiting on a saturated endpoint, and requests of slow endpoints (they do not hold
+    // main slots), do not count: fan-out never waits on them.
     const free = Math.min(
-      2 * options.concurrency - stats.inFlight - (queue.length - blockedQueued),
+      2 * options.concurrency - queue.inFlightMain - (queue.length - queue.blocked),
       // and the buffer as a whole stays bounded
       4 * options.concurrency - queue.length,
     );
@@ -180,7 +197,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       dbRetry('fan-out'),
     );
     // Buffer the fan-out's claims before the next query: if that one fails, they still go out.
-    for (const d of fanned) queue.push(d);
+    queue.push(fanned);
     const room = Math.max(free - fanned.length, Math.ceil(free / 4));
     // Retries are scheduled seconds apart: while fan-out keeps the relay busy, look for
     // due ones at most every DUE_RECHECK_MS once a look found fewer than asked for.
@@ -191,15 +208,31 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       running && recorder.healthy && now - dueDrainedAt >= Math.min(DUE_RECHECK_MS, options.pollIntervalMs);
     const due = lookForDue
       ? await pRetry(
-          () => claimDueDeliveries(db, room, options.leaseMs, [...recorder.unwrittenIds(), ...inFlightIds]),
+          () =>
+            claimDueDeliveries(
+              db,
+              room,
+              options.leaseMs,
+              [...recorder.unwrittenIds(), ...queue.inFlightIds()],
+              parkedSubscriptions(now),
+            ),
           dbRetry('claim'),
         )
       : [];
     if (lookForDue) dueDrainedAt = due.length < room ? now : Number.NEGATIVE_INFINITY;
-    for (const d of due) queue.push(d);
-    stats.queued = queue.length;
+    queue.push(due);
     startQueued();
     return events + due.length;
+  }
+
+  /** Subscriptions parked at `now`: for PARK_MS, and then for as long as their endpoint still holds them. */
+  function parkedSubscriptions(now: number): string[] {
+    const ids = new Set(queue.parkedSubscriptions());
+    for (const [id, until] of parkedUntil) {
+      if (until > now) ids.add(id);
+      else parkedUntil.delete(id);
+    }
+    return [...ids];
   }
 
   /** Claims pending events, matches them and inserts their deliveries already leased: one statement. */
@@ -223,84 +256,39 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     };
   }
 
-  /**
-   * Starts buffered deliveries up to the concurrency limit, at most `connectionsPerOrigin`
-   * at a time per endpoint origin: a slow or hanging endpoint holds its own slots, not
-   * everyone's, and its queued deliveries wait while other endpoints' go ahead.
-   */
+  /** Starts what the dispatch queue lets start, and hands back what it gives up on. */
   function startQueued(fullScan = false): void {
-    const now = performance.now();
-    let i = 0;
-    const stale: ClaimedDelivery[] = [];
-    const deferred: ClaimedDelivery[] = [];
-    let blocked = 0;
-    while (running && i < queue.length) {
-      // At capacity nothing can start: stop scanning (the poll tick does a full pass for
-      // stale and stuck work).
-      if (!fullScan && stats.inFlight >= options.concurrency) break;
-      const d = queue[i] as ClaimedDelivery;
-      if (now > d.claimedAt + staleAfterMs) {
-        // Waited in the buffer so long that the lease could run out mid-request: hand the
-        // row back (due now, attempt count restored) rather than risk a double delivery.
-        // Left to its lease instead, it would wait out the lease and its re-claim would count
-        // an attempt that was never made, eating into the retry budget.
-        queue.splice(i, 1);
-        stale.push(d);
-        continue;
-      }
-      const origin = d.origin;
-      const busy = inFlightByOrigin.get(origin) ?? 0;
-      const subBusy = inFlightBySubscription.get(d.subscriptionId) ?? 0;
-      if (
-        (origin !== '' && busy >= options.connectionsPerOrigin) ||
-        (d.maxInFlight !== null && subBusy >= d.maxInFlight)
-      ) {
-        // This endpoint is saturated (its origin's connections, or the subscription's own
-        // max_in_flight). Work that has waited long for it means the endpoint
-        // is slow, not just busy: hand that back for a while, so a slow endpoint's backlog
-        // cannot sit in the buffer and keep other endpoints' work from being claimed.
-        if (now - d.claimedAt > SATURATED_WAIT_MS) {
-          queue.splice(i, 1);
-          deferred.push(d);
-          continue;
-        }
-        blocked++;
-        i++;
-        continue;
-      }
-      if (stats.inFlight >= options.concurrency) {
-        i++;
-        continue;
-      }
-      queue.splice(i, 1);
-      inFlightByOrigin.set(origin, busy + 1);
-      inFlightBySubscription.set(d.subscriptionId, subBusy + 1);
-      stats.inFlight++;
-      inFlightIds.add(d.deliveryId);
-      void deliverGuarded(d).finally(() => {
-        inFlightIds.delete(d.deliveryId);
-        const left = (inFlightByOrigin.get(origin) ?? 1) - 1;
-        if (left > 0) inFlightByOrigin.set(origin, left);
-        else inFlightByOrigin.delete(origin);
-        const subLeft = (inFlightBySubscription.get(d.subscriptionId) ?? 1) - 1;
-        if (subLeft > 0) inFlightBySubscription.set(d.subscriptionId, subLeft);
-        else inFlightBySubscription.delete(d.subscriptionId);
-        stats.inFlight--;
+    if (!running) return;
+    const slowBefore = queue.inFlightSlow;
+    const { start, stale, deferred, parked } = queue.schedule(fullScan);
+    stats.inFlight = queue.inFlight;
+    stats.queued = queue.length;
+    for (const d of start) {
+      void deliverGuarded(d).then((feedback) => {
+        queue.finish(d, feedback);
+        stats.inFlight = queue.inFlight;
         stats.queued = queue.length;
         if (stats.inFlight === 0 && inFlightDrained) inFlightDrained();
         startQueued();
         pump();
       });
     }
-    blockedQueued = blocked;
-    stats.queued = queue.length;
+    if (queue.inFlightSlow > slowBefore && logger.isLevelEnabled('debug')) {
+      logger.debug({ slowEndpoints: queue.slowEndpoints() }, 'requests moved to the slow pool');
+    }
     if (stale.length > 0) {
       logger.debug({ deliveries: stale.length }, 'claims too old to start; releasing them');
       release(stale, 0, 'stale');
     }
     if (deferred.length > 0) {
-      logger.debug({ deliveries: deferred.length }, 'endpoint saturated; deferring its extra claims');
+      logger.debug({ deliveries: deferred.length }, 'endpoint saturated or slow; deferring its extra claims');
       release(deferred, SATURATED_DEFER_MS, 'deferred');
+    }
+    if (parked.length > 0) {
+      const until = performance.now() + PARK_MS;
+      for (const d of parked) parkedUntil.set(d.subscriptionId, until);
+      logger.debug({ deliveries: parked.length }, 'endpoint slow or failing; parking its claims');
+      release(parked, PARK_MS, 'parked');
     }
   }
 
@@ -317,9 +305,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
    * deliver() with a floor under it: a throw (a stored secret that no longer parses, a bug)
    * ends this delivery as dead with the error recorded, never the process.
    */
-  async function deliverGuarded(d: ClaimedDelivery): Promise<void> {
+  async function deliverGuarded(d: ClaimedDelivery): Promise<Feedback> {
     try {
-      await deliver(d);
+      return await deliver(d);
     } catch (err) {
       logger.error(
         { err, deliveryId: d.deliveryId, subscriptionId: d.subscriptionId },
@@ -331,27 +319,12 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       } catch {
         // Observers must not throw; if one does, it changes nothing here.
       }
+      return 'none';
     }
   }
 
-  function finalOutcome(d: ClaimedDelivery, status: Outcome['status'], errorClass: string, message: string): Outcome {
-    return {
-      deliveryId: d.deliveryId,
-      attempt: d.attempt,
-      subscriptionId: d.subscriptionId,
-      status,
-      delayMs: 0,
-      statusCode: null,
-      errorClass,
-      errorMessage: message,
-      startedAt: new Date(),
-      durationMs: 0,
-      excerpt: null,
-      attempted: false,
-    };
-  }
-
-  async function deliver(d: ClaimedDelivery): Promise<void> {
+  /** prepare → send → map the response to an outcome (pure) → record. */
+  async function deliver(d: ClaimedDelivery): Promise<Feedback> {
     const log = {
       deliveryId: d.deliveryId,
       eventId: d.eventId,
@@ -360,84 +333,50 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       attempt: d.attempt,
     };
     const gone = goneAt.get(d.subscriptionId);
-    if (!d.active || (gone !== undefined && d.claimedAt <= gone)) {
-      recorder.add(finalOutcome(d, 'cancelled', 'cancelled', 'subscription is disabled'));
-      observer.outcome?.(d, 'cancelled');
-      return;
+    const prepared = prepareDispatch(d, {
+      signers,
+      userAgent: options.userAgent,
+      requireHttps: options.requireHttps,
+      disabledSinceClaim: gone !== undefined && d.claimedAt <= gone,
+    });
+    if (prepared.kind === 'final') {
+      if (prepared.observed === 'dead') logger.warn({ ...log }, `delivery refused: ${prepared.reason}`);
+      recorder.add(prepared.outcome);
+      observer.outcome?.(d, prepared.observed);
+      return 'none';
     }
-    const target = parseTarget(d.url);
-    if (!target || (options.requireHttps && target.protocol !== 'https:')) {
-      const why = target ? 'https is required (--require-https)' : 'the URL is not a valid http(s) URL';
-      logger.warn({ ...log }, `delivery refused: ${why}`);
-      recorder.add(finalOutcome(d, 'dead', 'blocked', why));
-      observer.outcome?.(d, 'dead');
-      return;
-    }
-    const body = buildBody(d);
-    const startedAt = new Date();
-    const headers = buildHeaders(
-      d,
-      body,
-      signers.get(d.secrets),
-      options.userAgent,
-      Math.floor(startedAt.getTime() / 1000),
-    );
-    const { result, durationMs, excerpt } = await sendAttempt(agent, target.origin, target.path, headers, body, {
+    const attempt = await sendAttempt(agent, prepared.origin, prepared.path, prepared.headers, prepared.body, {
       timeoutMs: options.requestTimeoutMs,
       deadlines,
       maxResponseBytes: options.maxResponseBytes,
       maxDrainBytes: 64 * 1024,
     });
     stats.attempts++;
-    observer.attempt?.(d, result, durationMs);
-    // Cut off by our own shutdown, not failed by the endpoint: due again at once.
-    const decision: Decision =
-      cutting && result.kind === 'error'
-        ? { action: 'retry', delayMs: 0, reason: 'cut off by relay shutdown' }
-        : decide(result, d.attempt, options.retry);
-    const statusCode = result.kind === 'response' ? result.status : null;
-    const errorClass =
-      decision.action === 'succeeded' ? null : result.kind === 'response' ? 'http_status' : result.errorClass;
-    const errorMessage =
-      decision.action === 'succeeded'
-        ? null
-        : result.kind === 'response'
-          ? `HTTP ${result.status}`
-          : clean(cutting ? `cut off by relay shutdown (${result.message})` : result.message);
-    const outcome: Outcome = {
-      deliveryId: d.deliveryId,
-      attempt: d.attempt,
-      subscriptionId: d.subscriptionId,
-      status: decision.action === 'succeeded' ? 'succeeded' : decision.action === 'retry' ? 'pending' : 'dead',
-      delayMs: decision.action === 'retry' ? Math.round(decision.delayMs) : 0,
-      statusCode,
-      errorClass,
-      errorMessage,
-      startedAt,
-      durationMs,
-      excerpt: excerpt === null ? null : clean(excerpt),
-      attempted: true,
-    };
+    observer.attempt?.(d, attempt.result, attempt.durationMs);
+    const { decision, outcome, feedback } = completeDispatch(d, attempt, prepared.startedAt, options.retry, {
+      cut: cutting,
+    });
     recorder.add(outcome);
+    const { statusCode: status, errorClass, durationMs } = outcome;
     switch (decision.action) {
       case 'succeeded':
         stats.delivered++;
-        logger.debug({ ...log, status: statusCode, durationMs }, 'delivered');
+        logger.debug({ ...log, status, durationMs }, 'delivered');
         observer.outcome?.(d, 'succeeded');
         break;
       case 'retry':
         logger.info(
-          { ...log, status: statusCode, errorClass, durationMs, retryInMs: outcome.delayMs },
+          { ...log, status, errorClass, durationMs, retryInMs: outcome.delayMs },
           `attempt failed: ${decision.reason}; will retry`,
         );
         observer.outcome?.(d, 'retry');
         break;
       case 'dead':
-        logger.warn({ ...log, status: statusCode, errorClass, durationMs }, `delivery dead: ${decision.reason}`);
+        logger.warn({ ...log, status, errorClass, durationMs }, `delivery dead: ${decision.reason}`);
         observer.outcome?.(d, 'dead');
         break;
       case 'disable': {
-        logger.warn({ ...log, status: statusCode, durationMs }, `subscription disabled: ${decision.reason}`);
+        logger.warn({ ...log, status, durationMs }, `subscription disabled: ${decision.reason}`);
         observer.outcome?.(d, 'disabled');
         goneAt.set(d.subscriptionId, performance.now());
         await pRetry(
@@ -448,15 +387,16 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         break;
       }
     }
+    return feedback;
   }
 
   let checkingIdle = false;
   async function checkIdle(): Promise<void> {
-    if (checkingIdle || !running || stats.inFlight > 0 || queue.length > 0) return;
+    if (checkingIdle || !running || queue.inFlight > 0 || queue.length > 0) return;
     checkingIdle = true;
     try {
       await recorder.drain();
-      if (stats.inFlight > 0 || queue.length > 0 || claiming) return;
+      if (queue.inFlight > 0 || queue.length > 0 || claiming) return;
       if (!(await hasUnfinishedWork(db))) {
         logger.info({ delivered: stats.delivered, attempts: stats.attempts }, 'idle: nothing pending; exiting');
         await stop();
@@ -483,6 +423,15 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       // back here even when no delivery finishes to trigger it.
       if (queue.length > 0) startQueued(true);
       pump();
+      try {
+        observer.isolation?.({
+          slowEndpoints: queue.slowEndpoints().length,
+          slowInFlight: queue.inFlightSlow,
+          parkedSubscriptions: parkedSubscriptions(performance.now()).length,
+        });
+      } catch {
+        // Observers must not throw; if one does, it changes nothing here.
+      }
     }, options.pollIntervalMs);
     logger.info(
       { concurrency: options.concurrency, batchSize: options.batchSize, pollIntervalMs: options.pollIntervalMs },
@@ -501,7 +450,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       // with the database gone it would otherwise wait for TCP to give up).
       const claimDeadline = performance.now() + SHUTDOWN_DB_WAIT_MS;
       while (claiming && performance.now() < claimDeadline) await new Promise((r) => setTimeout(r, 5));
-      const unstarted = queue.splice(0);
+      const unstarted = queue.drain();
+      stats.queued = 0;
       const inFlightIdle = (ms: number) =>
         Promise.race([
           new Promise<void>((r) => {

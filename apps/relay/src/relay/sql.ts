@@ -131,6 +131,8 @@ const CLAIM_DUE = `WITH c AS (
   WHERE status = 'pending' AND next_attempt_at <= now()
     -- not this relay's own deliveries whose outcome it has yet to write
     AND id <> ALL($3::bigint[])
+    -- nor those of subscriptions this relay parked (slow or failing endpoints)
+    AND subscription_id <> ALL($4::uuid[])
   ORDER BY next_attempt_at
   LIMIT $1
   FOR UPDATE SKIP LOCKED
@@ -157,11 +159,12 @@ export async function claimDueDeliveries(
   limit: number,
   leaseMs: number,
   exclude: readonly number[] = [],
+  parkedSubscriptions: readonly string[] = [],
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query({
-    name: 'hookbox_claim_due_v3',
+    name: 'hookbox_claim_due_v4',
     text: CLAIM_DUE,
-    values: [limit, leaseMs, exclude],
+    values: [limit, leaseMs, exclude, parkedSubscriptions],
   });
   const claimedAt = performance.now();
   return rows.map((r) => toClaimed(r, r.attempts, claimedAt));

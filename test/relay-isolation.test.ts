@@ -1,0 +1,89 @@
+/**
+ * No tenant can slow another (issue #9): a tenant that owns many endpoints which accept and
+ * never answer (more origins than --concurrency / --connections-per-origin, the attack the
+ * issue measured) plus endpoints that answer 500, next to a victim tenant whose endpoint is
+ * healthy. The victim's deliveries must all land while every hanging request is still
+ * hanging, i.e. long before the first request timeout could free a slot. No wall-clock
+ * bound beyond a generous one: "before the tarpits time out" is the assertion.
+ */
+import { randomUUID } from 'node:crypto';
+import { subscriptions } from '@hookbox/outbox';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { IsolationState } from '../apps/relay/src/relay/relay.js';
+import { useTestDatabase } from './harness/db.js';
+import { type Receiver, startReceiver } from './harness/receiver.js';
+import { enqueueEvents, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
+
+const db = useTestDatabase();
+const defer = useCleanup(afterEach);
+const tenant = (name: string) => `${name}-${randomUUID().slice(0, 8)}`;
+
+async function receiver(): Promise<Receiver> {
+  const r = await startReceiver();
+  defer(() => r.close());
+  return r;
+}
+
+describe('isolation between tenants', () => {
+  it("a tenant with more hanging origins than the relay has slots, and erroring endpoints, does not delay another tenant's deliveries", async () => {
+    const attacker = tenant('attacker');
+    const victim = tenant('victim');
+    // 4 origins × 4 connections each = 16 hanging requests > 8 global slots.
+    const tarpits: Receiver[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await receiver();
+      r.on('/t', { hang: true });
+      tarpits.push(r);
+      await subscriptions.create(db.pool, { tenantId: attacker, url: r.url('/t'), eventTypes: ['*'] });
+    }
+    const failing = await receiver();
+    for (const path of ['/500?a', '/500?b']) {
+      failing.on(path, { status: 500 });
+      await subscriptions.create(db.pool, { tenantId: attacker, url: failing.url(path), eventTypes: ['*'] });
+    }
+    const healthy = await receiver();
+    await subscriptions.create(db.pool, { tenantId: victim, url: healthy.url('/v'), eventTypes: ['*'] });
+
+    // Far longer than the test waits: a slot held by a hanging request is only freed by
+    // this timeout, so the victim can only be served early if isolation works.
+    const states: IsolationState[] = [];
+    const relay = startRelay(
+      db.url,
+      {
+        concurrency: 8,
+        connectionsPerOrigin: 4,
+        requestTimeoutMs: 60_000,
+        leaseMs: 120_000,
+        // A request in flight for 1 s marks its endpoint slow; slow endpoints share 2 slots.
+        slowAfterMs: 1_000,
+        slowConcurrency: 2,
+        retry: { scheduleMs: [60_000], maxAttempts: 2 },
+      },
+      { observer: { isolation: (state) => states.push(state) } },
+    );
+    defer(() => relay.stop());
+
+    await enqueueEvents(
+      db.pool,
+      Array.from({ length: 40 }, (_, n) => ({ tenantId: attacker, type: 'noise.x', payload: { n } })),
+    );
+    // Let the attacker's requests take every slot they can get before the victim shows up.
+    await waitFor(() => tarpits.reduce((n, t) => n + t.requests().length, 0) >= 4, {
+      what: 'hanging requests',
+    });
+    for (let round = 0; round < 3; round++) {
+      await enqueueEvents(
+        db.pool,
+        Array.from({ length: 5 }, (_, n) => ({ tenantId: victim, type: 'order.created', payload: { round, n } })),
+      );
+    }
+    const rows = await waitForAllFinal(db.pool, { tenants: [victim], atLeast: 15, timeoutMs: 40_000 });
+    expect(rows.map((d) => d.status)).toEqual(Array(15).fill('succeeded'));
+    expect(healthy.requests('/v')).toHaveLength(15);
+    // Every hanging request is still hanging: none of them gave a slot back.
+    expect(tarpits.every((t) => t.traces.length === 0)).toBe(true);
+    expect(tarpits.reduce((n, t) => n + t.inFlight, 0)).toBeGreaterThan(0);
+    // The relay reports what it holds back (hookbox_relay_* gauges).
+    expect(states.some((s) => s.slowEndpoints >= 1 && s.slowInFlight >= 1 && s.parkedSubscriptions >= 1)).toBe(true);
+  }, 60_000);
+});
