@@ -10,23 +10,41 @@
  *    another tenant has 8 endpoints that accept and never answer and 2 that answer 500,
  *    each receiving RATE events/s (same run, same relay).
  *
+ * and, on the many-tenants shape (bench/many-tenants.ts: 64 tenants × 2 subscriptions on
+ * one receiver origin, ~300-byte payloads, relay concurrency 32), drain with Postgres CPU and
+ * WAL bytes per delivery, and latency at the same rate. `--peers` runs graphile-worker and
+ * pg-boss on that shape in the same run (bench/peers.ts); `--scale-out` drains it with 1, 2
+ * and 4 relays on one database. Each scenario gets a fresh database.
+ *
  * Postgres, producer (this process), receiver and relay (child processes) share the box.
  * Uses DATABASE_URL when set, else an embedded PostgreSQL with durable (default) settings.
  *
- *   pnpm bench [--runs 3] [--events 20000] [--seconds 5] [--latency-seconds 15] [--noisy-seconds 10]
+ *   pnpm bench [--runs 3] [--events 20000] [--seconds 5] [--latency-seconds 15] [--noisy-seconds 10] [--peers] [--scale-out]
  */
-import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { type AddressInfo, createServer as createNetServer, type Server, type Socket } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startEmbeddedPostgres } from '@hookbox/devdb';
 import { createOutbox, generateSecret, subscriptions } from '@hookbox/outbox';
 import pg from 'pg';
-import { migrate } from '../apps/relay/src/migrate.js';
+import {
+  type DrainCost,
+  median,
+  now,
+  pct,
+  peakRssMiB,
+  Receiver,
+  root,
+  sleep,
+  startRelay,
+  stopProcess,
+  waitFor,
+  withDatabase,
+} from './lib.js';
+import { type ManyTenantsResult, manyTenantsRun, scaleOutRun } from './many-tenants.js';
+import { PEERS, type PeerName, type PeerResult, runPeer } from './peers.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: args } = parseArgs({
   options: {
     runs: { type: 'string', default: '3' },
@@ -35,6 +53,8 @@ const { values: args } = parseArgs({
     'latency-seconds': { type: 'string', default: '15' },
     rate: { type: 'string', default: '200' },
     'noisy-seconds': { type: 'string', default: '10' },
+    peers: { type: 'boolean', default: false },
+    'scale-out': { type: 'boolean', default: false },
   },
 });
 const RUNS = Number(args.runs);
@@ -44,99 +64,6 @@ const LAT_SECONDS = Number(args['latency-seconds']);
 const RATE = Number(args.rate);
 const NOISY_SECONDS = Number(args['noisy-seconds']);
 const WORKERS = 8;
-
-const now = () => performance.timeOrigin + performance.now();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2
-    ? (s[(s.length - 1) / 2] as number)
-    : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
-};
-const pct = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-
-interface ReceiverStats {
-  count: number;
-  badSignatures: number;
-  duplicates: number;
-  first: number;
-  last: number;
-  receipts: [string, number[]][] | null;
-}
-
-class Receiver {
-  private constructor(
-    readonly child: ChildProcess,
-    readonly port: number,
-  ) {}
-  static async start(secret: string): Promise<Receiver> {
-    const child = fork(`${root}bench/receiver.ts`, [], {
-      execArgv: ['--import', 'tsx'],
-      env: { ...process.env, BENCH_SECRET: secret },
-    });
-    const port = await new Promise<number>((resolve) =>
-      child.once('message', (m: { type: string; port: number }) => resolve(m.port)),
-    );
-    return new Receiver(child, port);
-  }
-  private ask<T>(type: string): Promise<T> {
-    return new Promise((resolve) => {
-      this.child.once('message', (m) => resolve(m as T));
-      this.child.send({ type });
-    });
-  }
-  reset = () => this.ask('reset');
-  record = () => this.ask('record');
-  stats = () => this.ask<ReceiverStats>('stats');
-  stop() {
-    this.child.send({ type: 'exit' });
-  }
-}
-
-/**
- * The relay as shipped: the compiled `hookbox` binary, executed through its shebang (which
- * sets the Node flags users get). BENCH_RELAY_NODE_ARGS runs it with other Node flags
- * instead, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof' to profile it.
- */
-function startRelay(url: string): ChildProcess {
-  const bin = `${root}apps/relay/dist/cli.js`;
-  const args = [
-    'relay',
-    '--database-url',
-    url,
-    '--allow-private-network',
-    '127.0.0.0/8',
-    '--log-level',
-    process.env.BENCH_RELAY_LOG_LEVEL ?? 'warn',
-  ];
-  const nodeArgs = process.env.BENCH_RELAY_NODE_ARGS?.split(' ').filter(Boolean);
-  return nodeArgs
-    ? spawn(process.execPath, [...nodeArgs, bin, ...args], { stdio: ['ignore', 'inherit', 'inherit'] })
-    : spawn(bin, args, { stdio: ['ignore', 'inherit', 'inherit'] });
-}
-
-function peakRssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return kb / 1024;
-}
-
-async function withDatabase<T>(adminUrl: string, fn: (url: string) => Promise<T>): Promise<T> {
-  const name = `hookbox_bench_${Date.now().toString(36)}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  const u = new URL(adminUrl);
-  u.pathname = `/${name}`;
-  try {
-    await migrate(u.toString());
-    return await fn(u.toString());
-  } finally {
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.end();
-  }
-}
 
 /**
  * Transactions/s of 8 workers doing BEGIN; INSERT order; [enqueue]; COMMIT for SECONDS;
@@ -183,14 +110,6 @@ async function writeThroughput(
   await notifier?.flush();
   notifier?.detach();
   return done;
-}
-
-async function waitFor(cond: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 interface RunResult {
@@ -452,13 +371,73 @@ async function oneRun(url: string): Promise<RunResult> {
       noisyP50: noisy.noisy.p50,
     };
   } finally {
-    if (relay) {
-      relay.kill('SIGTERM');
-      await new Promise((r) => relay?.once('exit', r));
-    }
+    await stopProcess(relay);
     receiver.stop();
     await pool.end();
   }
+}
+
+/** Everything one run measures: the one-tenant figures, the many-tenants shape, and the optional parts. */
+interface FullRun {
+  one: RunResult;
+  many: ManyTenantsResult;
+  peers: Partial<Record<PeerName, PeerResult>>;
+  scaleOut: { relays: number; perSec: number; pgCpuMsPerDelivery: number }[];
+}
+
+const f0 = (x: number) => x.toFixed(0);
+const f2 = (x: number) => x.toFixed(2);
+const lat = (xs: number[]) => `p50 ${f2(pct(xs, 50))} ms p99 ${f2(pct(xs, 99))} ms`;
+
+/** A fresh database and receiver for one scenario. */
+async function scenario<T>(adminUrl: string, fn: (url: string, receiver: Receiver, secret: string) => Promise<T>) {
+  return await withDatabase(adminUrl, async (url) => {
+    const secret = generateSecret();
+    const receiver = await Receiver.start(secret);
+    try {
+      return await fn(url, receiver, secret);
+    } finally {
+      receiver.stop();
+    }
+  });
+}
+
+async function fullRun(adminUrl: string, r: number): Promise<FullRun> {
+  const one = await withDatabase(adminUrl, oneRun);
+  console.log(
+    `run ${r} one tenant: enqueue ratio ${f2(one.ratio)} (${f0(one.baseTps)} → ${f0(one.outboxTps)} tx/s; ${f2(one.ratioNoNotify)} without the notifier, ${f2(one.ratioNotifyInTx)} with NOTIFY inside the transaction) · ` +
+      `drain ${f0(one.drainPerSec)} deliveries/s · latency p50 ${f2(one.p50)} ms p95 ${f2(one.p95)} ms p99 ${f2(one.p99)} ms · relay peak RSS ${f0(one.rssMiB)} MiB · ` +
+      `noisy neighbours: healthy p99 ${f2(one.quietP99)} ms alone → ${f2(one.noisyP99)} ms with them (p50 ${f2(one.noisyP50)} ms, ×${f2(one.noisyP99 / one.quietP99)})`,
+  );
+  const opts = { events: EVENTS, rate: RATE, seconds: LAT_SECONDS };
+  const many = await scenario(adminUrl, (url, receiver, secret) => manyTenantsRun(url, receiver, secret, opts));
+  console.log(
+    `run ${r} many tenants, hookbox: drain ${f0(many.drain.perSec)} deliveries/s (Postgres CPU ${f2(many.drain.pgCpuMsPerDelivery)} ms, relay CPU ${f2(many.drain.workerCpuMsPerDelivery)} ms, WAL ${f0(many.drain.walBytesPerDelivery)} B per delivery) · ` +
+      `latency ${lat(many.latency)} · relay peak RSS ${f0(many.rssMiB)} MiB`,
+  );
+  const peers: FullRun['peers'] = {};
+  if (args.peers) {
+    for (const name of Object.keys(PEERS) as PeerName[]) {
+      const p = await scenario(adminUrl, (url, receiver, secret) => runPeer(name, url, receiver, secret, opts));
+      peers[name] = p;
+      console.log(
+        `run ${r} many tenants, ${name}: drain ${f0(p.drain.perSec)} deliveries/s (Postgres CPU ${f2(p.drain.pgCpuMsPerDelivery)} ms, worker CPU ${f2(p.drain.workerCpuMsPerDelivery)} ms, WAL ${f0(p.drain.walBytesPerDelivery)} B per delivery) · latency ${lat(p.latency)}`,
+      );
+    }
+  }
+  const scaleOut: FullRun['scaleOut'] = [];
+  if (args['scale-out']) {
+    for (const relays of [1, 2, 4]) {
+      const d = await scenario(adminUrl, (url, receiver, secret) =>
+        scaleOutRun(url, receiver, secret, { events: EVENTS, relays }),
+      );
+      scaleOut.push({ relays, perSec: d.perSec, pgCpuMsPerDelivery: d.pgCpuMsPerDelivery });
+      console.log(
+        `run ${r} scale-out, ${relays} relay(s): drain ${f0(d.perSec)} deliveries/s · Postgres CPU ${f2(d.pgCpuMsPerDelivery)} ms per delivery`,
+      );
+    }
+  }
+  return { one, many, peers, scaleOut };
 }
 
 async function main() {
@@ -468,31 +447,58 @@ async function main() {
   const server = external ? null : await startEmbeddedPostgres({ mode: 'durable' });
   const adminUrl = external ?? (server?.url as string);
   console.log(
-    `hookbox bench: ${RUNS} runs; ${EVENTS} events × 2 subscriptions; ${WORKERS} writers for ${SECONDS}s; ${RATE} events/s for ${LAT_SECONDS}s; ` +
+    `hookbox bench: ${RUNS} runs; ${EVENTS} events × 2 subscriptions (one tenant, and 64 tenants × 2); ${WORKERS} writers for ${SECONDS}s; ${RATE} events/s for ${LAT_SECONDS}s` +
+      `${args.peers ? '; peers: graphile-worker, pg-boss' : ''}${args['scale-out'] ? '; scale-out: 1, 2, 4 relays' : ''}; ` +
       `PostgreSQL: ${external ? 'DATABASE_URL' : 'embedded (durable settings)'}`,
   );
-  const results: RunResult[] = [];
+  const runs: FullRun[] = [];
   try {
-    for (let r = 1; r <= RUNS; r++) {
-      const res = await withDatabase(adminUrl, oneRun);
-      results.push(res);
-      console.log(
-        `run ${r}: enqueue ratio ${res.ratio.toFixed(2)} (${res.baseTps.toFixed(0)} → ${res.outboxTps.toFixed(0)} tx/s; ${res.ratioNoNotify.toFixed(2)} without the notifier, ${res.ratioNotifyInTx.toFixed(2)} with NOTIFY inside the transaction) · ` +
-          `drain ${res.drainPerSec.toFixed(0)} deliveries/s · latency p50 ${res.p50.toFixed(2)} ms p95 ${res.p95.toFixed(2)} ms p99 ${res.p99.toFixed(2)} ms · relay peak RSS ${res.rssMiB.toFixed(0)} MiB · ` +
-          `noisy neighbours: healthy p99 ${res.quietP99.toFixed(2)} ms alone → ${res.noisyP99.toFixed(2)} ms with them (p50 ${res.noisyP50.toFixed(2)} ms, ×${(res.noisyP99 / res.quietP99).toFixed(2)})`,
-      );
-    }
+    for (let r = 1; r <= RUNS; r++) runs.push(await fullRun(adminUrl, r));
   } finally {
     await server?.stop();
   }
-  const m = (k: keyof RunResult) => median(results.map((r) => r[k]));
+  const med = (f: (x: FullRun) => number) => median(runs.map(f));
   console.log(
-    `\nmedian of ${RUNS}: enqueue ratio ${m('ratio').toFixed(2)} (${m('ratioNoNotify').toFixed(2)} without the notifier, ${m('ratioNotifyInTx').toFixed(2)} with NOTIFY inside the transaction) · drain ${m('drainPerSec').toFixed(0)} deliveries/s · ` +
-      `latency p50 ${m('p50').toFixed(2)} ms · p95 ${m('p95').toFixed(2)} ms · p99 ${m('p99').toFixed(2)} ms · relay peak RSS ${m('rssMiB').toFixed(0)} MiB · ` +
-      `noisy neighbours: healthy p99 ${m('quietP99').toFixed(2)} ms alone, ${m('noisyP99').toFixed(2)} ms with them (median ratio ×${median(results.map((r) => r.noisyP99 / r.quietP99)).toFixed(2)})`,
+    `\nmedian of ${RUNS}, one tenant: enqueue ratio ${f2(med((x) => x.one.ratio))} (${f2(med((x) => x.one.ratioNoNotify))} without the notifier, ${f2(med((x) => x.one.ratioNotifyInTx))} with NOTIFY inside the transaction) · drain ${f0(med((x) => x.one.drainPerSec))} deliveries/s · ` +
+      `latency p50 ${f2(med((x) => x.one.p50))} ms · p95 ${f2(med((x) => x.one.p95))} ms · p99 ${f2(med((x) => x.one.p99))} ms · relay peak RSS ${f0(med((x) => x.one.rssMiB))} MiB · ` +
+      `noisy neighbours: healthy p99 ${f2(med((x) => x.one.quietP99))} ms alone, ${f2(med((x) => x.one.noisyP99))} ms with them (median ratio ×${f2(med((x) => x.one.noisyP99 / x.one.quietP99))})`,
   );
+  const systems: [string, (x: FullRun) => { drain: DrainCost; latency: number[] } | undefined][] = [
+    ['hookbox', (x) => x.many],
+    ...(Object.keys(PEERS) as PeerName[]).map(
+      (n) => [n, (x: FullRun) => x.peers[n]] as [string, (x: FullRun) => PeerResult | undefined],
+    ),
+  ];
+  for (const [name, get] of systems) {
+    if (!get(runs[0] as FullRun)) continue;
+    const g = (x: FullRun) => get(x) as NonNullable<ReturnType<typeof get>>;
+    console.log(
+      `median of ${RUNS}, many tenants, ${name}: drain ${f0(med((x) => g(x).drain.perSec))} deliveries/s · Postgres CPU ${f2(med((x) => g(x).drain.pgCpuMsPerDelivery))} ms, worker CPU ${f2(med((x) => g(x).drain.workerCpuMsPerDelivery))} ms, WAL ${f0(med((x) => g(x).drain.walBytesPerDelivery))} B per delivery · ` +
+        `latency p50 ${f2(med((x) => pct(g(x).latency, 50)))} ms p99 ${f2(med((x) => pct(g(x).latency, 99)))} ms`,
+    );
+  }
+  // Ratios within each run (the box is shared: absolute figures drift between runs), then their median.
   console.log(
-    'bar: ratio ≥ 0.70 · drain ≥ 12000/s · p50 ≤ 2 ms · p99 ≤ 6 ms · RSS ≤ 150 MiB · noisy p99 ≤ 2 × alone (same run)',
+    `median of ${RUNS} same-run ratios: many-tenants drain / one-tenant drain ${f2(med((x) => x.many.drain.perSec / x.one.drainPerSec))}` +
+      (runs[0]?.peers['graphile-worker']
+        ? ` · hookbox / graphile-worker drain ${f2(med((x) => x.many.drain.perSec / (x.peers['graphile-worker'] as PeerResult).drain.perSec))}` +
+          ` · p50 ${f2(med((x) => pct(x.many.latency, 50) / pct((x.peers['graphile-worker'] as PeerResult).latency, 50)))}` +
+          ` · p99 ${f2(med((x) => pct(x.many.latency, 99) / pct((x.peers['graphile-worker'] as PeerResult).latency, 99)))}`
+        : '') +
+      (runs[0]?.peers['pg-boss']
+        ? ` · hookbox / pg-boss drain ${f2(med((x) => x.many.drain.perSec / (x.peers['pg-boss'] as PeerResult).drain.perSec))}`
+        : '') +
+      ` · many-tenants relay peak RSS ${f0(med((x) => x.many.rssMiB))} MiB`,
+  );
+  if (runs[0]?.scaleOut.length) {
+    for (const [i, { relays }] of runs[0].scaleOut.entries()) {
+      console.log(
+        `median of ${RUNS}, scale-out ${relays} relay(s): drain ${f0(med((x) => (x.scaleOut[i] as FullRun['scaleOut'][number]).perSec))} deliveries/s · Postgres CPU ${f2(med((x) => (x.scaleOut[i] as FullRun['scaleOut'][number]).pgCpuMsPerDelivery))} ms per delivery`,
+      );
+    }
+  }
+  console.log(
+    'bar: ratio ≥ 0.70 · one-tenant drain ≥ 12000/s · p50 ≤ 2 ms · p99 ≤ 6 ms · RSS ≤ 150 MiB · noisy p99 ≤ 2 × alone (same run) · many tenants ≥ 1.5× graphile-worker and within 15 % of one tenant',
   );
 }
 

@@ -137,6 +137,7 @@ describe('migrate() on an empty database', () => {
          WHERE n.nspname = 'hookbox' GROUP BY p.proname ORDER BY p.proname`,
       );
       expect(fns).toEqual([
+        { proname: 'delete_delivery_attempts', n: 1 },
         { proname: 'enqueue', n: 1 },
         { proname: 'json_compact_bytes', n: 1 },
         { proname: 'matches_any', n: 1 },

@@ -54,5 +54,14 @@ describe('prepared relay statements', () => {
     const due = await plan('hookbox_claim_due_v4', "100, 60000, '{}', '{}'");
     expect(due).toContain('deliveries_due_idx');
     expect(due).not.toMatch(/Seq Scan on deliveries/);
+    // Recording a batch looks each delivery up by primary key: never a scan of the pending
+    // rows (the due index) or of the whole table, whose size grows with the backlog.
+    const record = await plan(
+      'hookbox_record_v3',
+      `'{1,2}'::bigint[], '{1,1}'::int[], '{succeeded,succeeded}'::text[], '{0,0}'::bigint[], '{200,200}'::int[],
+       '{NULL,NULL}'::text[], '{NULL,NULL}'::text[], ARRAY[now(), now()], '{1,1}'::int[], '{NULL,NULL}'::text[],
+       ARRAY['${rows[0]?.id}', '${rows[0]?.id}']::uuid[], '{t,t}'::bool[], 2`,
+    );
+    expect(record).not.toMatch(/Seq Scan on deliveries|deliveries_due_idx|Bitmap Heap Scan on deliveries/);
   });
 });

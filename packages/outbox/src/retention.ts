@@ -76,10 +76,10 @@ const MAX_RETENTION_MS = 100 * 365 * 24 * 60 * 60 * 1000;
 // margin covers long transactions and clock skew between service hosts and the database.
 // A run thus reads the old part of each table, not the whole table.
 
-// Attempts go in the same statement (they would by cascade anyway: deleting them here lets
-// us count them). The outer `status <> 'pending'` is rechecked on the row version being
-// deleted: final states never return to pending, but no future path should make this
-// statement delete a live row.
+// Attempts go in the same statement (the delete trigger on deliveries would take them
+// anyway: deleting them here lets us count them). The outer `status <> 'pending'` is
+// rechecked on the row version being deleted: final states never return to pending, but
+// no future path should make this statement delete a live row.
 const DELETE_DELIVERIES = `WITH w AS (
   SELECT id, created_at FROM hookbox.deliveries WHERE id > $1::bigint ORDER BY id LIMIT $3
 ), v AS (

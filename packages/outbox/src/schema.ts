@@ -156,9 +156,15 @@ export const deliveryAttempts = hookboxSchema.table(
   'delivery_attempts',
   {
     id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
-    deliveryId: bigint('delivery_id', { mode: 'number' })
-      .notNull()
-      .references(() => deliveries.id, { onDelete: 'cascade' }),
+    /**
+     * The delivery attempted. No foreign key (migration 0007): checking one cost a row lock
+     * per attempt on the delivery the same statement had just updated, more than the rest
+     * of the outcome write. The relay logs an attempt only for a delivery it holds locked,
+     * and the trigger `deliveries_delete_attempts` deletes a delivery's attempts with it
+     * (however it is deleted: retention, a deleted subscription or event), so the log
+     * never holds an attempt without its delivery.
+     */
+    deliveryId: bigint('delivery_id', { mode: 'number' }).notNull(),
     /** 1 for the first attempt. */
     attempt: integer('attempt').notNull(),
     startedAt: timestamp('started_at', tz).notNull(),

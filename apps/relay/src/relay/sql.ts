@@ -191,11 +191,27 @@ export interface Outcome {
 // Fenced: only the claim that still owns the row (same attempt number, still pending)
 // may write its outcome; a relay whose lease expired and was re-claimed changes nothing.
 // Attempts are logged either way: the HTTP request did happen.
+//
+// Every table access is a primary-key lookup per outcome. The statement is prepared once
+// per connection, often while the tables are still small, and Postgres keeps that generic
+// plan: it took the batch for 10 rows and the table for a few pages, and hashed the batch
+// against a scan of every pending delivery (or of the whole table), a cost that grows with
+// the backlog. `LIMIT $13` (the batch size) hides the batch size from the generic plan,
+// which then assumes one row and looks each delivery up by key; at run time the LIMIT
+// removes nothing.
+//
+// delivery_attempts has no foreign key to deliveries (migration 0007): the check cost more
+// than the rest of this statement, one row lock per attempt on the row the same statement
+// had just updated. Its guarantee is kept here and by a trigger: an attempt is logged only
+// for a delivery this statement holds locked (updated, or share-locked when the outcome
+// was fenced off), so a delete waits for this transaction, and the delete trigger on
+// deliveries then removes the attempts with it. A delivery already deleted gets no log.
 const RECORD = `WITH o AS (
   SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::int[], $6::text[], $7::text[],
                        $8::timestamptz[], $9::int[], $10::text[], $11::uuid[], $12::bool[])
     AS o(id, attempt, status, delay_ms, status_code, error_class, error_message, started_at, duration_ms,
          excerpt, subscription_id, attempted)
+  LIMIT $13
 ), upd AS (
   UPDATE hookbox.deliveries d SET
     status = o.status,
@@ -213,8 +229,10 @@ const RECORD = `WITH o AS (
   INSERT INTO hookbox.delivery_attempts
     (delivery_id, attempt, started_at, duration_ms, status_code, error_class, error_message, response_excerpt)
   SELECT o.id, o.attempt, o.started_at, o.duration_ms, o.status_code, o.error_class, o.error_message, o.excerpt
-  -- A delivery deleted meanwhile (its subscription or event was deleted) has no log to add to.
-  FROM o JOIN hookbox.deliveries dd ON dd.id = o.id WHERE o.attempted
+  FROM o
+  WHERE o.attempted
+    AND (o.id IN (SELECT id FROM upd)
+         OR EXISTS (SELECT 1 FROM hookbox.deliveries dd WHERE dd.id = o.id FOR KEY SHARE))
 ), stats AS (
   SELECT o.subscription_id,
          bool_or(o.error_class IS NULL) AS any_ok,
@@ -238,7 +256,7 @@ SELECT id FROM upd`;
 /** Writes a batch of outcomes in one statement; returns the ids whose state changed. */
 export async function recordOutcomes(db: pg.Pool, outcomes: readonly Outcome[]): Promise<Set<number>> {
   const { rows } = await db.query({
-    name: 'hookbox_record_v2',
+    name: 'hookbox_record_v3',
     text: RECORD,
     values: [
       outcomes.map((o) => o.deliveryId),
@@ -253,6 +271,7 @@ export async function recordOutcomes(db: pg.Pool, outcomes: readonly Outcome[]):
       outcomes.map((o) => o.excerpt),
       outcomes.map((o) => o.subscriptionId),
       outcomes.map((o) => o.attempted),
+      outcomes.length,
     ],
   });
   return new Set(rows.map((r) => Number(r.id)));
