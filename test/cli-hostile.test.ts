@@ -100,6 +100,14 @@ const BAD: Record<string, [args: string[], says: string][]> = {
   'events list': [[['--tenant', T, '--type', 'Message.New'], '--type']],
   'events show': [[['not-a-uuid', '--tenant', T], 'ID']],
   'events replay': [[['not-a-uuid', '--tenant', T], 'EVENT_ID']],
+  serve: [[['--port', '99999'], '--port']],
+  'api-keys create': [[[], '--name']],
+  'api-keys list': [[['--database-url', 'mysql://db/app'], '--database-url']],
+  'api-keys revoke': [[['not-a-uuid'], 'ID']],
+  'portal-token': [
+    [[], '--tenant'],
+    [['--tenant', T, '--ttl', '30d'], '--ttl'],
+  ],
 };
 
 describe('exit code 2 for every usage or validation error (#11.7)', () => {

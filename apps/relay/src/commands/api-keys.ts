@@ -5,6 +5,7 @@
 import { createApiKey, listApiKeys, revokeApiKey } from '@hookbox/outbox/api';
 import type { Command } from 'commander';
 import { databaseUrlOption } from '../config.js';
+import { uuidArg } from './flags.js';
 import { formatTable, formatTime, printJson, withClient } from './output.js';
 
 export function registerApiKeys(program: Command): void {
@@ -62,7 +63,8 @@ Examples:
     .addOption(databaseUrlOption())
     .option('--json', 'print JSON')
     .action(async (id: string, opts: { databaseUrl?: string; json?: boolean }) => {
-      const key = await withClient(opts.databaseUrl, (c) => revokeApiKey(c, { id }));
+      const keyId = uuidArg(id, 'ID', 'an api key');
+      const key = await withClient(opts.databaseUrl, (c) => revokeApiKey(c, { id: keyId }));
       if (opts.json) return printJson(key);
       console.log(`api key ${key.id} (${key.name}) revoked at ${formatTime(key.revokedAt)}`);
     });
