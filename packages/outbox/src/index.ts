@@ -31,11 +31,19 @@ export {
   matchesEventType,
 } from './event-types.js';
 export type { DrizzleExecutor, Executor, QueryExecutor } from './executor.js';
-export { runQuery } from './executor.js';
+export { assertInTransaction, runQuery } from './executor.js';
 export { uuidv7 } from './id.js';
-export type { Notifier, NotifierOptions, NotifyPool } from './notify.js';
+export type { Notifier, NotifierOptions, NotifierSource, NotifyPool } from './notify.js';
 export { NOTIFY_CHANNEL, notifyRelay } from './notify.js';
-export type { EnqueueResult, EventMap, Outbox, OutboxOptions, TypedEvent } from './outbox.js';
+export type {
+  EnqueueResult,
+  EventMap,
+  EventTypeOf,
+  Outbox,
+  OutboxOptions,
+  PayloadOf,
+  TypedEvent,
+} from './outbox.js';
 export { createOutbox } from './outbox.js';
 export type {
   RecoverDeadInput,
