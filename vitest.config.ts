@@ -14,6 +14,7 @@ export default defineConfig({
       '@hookbox/outbox': src('./packages/outbox/src/index.ts'),
       '@hookbox/devdb': src('./packages/devdb/src/index.ts'),
       '@hookbox/relay': src('./apps/relay/src/index.ts'),
+      '@hookbox/nestjs': src('./packages/nestjs/src/index.ts'),
     },
   },
   test: {
