@@ -11,6 +11,8 @@ export default defineConfig({
   resolve: {
     // Run the workspace packages from source: no build step before the tests.
     alias: {
+      // Before '@hookbox/outbox', which would otherwise match it as a prefix.
+      '@hookbox/outbox/api': src('./packages/outbox/src/api/index.ts'),
       '@hookbox/outbox': src('./packages/outbox/src/index.ts'),
       '@hookbox/devdb': src('./packages/devdb/src/index.ts'),
       '@hookbox/relay': src('./apps/relay/src/index.ts'),

@@ -105,7 +105,14 @@ describe('migrate() on an empty database', () => {
   });
 
   it('leaves the complete schema: every table, column and index of schema.ts, and the functions', async () => {
-    expect(tables.map((t) => t.name).sort()).toEqual(['deliveries', 'delivery_attempts', 'events', 'subscriptions']);
+    expect(tables.map((t) => t.name).sort()).toEqual([
+      'api_keys',
+      'deliveries',
+      'delivery_attempts',
+      'events',
+      'portal_keys',
+      'subscriptions',
+    ]);
     await withClient(url, async (c) => {
       const { rows: dbTables } = await c.query<{ table_name: string }>(
         `SELECT table_name FROM information_schema.tables WHERE table_schema = 'hookbox' AND table_name <> '__drizzle_migrations'`,

@@ -6,18 +6,26 @@
  * 2. the relay fans events out to each tenant's matching subscriptions, signs them
  *    (Standard Webhooks) and POSTs them to a local receiver;
  * 3. the receiver verifies every signature; one endpoint fails twice, so you see retries;
- * 4. the relay exits when everything is delivered.
+ * 4. the relay exits when everything is delivered;
+ * 5. `hookbox serve`'s web console starts on the same database: the demo prints the
+ *    operator console's and a tenant portal's URLs, and keeps serving until Ctrl-C when
+ *    run on a terminal (not in CI, not piped).
  */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { startEmbeddedPostgres } from '@hookbox/devdb';
 import { createOutbox, generateSecret, subscriptions } from '@hookbox/outbox';
+import { createApiKey, createPortalToken } from '@hookbox/outbox/api';
 import {
   createLogger,
   createRelay,
   type Listener,
+  loadCatalogDir,
   migrate,
   type ReceivedRequest,
   resolveRelayConfig,
   startListener,
+  startServe,
 } from '@hookbox/relay';
 import { sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
@@ -200,10 +208,40 @@ async function main(): Promise<void> {
     console.log(`\n  done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     if (!allValid || leaked.length > 0 || ghosts > 0 || rows.some((r) => r.status !== 'succeeded'))
       process.exitCode = 1;
+
+    await webConsole(pool);
   } finally {
     stopping = true;
     await pool.end();
     await postgres.stop();
+  }
+}
+
+/** The example CRM's event catalog, when this checkout has it. */
+const CATALOG_DIR = fileURLToPath(new URL('../../example-crm/catalog', import.meta.url));
+
+/**
+ * `hookbox serve` in-process on the demo's database: prints the console and portal URLs
+ * (credentials in the #fragment, which browsers never send), then serves until Ctrl-C on
+ * a terminal; in CI or when piped it stops at once.
+ */
+async function webConsole(pool: pg.Pool): Promise<void> {
+  step('Web console (hookbox serve)');
+  const catalog = existsSync(CATALOG_DIR) ? loadCatalogDir(CATALOG_DIR) : [];
+  const port = Number(process.env.HOOKBOX_DEMO_PORT ?? 0);
+  const serve = await startServe({ db: pool, logger: createLogger('warn'), port, catalog });
+  try {
+    const { key } = await createApiKey(pool, { name: 'demo' });
+    const { token } = await createPortalToken(pool, { tenantId: 'acme', ttlSeconds: 8 * 3600 });
+    console.log(`  operator console     ${serve.url}/console#key=${key}`);
+    console.log(`  acme's tenant portal ${serve.url}/portal#token=${token}`);
+    console.log(`  API                  ${serve.url}/v1   OpenAPI ${serve.url}/openapi.json`);
+    if (process.stdout.isTTY && !process.env.CI) {
+      console.log(c.dim('\n  serving until Ctrl-C'));
+      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+    }
+  } finally {
+    await serve.close();
   }
 }
 

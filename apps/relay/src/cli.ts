@@ -7,12 +7,15 @@
  * 0 ok, 1 operational failure, 2 usage error. Errors print one line (stack with --verbose).
  */
 import { Command, CommanderError } from 'commander';
+import { registerApiKeys } from './commands/api-keys.js';
 import { registerDeliveries } from './commands/deliveries.js';
 import { registerEvents } from './commands/events.js';
 import { registerListen } from './commands/listen.js';
 import { registerMigrate } from './commands/migrate.js';
+import { registerPortalToken } from './commands/portal-token.js';
 import { registerRelay } from './commands/relay.js';
 import { registerReplay } from './commands/replay.js';
+import { registerServe } from './commands/serve.js';
 import { registerStats } from './commands/stats.js';
 import { registerSubscriptions } from './commands/subscriptions.js';
 import { UsageError } from './errors.js';
@@ -33,7 +36,8 @@ Examples:
   $ hookbox relay --metrics-port 9464
   $ hookbox subscriptions create --tenant acme --url https://hooks.acme.example/crm --events 'message.*'
   $ hookbox deliveries list --tenant acme --status dead --since 24h
-  $ hookbox listen --port 9000 --secret whsec_...`,
+  $ hookbox listen --port 9000 --secret whsec_...
+  $ hookbox serve --port 8080   # REST API, /openapi.json, web console`,
     )
     .exitOverride();
   registerMigrate(program);
@@ -44,6 +48,9 @@ Examples:
   registerRelay(program);
   registerListen(program);
   registerReplay(program);
+  registerServe(program);
+  registerApiKeys(program);
+  registerPortalToken(program);
   return program;
 }
 

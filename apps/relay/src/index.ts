@@ -15,3 +15,6 @@ export { DEFAULT_RETRY_SCHEDULE_MS, defaultRetryPolicy } from './policy/retry.js
 export { startPeriodicCleanup } from './relay/cleanup.js';
 export type { Relay, RelayDeps, RelayObserver, RelayOptions } from './relay/relay.js';
 export { createRelay } from './relay/relay.js';
+export { loadCatalogDir } from './serve/catalog.js';
+export type { ServeHandle, ServeOptions } from './serve/server.js';
+export { SERVE_DEFAULTS, startServe } from './serve/server.js';

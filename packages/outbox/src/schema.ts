@@ -179,6 +179,42 @@ export const deliveryAttempts = hookboxSchema.table(
   ],
 );
 
+/**
+ * Operator API keys of `hookbox serve` (every tenant). Only a SHA-256 hash of each key is
+ * stored: keys are 32 random bytes, so a slow hash adds nothing, and a leaked table lets
+ * nobody in.
+ */
+export const apiKeys = hookboxSchema.table(
+  'api_keys',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    /** What the key is for, for people (`ci`, `grafana`). */
+    name: text('name').notNull(),
+    /** The key's first characters (`hbk_Ab12Cd`), to recognise it in lists; not enough to use it. */
+    prefix: text('prefix').notNull(),
+    /** Hex SHA-256 of the whole key. */
+    keyHash: text('key_hash').notNull(),
+    createdAt: timestamp('created_at', tz).notNull().defaultNow(),
+    /** Refreshed at most once a minute per key. */
+    lastUsedAt: timestamp('last_used_at', tz),
+    /** Set by `hookbox api-keys revoke`; a revoked key is refused at once. */
+    revokedAt: timestamp('revoked_at', tz),
+  },
+  (t) => [uniqueIndex('api_keys_hash_idx').on(t.keyHash)],
+);
+
+/**
+ * Keys that sign tenant portal tokens (HMAC-SHA256). Created on first use; the newest
+ * signs, every one verifies, so deleting a row revokes every token it signed.
+ */
+export const portalKeys = hookboxSchema.table('portal_keys', {
+  /** Named in each token, so verification picks the right key. */
+  id: text('id').primaryKey(),
+  /** Base64 of 32 random bytes. */
+  secret: text('secret').notNull(),
+  createdAt: timestamp('created_at', tz).notNull().defaultNow(),
+});
+
 export type Subscription = typeof subscriptions.$inferSelect;
 export type NewSubscription = typeof subscriptions.$inferInsert;
 export type EventRow = typeof events.$inferSelect;
