@@ -3,7 +3,7 @@
  * write the event apart from the business write, and `attachNotifier` takes a TypeORM
  * DataSource or a drizzle db as well as a pg Pool.
  */
-import { createOutbox, HookboxError, NOTIFY_CHANNEL } from '@hookbox/outbox';
+import { createOutbox, HookboxError, NOTIFY_CHANNEL, NotFoundError, subscriptions } from '@hookbox/outbox';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import 'reflect-metadata';
@@ -73,6 +73,27 @@ describe('requireTransaction', () => {
   it('rejects a non-boolean value', () => {
     expect(() => createOutbox({ requireTransaction: 'yes' as unknown as boolean })).toThrow(
       /options.requireTransaction: must be true or false/,
+    );
+  });
+});
+
+describe('UPDATE and DELETE through TypeORM', () => {
+  // TypeORM answers them with [rows, rowCount], not rows: another tenant's id must still be
+  // "not found", and the tenant's own update must return the updated row.
+  it('disable/enable/delete on a DataSource and an EntityManager', async () => {
+    const sub = await subscriptions.create(dataSource, {
+      tenantId: 'orm-a',
+      url: 'http://127.0.0.1:9/x',
+      eventTypes: ['*'],
+    });
+    await expect(subscriptions.disable(dataSource, { tenantId: 'orm-b', id: sub.id })).rejects.toBeInstanceOf(
+      NotFoundError,
+    );
+    const disabled = await dataSource.transaction((m) => subscriptions.disable(m, { tenantId: 'orm-a', id: sub.id }));
+    expect(disabled).toMatchObject({ id: sub.id, active: false });
+    expect((await subscriptions.enable(dataSource, { tenantId: 'orm-a', id: sub.id })).active).toBe(true);
+    await expect(subscriptions.delete(dataSource, { tenantId: 'orm-b', id: sub.id })).rejects.toBeInstanceOf(
+      NotFoundError,
     );
   });
 });

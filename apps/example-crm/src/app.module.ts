@@ -12,6 +12,7 @@ import { ENTITIES } from './entities.js';
 import { FlowsService } from './flows.service.js';
 import { MessagesService } from './messages.service.js';
 import { TemplatesService } from './templates.service.js';
+import { WebhooksApiModule } from './webhooks-api.js';
 
 export interface CrmOptions {
   databaseUrl: string;
@@ -54,6 +55,7 @@ export class AppModule {
         }),
         HookboxModule.forRoot({ isGlobal: true, strict: true }),
         CrmModule,
+        WebhooksApiModule,
       ],
     };
   }

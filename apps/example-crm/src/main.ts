@@ -6,6 +6,7 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { initializeTransactionalContext } from 'typeorm-transactional';
 import { AppModule } from './app.module.js';
+import { setupSwagger } from './webhooks-api.js';
 
 async function main(): Promise<void> {
   const databaseUrl = process.env.DATABASE_URL;
@@ -13,6 +14,7 @@ async function main(): Promise<void> {
   initializeTransactionalContext();
   const app = await NestFactory.create(AppModule.forRoot({ databaseUrl, synchronize: true }));
   app.enableShutdownHooks();
+  setupSwagger(app);
   const port = Number(process.env.PORT ?? 3000);
   await app.listen(port, '127.0.0.1');
   console.log(`example-crm listening on http://127.0.0.1:${port}`);

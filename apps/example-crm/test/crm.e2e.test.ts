@@ -20,6 +20,7 @@ import { type CliRelay, spawnRelayCli, waitForAllFinal } from '../../../test/har
 import { AppModule } from '../src/app.module.js';
 import type { CrmEventType } from '../src/events.js';
 import { MessagesService } from '../src/messages.service.js';
+import { setupSwagger } from '../src/webhooks-api.js';
 
 const ALL_TYPES: CrmEventType[] = [
   'message.new',
@@ -71,6 +72,7 @@ beforeAll(async () => {
     imports: [AppModule.forRoot({ databaseUrl: db.url, synchronize: true })],
   }).compile();
   app = moduleRef.createNestApplication({ logger: false });
+  setupSwagger(app);
   await app.init();
   receiver = await startReceiver();
   for (const [tenant, events] of [
@@ -243,4 +245,73 @@ describe('example CRM', () => {
     }
     console.log(`example-crm: ${checked} delivered payloads validated against catalog schemas`);
   }, 120_000);
+
+  describe('webhook REST API (HookboxApiModule at /webhooks)', () => {
+    const as = (tenant: string | null) => {
+      const agent = request(app.getHttpServer());
+      const set = (r: request.Test) => (tenant ? r.set('x-tenant-id', tenant) : r);
+      return {
+        get: (path: string) => set(agent.get(`/webhooks${path}`)),
+        post: (path: string, body?: object) => set(agent.post(`/webhooks${path}`)).send(body),
+      };
+    };
+
+    it('answers 401 without a tenant; the OpenAPI document is public', async () => {
+      const r = await as(null).get('/v1/subscriptions').expect(401);
+      expect(r.body.error.code).toBe('unauthorized');
+      const doc = await as(null).get('/openapi.json').expect(200);
+      expect(Object.keys(doc.body.paths)).toContain('/v1/subscriptions');
+    });
+
+    it("manages a tenant's subscriptions; another tenant cannot see or touch them", async () => {
+      const created = await as('acme')
+        .post('/v1/subscriptions', { url: receiver.url('/acme-api'), eventTypes: ['contact.*'] })
+        .expect(201);
+      expect(created.body.secret).toMatch(/^whsec_/);
+      const id = created.body.subscription.id as string;
+      const list = await as('acme').get('/v1/subscriptions').expect(200);
+      expect(list.body.items.map((i: { id: string }) => i.id)).toContain(id);
+      await as('globex').get(`/v1/subscriptions/${id}`).expect(404);
+      await as('globex').post(`/v1/subscriptions/${id}/disable`, {}).expect(404);
+      const other = await as('globex').get('/v1/subscriptions').expect(200);
+      expect(other.body.items.map((i: { id: string }) => i.id)).not.toContain(id);
+      await as('acme').post(`/v1/subscriptions/${id}/disable`, {}).expect(200);
+      await as('acme').post(`/v1/subscriptions/${id}/enable`, {}).expect(200);
+      const rotated = await as('acme').post(`/v1/subscriptions/${id}/rotate-secret`, {}).expect(200);
+      expect(JSON.stringify(rotated.body)).toMatch(/whsec_/);
+    });
+
+    it('bad input is 400, an unknown id 404, malformed JSON 400 — never 500', async () => {
+      const bad = await as('acme')
+        .post('/v1/subscriptions', { url: 'ftp://nope', eventTypes: ['*'] })
+        .expect(400);
+      expect(bad.body.error).toMatchObject({ code: 'invalid_input', field: 'url' });
+      await as('acme').get('/v1/subscriptions/0191f4a2-7b1c-7e3a-9c41-2f6e8d0a1b01').expect(404);
+      await as('acme').get('/v1/subscriptions/not-a-uuid').expect(404);
+      await request(app.getHttpServer())
+        .post('/webhooks/v1/subscriptions')
+        .set('x-tenant-id', 'acme')
+        .set('content-type', 'application/json')
+        .send('{"url": ')
+        .expect(400);
+      await as('acme').get('/v1/nothing-here').expect(404);
+    });
+
+    it("lists only the tenant's own deliveries, with their attempts", async () => {
+      const acme = await as('acme').get('/v1/deliveries?limit=100').expect(200);
+      expect(acme.body.items.length).toBe(ACME_EVENTS);
+      const globex = await as('globex').get('/v1/deliveries').expect(200);
+      expect(globex.body.items).toHaveLength(1);
+      const one = await as('acme').get(`/v1/deliveries/${acme.body.items[0].id}`).expect(200);
+      expect(JSON.stringify(one.body)).toContain('attempts');
+      await as('globex').get(`/v1/deliveries/${acme.body.items[0].id}`).expect(404);
+    });
+
+    it('the event catalog and the swagger document', async () => {
+      const types = await as('acme').get('/v1/event-types').expect(200);
+      expect(Array.isArray(types.body.items)).toBe(true);
+      const doc = await request(app.getHttpServer()).get('/docs-json').expect(200);
+      expect(Object.keys(doc.body.paths)).toEqual(expect.arrayContaining(['/inbound', '/webhooks/v1/subscriptions']));
+    });
+  });
 });

@@ -59,10 +59,18 @@ export class HookboxService<E extends EventMap = EventMap> implements OnApplicat
   get dataSource(): DataSource {
     if (!this.ds) {
       const ds = this.options.dataSource;
-      this.ds =
+      const found =
         ds !== undefined && typeof ds === 'object'
           ? ds
           : this.moduleRef.get<DataSource>(getDataSourceToken(ds), { strict: false });
+      // Not cached while TypeORM has not created it yet (asked during module init).
+      if (!found) {
+        throw new HookboxError(
+          'HOOKBOX_INVALID_EXECUTOR',
+          `hookbox: the TypeORM DataSource ${typeof ds === 'string' ? `'${ds}' ` : ''}is not available yet (or not registered)`,
+        );
+      }
+      this.ds = found;
     }
     return this.ds;
   }

@@ -73,7 +73,18 @@ export async function runQuery<R extends Row = Row>(
       'executor: expected a drizzle database/transaction, a pg Client/PoolClient, or an object with query(text, values)',
     );
   }
-  if (Array.isArray(result)) return result as R[];
+  if (Array.isArray(result)) {
+    // TypeORM's postgres driver answers an UPDATE or DELETE with [rows, rowCount].
+    if (
+      result.length === 2 &&
+      Array.isArray(result[0]) &&
+      typeof result[1] === 'number' &&
+      typeormKind(executor as object) !== null
+    ) {
+      return result[0] as R[];
+    }
+    return result as R[];
+  }
   const rows = (result as { rows?: unknown } | null)?.rows;
   return Array.isArray(rows) ? (rows as R[]) : [];
 }
