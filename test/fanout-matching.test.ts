@@ -3,8 +3,9 @@
  * matching and inserting deliveries is one statement. That function must agree with the
  * library's matchesEventType on every case — this test holds them together.
  */
-import { EVENT_TYPES, matchesAny, matchesEventType } from '@hookbox/outbox';
+import { matchesAny, matchesEventType } from '@hookbox/outbox';
 import { describe, expect, it } from 'vitest';
+import { catalogTypes } from './harness/catalog.js';
 import { useTestDatabase } from './harness/db.js';
 
 const db = useTestDatabase();
@@ -23,7 +24,7 @@ const patterns = [
   'flow.completed',
 ];
 const types = [
-  ...EVENT_TYPES,
+  ...catalogTypes(),
   'message',
   'messages.new',
   'message.status.read',

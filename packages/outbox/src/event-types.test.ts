@@ -1,12 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import {
-  EVENT_TYPES,
   isValidEventPattern,
   isValidEventType,
   MAX_EVENT_TYPE_LENGTH,
   matchesAny,
   matchesEventType,
 } from './event-types.js';
+
+// Realistic types for the pattern tests. The product's full catalog is data in
+// apps/example-crm/catalog (test/catalog.test.ts checks it against these same rules).
+const TYPES = [
+  'message.new',
+  'message.sent',
+  'message.delivered',
+  'conversation.created',
+  'conversation.updated',
+  'conversation.assigned',
+  'conversation.resolved',
+  'conversation.closed',
+  'contact.created',
+  'template.rejected',
+];
 
 describe('matchesEventType', () => {
   it.each([
@@ -34,15 +48,15 @@ describe('matchesEventType', () => {
     expect(matchesEventType(pattern, type)).toBe(expected);
   });
 
-  it('a pattern without a wildcard matches only itself among the catalog', () => {
-    for (const pattern of EVENT_TYPES) {
-      expect(EVENT_TYPES.filter((t) => matchesEventType(pattern, t))).toEqual([pattern]);
+  it('a pattern without a wildcard matches only itself among the types', () => {
+    for (const pattern of TYPES) {
+      expect(TYPES.filter((t) => matchesEventType(pattern, t))).toEqual([pattern]);
     }
   });
 
-  it('`conversation.*` selects exactly the conversation types of the catalog', () => {
-    const picked = EVENT_TYPES.filter((t) => matchesEventType('conversation.*', t));
-    expect(picked).toEqual(EVENT_TYPES.filter((t) => t.split('.')[0] === 'conversation'));
+  it('`conversation.*` selects exactly the conversation types', () => {
+    const picked = TYPES.filter((t) => matchesEventType('conversation.*', t));
+    expect(picked).toEqual(TYPES.filter((t) => t.split('.')[0] === 'conversation'));
     expect(picked.length).toBe(5);
   });
 
@@ -94,9 +108,8 @@ describe('isValidEventPattern', () => {
 });
 
 describe('isValidEventType', () => {
-  it('accepts every catalog type', () => {
-    expect(EVENT_TYPES.length).toBe(22);
-    for (const t of EVENT_TYPES) expect(isValidEventType(t)).toBe(true);
+  it('accepts well-formed types', () => {
+    for (const t of TYPES) expect(isValidEventType(t)).toBe(true);
   });
 
   it.each(['message.*', '*', 'Message.New', 'message..new', 'message new', '.x', '', 'x.', 'message.new\n'])(

@@ -3,33 +3,6 @@
  * relay's fan-out and the subscription validation both use them.
  */
 
-/** The product's catalog. Any well-formed type may be enqueued, not only these. */
-export const EVENT_TYPES = [
-  'message.new',
-  'message.sent',
-  'message.delivered',
-  'message.read',
-  'message.failed',
-  'conversation.created',
-  'conversation.updated',
-  'conversation.assigned',
-  'conversation.resolved',
-  'conversation.closed',
-  'contact.created',
-  'contact.updated',
-  'campaign.started',
-  'campaign.completed',
-  'campaign.failed',
-  'flow.started',
-  'flow.completed',
-  'flow.failed',
-  'automation.triggered',
-  'automation.completed',
-  'template.approved',
-  'template.rejected',
-] as const;
-export type CatalogEventType = (typeof EVENT_TYPES)[number];
-
 export const MAX_EVENT_TYPE_LENGTH = 255;
 
 /** Dot-separated segments of lowercase letters, digits, `_` and `-`. Same regex as the SQL function. */

@@ -9,9 +9,7 @@ export * from './admin.js';
 
 export type { HookboxErrorCode, WebhookVerificationReason } from './errors.js';
 export { HookboxError, NotFoundError, ValidationError, WebhookVerificationError } from './errors.js';
-export type { CatalogEventType } from './event-types.js';
 export {
-  EVENT_TYPES,
   isValidEventPattern,
   isValidEventType,
   MAX_EVENT_TYPE_LENGTH,

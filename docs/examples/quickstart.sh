@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The quick start in one script: migrate, subscribe a local receiver, enqueue in a
+# transaction, and let the relay deliver until nothing is left. From a checkout, after
+# `pnpm install`:  DATABASE_URL=postgres://… bash docs/examples/quickstart.sh
+set -euo pipefail
+: "${DATABASE_URL:?set DATABASE_URL to your PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/postgres}"
+export DATABASE_URL
+HOOKBOX=${HOOKBOX:-pnpm --silent hookbox} # or the installed binary: hookbox
+PORT=${PORT:-9000}
+SECRET="whsec_$(node -e "process.stdout.write(require('node:crypto').randomBytes(32).toString('base64'))")"
+
+# 1. The hookbox schema (idempotent).
+$HOOKBOX migrate
+
+# 2. A tenant's endpoint: our local receiver, for every order.* event.
+$HOOKBOX subscriptions create --tenant acme --url "http://127.0.0.1:$PORT/webhooks" --events 'order.*' --secret "$SECRET"
+
+# 3. A receiver that prints each request and checks its signature.
+$HOOKBOX listen --port "$PORT" --secret "$SECRET" &
+LISTENER=$!
+trap 'kill $LISTENER' EXIT
+
+# 4. Business row and event in one transaction (and one rolled back: never sent).
+npx tsx docs/examples/drizzle.ts
+
+# 5. The relay delivers; --exit-when-idle ends it once every delivery is final. The
+#    receiver is on loopback, which the relay refuses unless allowed.
+$HOOKBOX relay --allow-private-network 127.0.0.1 --exit-when-idle
+
+# 6. The delivery log.
+$HOOKBOX deliveries list --tenant acme

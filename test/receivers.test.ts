@@ -1,0 +1,282 @@
+/**
+ * The receiver examples of docs/receiving.md (docs/receivers/<language>/) run for real:
+ * each is started with its toolchain, a real `hookbox relay` delivers signed events to it
+ * (non-ASCII payloads included: raw-body handling is where receivers fail), and requests
+ * sent directly check that it refuses a tampered body, a stale timestamp and a wrong
+ * secret, accepts a rotated secret's second signature, and acknowledges a repeated
+ * webhook-id as a duplicate. A missing toolchain skips its example with the reason in
+ * the title; .ci/run installs them all and requires them (HOOKBOX_REQUIRE_TOOLS).
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateSecret, sign, subscriptions, uuidv7 } from '@hookbox/outbox';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadCatalog } from './harness/catalog.js';
+import { REPO_ROOT } from './harness/cli.js';
+import { useTestDatabase } from './harness/db.js';
+import { deliveries, enqueueEvents, killCliRelays, spawnRelayCli, waitFor } from './harness/relay.js';
+import { findTool, isRequired, type Tool } from './harness/tools.js';
+
+const db = useTestDatabase();
+const DIR = join(REPO_ROOT, 'docs/receivers');
+
+interface Example {
+  name: string;
+  tool: Tool;
+  cwd: string;
+  /** Command and arguments; `port` is where it must listen. */
+  command: (port: number) => [string, string[]];
+  /** Whether the receiver prints the event's type after its id (Java does not parse JSON). */
+  printsType: boolean;
+}
+
+const node: Tool = { name: 'node', available: true, note: '' };
+
+/** A Ruby that has WEBrick (Debian: ruby-webrick; no longer in Ruby's default gems). */
+function findRuby(): Tool {
+  const ruby = findTool('ruby', 'apt-get install ruby ruby-webrick');
+  if (!ruby.available) return ruby;
+  if (spawnSync('ruby', ['-e', 'require "webrick"']).status === 0) return ruby;
+  const install = 'apt-get install ruby-webrick';
+  if (isRequired('ruby'))
+    throw new Error(`ruby is required here (HOOKBOX_REQUIRE_TOOLS) but lacks webrick: ${install}`);
+  return { name: 'ruby', available: false, note: ` [skipped: ruby has no webrick; ${install}]` };
+}
+
+const examples: Example[] = [
+  {
+    name: 'Node.js, @hookbox/outbox verify',
+    tool: node,
+    cwd: 'node',
+    command: () => [process.execPath, ['receiver.mjs']],
+    printsType: true,
+  },
+  {
+    name: 'Node.js, standardwebhooks',
+    tool: node,
+    cwd: 'node',
+    command: () => [process.execPath, ['receiver-standardwebhooks.mjs']],
+    printsType: true,
+  },
+  {
+    name: 'Python',
+    tool: findTool('python3', 'apt-get install python3'),
+    cwd: 'python',
+    command: () => ['python3', ['receiver.py']],
+    printsType: true,
+  },
+  {
+    name: 'Go',
+    tool: findTool('go', 'apt-get install golang-go'),
+    cwd: 'go',
+    command: () => ['go', ['run', 'receiver.go']],
+    printsType: true,
+  },
+  {
+    name: 'PHP',
+    tool: findTool('php', 'apt-get install php-cli'),
+    cwd: 'php',
+    command: (port) => ['php', ['-S', `127.0.0.1:${port}`, 'receiver.php']],
+    printsType: true,
+  },
+  { name: 'Ruby', tool: findRuby(), cwd: 'ruby', command: () => ['ruby', ['receiver.rb']], printsType: true },
+  {
+    name: 'Java',
+    tool: findTool('java', 'apt-get install default-jdk-headless'),
+    cwd: 'java',
+    command: () => ['java', ['Receiver.java']],
+    printsType: false,
+  },
+];
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+interface Running {
+  child: ChildProcess;
+  output: () => string;
+  stop: () => Promise<void>;
+}
+
+function startReceiver(example: Example, port: number, secret: string, tmp: string): Running {
+  const [command, args] = example.command(port);
+  const child = spawn(command, args, {
+    cwd: join(DIR, example.cwd),
+    env: { ...process.env, WEBHOOK_SECRET: secret, PORT: String(port), TMPDIR: tmp, GOCACHE: join(tmp, 'gocache') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own process group: `go run` and its binary stop together
+  });
+  let out = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    child,
+    output: () => out,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(-(child.pid as number), 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      await exited;
+    },
+  };
+}
+
+/** The receivers' one line per request: `accepted|duplicate <id> [type]` or `rejected <reason>`. */
+function verdicts(output: string): { verdict: string; rest: string }[] {
+  return output
+    .split('\n')
+    .map((line) => /(?:^|\] )(accepted|duplicate|rejected)\b ?(.*)$/.exec(line))
+    .filter((m) => m !== null)
+    .map((m) => ({ verdict: m[1] as string, rest: (m[2] as string).trim() }));
+}
+
+async function post(url: string, body: string, headers: Record<string, string>): Promise<number> {
+  const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json', ...headers } });
+  await res.arrayBuffer();
+  return res.status;
+}
+
+function signed(secret: string | string[], body: string, id = uuidv7(), timestamp = Math.floor(Date.now() / 1000)) {
+  return {
+    'webhook-id': id,
+    'webhook-timestamp': String(timestamp),
+    'webhook-signature': sign(secret, id, timestamp, body),
+  };
+}
+
+let tmp: string;
+
+beforeAll(() => {
+  if (!existsSync(join(REPO_ROOT, 'packages/outbox/dist/index.js'))) {
+    throw new Error('packages/outbox/dist is missing: the Node.js receiver imports the built package (pnpm build)');
+  }
+  tmp = mkdtempSync(join(tmpdir(), 'hookbox-receivers-'));
+  spawnRelayCli(db.url); // one relay for every example, stopped in afterAll
+});
+
+afterAll(async () => {
+  await killCliRelays();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const catalog = loadCatalog();
+const byType = (type: string) => catalog.find((e) => e.type === type)!.example;
+
+describe('receiver examples in docs/receivers', () => {
+  it.each(examples.map((e) => [`${e.name}${e.tool.note}`, e] as [string, Example]))(
+    '%s: accepts what hookbox relay delivers, refuses tampered, stale and wrongly signed requests',
+    { timeout: 180_000 },
+    async (_title, example) => {
+      if (!example.tool.available) return; // skipped: the reason is in the title
+      const secret = generateSecret();
+      const port = await freePort();
+      const receiver = startReceiver(example, port, secret, mkdtempSync(join(tmp, `${example.cwd}-`)));
+      try {
+        const url = `http://127.0.0.1:${port}/webhooks`;
+        // Toolchains compile first (go run, java Receiver.java): wait until it listens.
+        await waitFor(
+          async () => {
+            if (receiver.child.exitCode !== null) throw new Error(`receiver exited early:\n${receiver.output()}`);
+            return post(url, '{}', {}).then(
+              () => true,
+              () => false,
+            );
+          },
+          { timeoutMs: 150_000, intervalMs: 200, what: `${example.name} receiver listening` },
+        );
+
+        // The probe that found it listening was unsigned: wait for its verdict, then count from here.
+        const probes = (
+          await waitFor(() => verdicts(receiver.output()).length > 0 && verdicts(receiver.output()), {
+            what: 'the probe to be refused',
+          })
+        ).length;
+        expect(verdicts(receiver.output())[0]?.verdict).toBe('rejected');
+
+        // Through the relay: three catalog events, one with non-ASCII text in its payload.
+        const tenantId = `receivers-${example.cwd}-${port}`;
+        await subscriptions.create(db.pool, { tenantId, url, eventTypes: ['*'], secret });
+        const ids = await enqueueEvents(db.pool, [
+          {
+            tenantId,
+            type: 'message.new',
+            payload: { ...byType('message.new'), text: 'Grüße — 👋 "quoted" \u2028 €' },
+          },
+          { tenantId, type: 'contact.created', payload: byType('contact.created') },
+          { tenantId, type: 'template.rejected', payload: byType('template.rejected') },
+        ]);
+        const rows = await waitFor(
+          async () => {
+            const r = await deliveries(db.pool, 'event_id = ANY($1)', [ids]);
+            return r.length === 3 && r.every((d) => d.status !== 'pending') && r;
+          },
+          { timeoutMs: 60_000, what: 'the relay to deliver three events' },
+        );
+        expect(rows.map((d) => [d.status, d.lastStatus])).toEqual([
+          ['succeeded', 204],
+          ['succeeded', 204],
+          ['succeeded', 204],
+        ]);
+        const accepted = verdicts(receiver.output()).filter((v) => v.verdict === 'accepted');
+        for (const [i, type] of ['message.new', 'contact.created', 'template.rejected'].entries()) {
+          expect(accepted.map((v) => v.rest)).toContain(example.printsType ? `${ids[i]} ${type}` : ids[i]);
+        }
+
+        // Directly: a good one, then the same again (a duplicate is acknowledged).
+        const body = JSON.stringify({
+          id: uuidv7(),
+          type: 'contact.updated',
+          timestamp: new Date().toISOString(),
+          data: { ...byType('contact.updated'), name: 'Zoë Ærøskøbing' },
+        });
+        const good = signed(secret, body);
+        expect(await post(url, body, good)).toBe(204);
+        expect(await post(url, body, good)).toBe(204);
+        // Rotation: the first signature is under another secret, the second under this one.
+        const rotated = signed([generateSecret(), secret], body);
+        expect(await post(url, body, rotated)).toBe(204);
+
+        const tampered = body.replace('Zoë', 'Zoe');
+        expect(tampered).not.toBe(body);
+        expect(await post(url, tampered, signed(secret, body, good['webhook-id']))).toBe(401);
+        const stale = signed(secret, body, uuidv7(), Math.floor(Date.now() / 1000) - 600);
+        expect(await post(url, body, stale)).toBe(401);
+        expect(await post(url, body, signed(generateSecret(), body))).toBe(401);
+        expect(await post(url, body, {})).toBe(401);
+
+        const lines = await waitFor(
+          () => {
+            const v = verdicts(receiver.output()).slice(probes);
+            return v.filter((x) => x.verdict === 'rejected').length >= 4 && v;
+          },
+          { timeoutMs: 10_000, what: 'the receiver to log its verdicts' },
+        );
+        const goodId = good['webhook-id'];
+        const rest = (v: string) => lines.filter((x) => x.verdict === v).map((x) => x.rest.split(' ')[0]);
+        expect(rest('accepted')).toContain(goodId);
+        expect(rest('accepted')).toContain(rotated['webhook-id']);
+        expect(rest('duplicate')).toEqual([goodId]);
+        expect(lines.filter((x) => x.verdict === 'rejected')).toHaveLength(4);
+      } finally {
+        await receiver.stop();
+      }
+    },
+  );
+});
