@@ -16,12 +16,13 @@ export default defineConfig({
       '@hookbox/outbox': src('./packages/outbox/src/index.ts'),
       '@hookbox/devdb': src('./packages/devdb/src/index.ts'),
       '@hookbox/relay': src('./apps/relay/src/index.ts'),
+      '@hookbox/nestjs': src('./packages/nestjs/src/index.ts'),
     },
   },
   test: {
     include: canary
       ? ['test/canary/*.canary.ts']
-      : ['test/**/*.test.ts', 'packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts'],
+      : ['test/**/*.test.ts', 'packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'apps/*/test/**/*.test.ts'],
     globalSetup: ['./test/global-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,

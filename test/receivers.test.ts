@@ -164,7 +164,7 @@ function signed(secret: string | string[], body: string, id = uuidv7(), timestam
 let tmp: string;
 
 beforeAll(() => {
-  if (!existsSync(join(REPO_ROOT, 'packages/outbox/dist/index.js'))) {
+  if (!existsSync(join(REPO_ROOT, 'packages/outbox/dist/esm/index.js'))) {
     throw new Error('packages/outbox/dist is missing: the Node.js receiver imports the built package (pnpm build)');
   }
   tmp = mkdtempSync(join(tmpdir(), 'hookbox-receivers-'));

@@ -73,7 +73,65 @@ export async function runQuery<R extends Row = Row>(
       'executor: expected a drizzle database/transaction, a pg Client/PoolClient, or an object with query(text, values)',
     );
   }
-  if (Array.isArray(result)) return result as R[];
+  if (Array.isArray(result)) {
+    // TypeORM's postgres driver answers an UPDATE or DELETE with [rows, rowCount].
+    if (
+      result.length === 2 &&
+      Array.isArray(result[0]) &&
+      typeof result[1] === 'number' &&
+      typeormKind(executor as object) !== null
+    ) {
+      return result[0] as R[];
+    }
+    return result as R[];
+  }
   const rows = (result as { rows?: unknown } | null)?.rows;
   return Array.isArray(rows) ? (rows as R[]) : [];
+}
+
+/** True for TypeORM objects that can run SQL: EntityManager, QueryRunner, Repository, DataSource. */
+function typeormKind(executor: object): 'manager' | 'queryRunner' | 'repository' | 'dataSource' | null {
+  const marker = (executor as { '@instanceof'?: unknown })['@instanceof'];
+  if (marker === Symbol.for('EntityManager')) return 'manager';
+  if (marker === Symbol.for('DataSource')) return 'dataSource';
+  if ('isTransactionActive' in executor && 'manager' in executor) return 'queryRunner';
+  if ('manager' in executor && 'metadata' in executor && 'target' in executor) return 'repository';
+  return null;
+}
+
+/** Whether a TypeORM executor runs inside an active transaction; null for other executors. */
+export function typeormInTransaction(executor: Executor): boolean | null {
+  if (!executor || typeof executor !== 'object') return null;
+  const kind = typeormKind(executor);
+  const x = executor as {
+    isTransactionActive?: boolean;
+    queryRunner?: { isTransactionActive?: boolean };
+    manager?: { queryRunner?: { isTransactionActive?: boolean } };
+  };
+  switch (kind) {
+    case 'manager':
+      return x.queryRunner?.isTransactionActive === true;
+    case 'queryRunner':
+      return x.isTransactionActive === true;
+    case 'repository':
+      return (x.queryRunner ?? x.manager?.queryRunner)?.isTransactionActive === true;
+    case 'dataSource':
+      return false;
+    default:
+      return null;
+  }
+}
+
+/**
+ * The `requireTransaction` check: refuses a TypeORM EntityManager, QueryRunner, Repository
+ * or DataSource outside an active transaction (its write would commit on its own, apart
+ * from the business write). Other executors cannot be inspected and pass.
+ */
+export function assertInTransaction(executor: Executor): void {
+  if (typeormInTransaction(executor) === false) {
+    throw new HookboxError(
+      'HOOKBOX_NO_TRANSACTION',
+      'executor: this TypeORM executor is not inside an active transaction, so the event would be written apart from your business write; pass the EntityManager of dataSource.transaction(async (manager) => ...) or a QueryRunner after startTransaction()',
+    );
+  }
 }

@@ -1,24 +1,12 @@
 /**
  * @hookbox/outbox — the library services import. Enqueue webhook events in your own
  * transaction; manage subscriptions; sign and verify Standard Webhooks.
+ *
+ * The operator code (delivery log, replay, retention, stats, send-test) lives in
+ * `@hookbox/outbox/admin`; it is re-exported here too, so existing imports keep working.
  */
+export * from './admin.js';
 
-export type {
-  AttemptRecord,
-  DeliveryDetail,
-  DeliveryRecord,
-  DeliveryRef,
-  EventDetail,
-  EventRecord,
-  EventRef,
-  FanoutSummary,
-  ListDeliveriesInput,
-  ListEventsInput,
-  Page,
-  TenantScope,
-  TimeInput,
-} from './delivery-log.js';
-export { DELIVERY_LOG_LIMITS, deliveryLog } from './delivery-log.js';
 export type { HookboxErrorCode, WebhookVerificationReason } from './errors.js';
 export { HookboxError, NotFoundError, ValidationError, WebhookVerificationError } from './errors.js';
 export {
@@ -29,33 +17,25 @@ export {
   matchesEventType,
 } from './event-types.js';
 export type { DrizzleExecutor, Executor, QueryExecutor } from './executor.js';
-export { runQuery } from './executor.js';
+export { assertInTransaction, runQuery } from './executor.js';
 export { uuidv7 } from './id.js';
-export type { Notifier, NotifierOptions, NotifyPool } from './notify.js';
+export type { Notifier, NotifierOptions, NotifierSource, NotifyPool } from './notify.js';
 export { NOTIFY_CHANNEL, notifyRelay } from './notify.js';
-export type { EnqueueResult, EventMap, Outbox, OutboxOptions, TypedEvent } from './outbox.js';
-export { createOutbox } from './outbox.js';
 export type {
-  RecoverDeadInput,
-  RecoverDeadResult,
-  ReplayEventInput,
-  ReplayEventResult,
-  ReplayedDelivery,
-  RetryDeliveryInput,
-  RetryDeliveryResult,
-} from './replay.js';
-export { recoverDead, replayEvent, retryDelivery } from './replay.js';
-export type { CleanupInput, CleanupProgress, CleanupResult } from './retention.js';
-export { CLEANUP_DEFAULTS, cleanup, FRONTIER_MARGIN_MS } from './retention.js';
+  EnqueueResult,
+  EventMap,
+  EventTypeOf,
+  Outbox,
+  OutboxOptions,
+  PayloadOf,
+  TypedEvent,
+} from './outbox.js';
+export { createOutbox } from './outbox.js';
 export type { Delivery, DeliveryAttempt, DeliveryStatus, EventRow, Subscription } from './schema.js';
 export * as schema from './schema.js';
 export { GENERATED_SECRET_BYTES, generateSecret, MAX_SECRET_BYTES, MIN_SECRET_BYTES, parseSecret } from './secret.js';
-export type { DeliveryOutcome, DeliveryOutcomeInput, SendTestInput, SendTestResult } from './send-test.js';
-export { deliveryOutcome, sendTest, TEST_EVENT_TYPE } from './send-test.js';
 export type { Signer, VerifyOptions, WebhookHeaders } from './signing.js';
 export { createSigner, DEFAULT_TOLERANCE_SECONDS, sign, verify, WEBHOOK_HEADERS } from './signing.js';
-export type { Stats, StatsInput, SubscriptionStats, TenantUsage } from './stats.js';
-export { stats } from './stats.js';
 export { RESERVED_HEADER_NAMES, SUBSCRIPTION_LIMITS } from './subscription-validate.js';
 export type {
   CreateSubscriptionInput,

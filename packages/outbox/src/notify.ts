@@ -5,12 +5,13 @@
  * connection, at most once per `debounceMs` per process. It is only a hint: the relay also
  * polls, so a lost or early notification costs latency, never events.
  */
+import { HookboxError } from './errors.js';
 import { type Executor, runQuery } from './executor.js';
 
 /** The channel the relay LISTENs on. */
 export const NOTIFY_CHANNEL = 'hookbox_events';
 
-/** The parts of a `pg` Pool the notifier uses (drizzle's `db.$client`, TypeORM's `driver.master`). */
+/** The parts of a `pg` Pool the notifier uses. */
 export interface NotifyPool {
   on(event: 'release', listener: (err: Error | undefined, client: unknown) => void): unknown;
   removeListener(event: 'release', listener: (err: Error | undefined, client: unknown) => void): unknown;
@@ -18,6 +19,39 @@ export interface NotifyPool {
     query(text: string, values?: unknown[]): Promise<unknown>;
     release(err?: boolean | Error): void;
   }>;
+}
+
+/**
+ * What `attachNotifier` watches: a pg Pool, a drizzle node-postgres db (its `$client` is
+ * the Pool) or an initialised TypeORM DataSource on the postgres driver (its pool).
+ */
+export type NotifierSource = NotifyPool | { readonly $client: NotifyPool } | { readonly driver: object };
+
+const isPool = (x: unknown): x is NotifyPool =>
+  typeof x === 'object' &&
+  x !== null &&
+  typeof (x as NotifyPool).on === 'function' &&
+  typeof (x as NotifyPool).connect === 'function' &&
+  typeof (x as NotifyPool).removeListener === 'function';
+
+/** The pg Pool behind a notifier source; throws a HookboxError naming what was wrong. */
+export function resolveNotifyPool(source: NotifierSource): NotifyPool {
+  if (isPool(source)) return source;
+  if (source && typeof source === 'object') {
+    if ('$client' in source && isPool(source.$client)) return source.$client;
+    if ('driver' in source) {
+      const master = (source.driver as { master?: unknown } | undefined)?.master;
+      if (isPool(master)) return master;
+      throw new HookboxError(
+        'HOOKBOX_INVALID_EXECUTOR',
+        'attachNotifier: the TypeORM DataSource has no pg pool (initialise it first; only the postgres driver is supported)',
+      );
+    }
+  }
+  throw new HookboxError(
+    'HOOKBOX_INVALID_EXECUTOR',
+    'attachNotifier: expected a pg Pool, a drizzle node-postgres db or a TypeORM DataSource',
+  );
 }
 
 export interface NotifierOptions {
@@ -48,7 +82,12 @@ export async function notifyRelay(executor: Executor): Promise<void> {
  * and, when an enqueue happened recently, sends a debounced NOTIFY on a pooled connection.
  * `lastEnqueueAt` tells it when this process last enqueued (performance.now() time).
  */
-export function attachNotifier(pool: NotifyPool, lastEnqueueAt: () => number, options: NotifierOptions = {}): Notifier {
+export function attachNotifier(
+  source: NotifierSource,
+  lastEnqueueAt: () => number,
+  options: NotifierOptions = {},
+): Notifier {
+  const pool = resolveNotifyPool(source);
   const debounceMs = options.debounceMs ?? 2;
   const windowMs = options.windowMs ?? 1000;
   const own = new WeakSet<object>(); // clients checked out by the notifier itself

@@ -1,7 +1,7 @@
 import { HookboxError, ValidationError } from './errors.js';
-import { type Executor, runQuery } from './executor.js';
+import { assertInTransaction, type Executor, runQuery } from './executor.js';
 import { uuidv7 } from './id.js';
-import { attachNotifier, type Notifier, type NotifierOptions, type NotifyPool } from './notify.js';
+import { attachNotifier, type Notifier, type NotifierOptions, type NotifierSource } from './notify.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, type EventInput, type ValidEvent, validateEvent } from './validate.js';
 
 /** Options of `createOutbox`. Unknown keys are rejected. */
@@ -16,6 +16,14 @@ export interface OutboxOptions {
    */
   maxBatchBytes?: number;
   /**
+   * Refuse a TypeORM executor (EntityManager or QueryRunner) that is not inside an active
+   * transaction: `enqueue(dataSource.manager, …)` outside `transaction()` would write the
+   * event in its own autocommit statement, so a later rollback of the business write
+   * leaves the event behind. Throws `HookboxError` with code `HOOKBOX_NO_TRANSACTION`.
+   * pg clients and drizzle executors cannot be inspected and are not checked. Default false.
+   */
+  requireTransaction?: boolean;
+  /**
    * Prepare `enqueue`'s statement once per connection (node-postgres executors only):
    * Postgres then skips parsing and planning it on every call. Default true. Set false
    * behind a PgBouncer older than 1.21 in transaction mode, which cannot route prepared
@@ -29,15 +37,26 @@ const DEFAULTS = {
   maxBatchSize: 10_000,
   maxBatchBytes: 32 * 1024 * 1024,
   preparedStatements: true,
+  requireTransaction: false,
 } satisfies Required<OutboxOptions>;
 
-/** Maps each event type to its payload type, e.g. `{ 'message.new': { id: string } }`. */
-export type EventMap = Record<string, unknown>;
+/**
+ * Maps each event type to its payload type, e.g. `{ 'message.new': { id: string } }`.
+ * A type alias or an interface: any object type whose keys are the event types.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: `any` (not `unknown`) lets interfaces, which have no index signature, satisfy it
+export type EventMap = Record<string, any>;
 
-/** An event whose payload type follows from its type. */
-export type TypedEvent<E extends EventMap> = {
-  [T in keyof E & string]: EventInput<T, E[T]>;
-}[keyof E & string];
+/** The event types of a map (its string keys); `string` for the untyped default. */
+export type EventTypeOf<E extends EventMap> = keyof E & string;
+
+/** The payload type of event type `T` in map `E`. */
+export type PayloadOf<E extends EventMap, T extends EventTypeOf<E>> = E[T];
+
+/** An event whose payload type follows from its type (a union over the map's types). */
+export type TypedEvent<E extends EventMap, T extends EventTypeOf<E> = EventTypeOf<E>> = {
+  [K in T]: EventInput<K, E[K]>;
+}[T];
 
 export interface EnqueueResult {
   /** The event id (a UUIDv7); also the `webhook-id` its deliveries carry. */
@@ -46,21 +65,27 @@ export interface EnqueueResult {
   created: boolean;
 }
 
-export interface Outbox<E extends EventMap = EventMap> {
+export interface Outbox<out E extends EventMap = EventMap> {
   /**
    * Writes one event with the caller's executor, inside the caller's transaction; a
    * rollback removes it. Throws ValidationError before writing anything on bad input.
+   * Generic in the event type, so a wrapper `emit<K extends keyof E>(type: K, payload: E[K])`
+   * type-checks.
    */
-  enqueue(executor: Executor, event: TypedEvent<E>): Promise<EnqueueResult>;
+  enqueue<T extends EventTypeOf<E>>(executor: Executor, event: EventInput<T, E[T]>): Promise<EnqueueResult>;
   /** Writes many events in one statement (plus one more if idempotency keys repeat). */
-  enqueueMany(executor: Executor, events: readonly TypedEvent<E>[]): Promise<EnqueueResult[]>;
+  enqueueMany<T extends EventTypeOf<E> = EventTypeOf<E>>(
+    executor: Executor,
+    events: readonly TypedEvent<E, T>[],
+  ): Promise<EnqueueResult[]>;
   /**
-   * Wakes the relay soon after your transactions commit: watches `pool` (a pg Pool —
-   * drizzle's `db.$client`, TypeORM's `dataSource.driver.master`) for returned
-   * connections and sends a debounced NOTIFY after those that may have committed an
-   * enqueue. Optional: without it the relay finds events on its next poll.
+   * Wakes the relay soon after your transactions commit: watches the pg Pool behind
+   * `source` — a pg Pool, a drizzle node-postgres db (`db.$client`) or a TypeORM
+   * DataSource (its driver's pool) — for returned connections and sends a debounced
+   * NOTIFY after those that may have committed an enqueue. Optional: without it the relay
+   * finds events on its next poll. Call `detach()` on shutdown.
    */
-  attachNotifier(pool: NotifyPool, options?: NotifierOptions): Notifier;
+  attachNotifier(source: NotifierSource, options?: NotifierOptions): Notifier;
   /** The resolved options. */
   readonly options: Readonly<Required<OutboxOptions>>;
 }
@@ -85,8 +110,10 @@ function resolveOptions(options: OutboxOptions): Required<OutboxOptions> {
       throw new ValidationError(`options.${key}`, 'positive_integer', 'must be a positive integer');
     }
   }
-  if (typeof resolved.preparedStatements !== 'boolean') {
-    throw new ValidationError('options.preparedStatements', 'type', 'must be true or false');
+  for (const key of ['preparedStatements', 'requireTransaction'] as const) {
+    if (typeof resolved[key] !== 'boolean') {
+      throw new ValidationError(`options.${key}`, 'type', 'must be true or false');
+    }
   }
   return resolved;
 }
@@ -126,8 +153,9 @@ export function createOutbox<E extends EventMap = EventMap>(options: OutboxOptio
   const opts = resolveOptions(options);
   let lastEnqueueAt = Number.NEGATIVE_INFINITY;
 
-  async function enqueue(executor: Executor, event: TypedEvent<E>): Promise<EnqueueResult> {
-    const ev = validateEvent(event as EventInput, opts.maxPayloadBytes);
+  async function enqueue(executor: Executor, event: EventInput): Promise<EnqueueResult> {
+    const ev = validateEvent(event, opts.maxPayloadBytes);
+    if (opts.requireTransaction) assertInTransaction(executor);
     const id = uuidv7();
     lastEnqueueAt = performance.now();
     const rows = await runQuery<{ id: string }>(
@@ -142,7 +170,7 @@ export function createOutbox<E extends EventMap = EventMap>(options: OutboxOptio
     return { id: existing, created: false };
   }
 
-  async function enqueueMany(executor: Executor, events: readonly TypedEvent<E>[]): Promise<EnqueueResult[]> {
+  async function enqueueMany(executor: Executor, events: readonly EventInput[]): Promise<EnqueueResult[]> {
     if (!Array.isArray(events)) throw new ValidationError('events', 'type', 'must be an array');
     if (events.length > opts.maxBatchSize) {
       throw new ValidationError(
@@ -168,6 +196,7 @@ export function createOutbox<E extends EventMap = EventMap>(options: OutboxOptio
       }
       valid.push(ev);
     }
+    if (opts.requireTransaction) assertInTransaction(executor);
     const ids = valid.map(() => uuidv7());
     lastEnqueueAt = performance.now();
     const rows = await runQuery<{ id: string }>(executor, INSERT_MANY, [

@@ -1,0 +1,223 @@
+/**
+ * @hookbox/nestjs in a real Nest application on a real PostgreSQL: HookboxService joins
+ * the caller's transaction (an EntityManager, or typeorm-transactional's @Transactional()),
+ * writes in its own short transaction outside one unless `strict`, resolves named
+ * DataSources, and attaches the notifier at bootstrap / detaches it at shutdown.
+ */
+import 'reflect-metadata';
+import { HookboxModule, HookboxService } from '@hookbox/nestjs';
+import { HookboxError, NOTIFY_CHANNEL } from '@hookbox/outbox';
+import { Inject, Injectable, Module } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
+import pg from 'pg';
+import { Column, DataSource, Entity, PrimaryGeneratedColumn } from 'typeorm';
+import { addTransactionalDataSource, initializeTransactionalContext, Transactional } from 'typeorm-transactional';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useTestDatabase } from './harness/db.js';
+
+const db = useTestDatabase();
+
+interface NoteEvents {
+  'note.created': { noteId: number; text: string };
+}
+
+@Entity({ name: 'notes' })
+class Note {
+  @PrimaryGeneratedColumn()
+  id!: number;
+  @Column('text')
+  text!: string;
+  @Column('text')
+  tenantId!: string;
+}
+
+@Injectable()
+class NotesService {
+  constructor(
+    @Inject(HookboxService) readonly hookbox: HookboxService<NoteEvents>,
+    @Inject(getDataSourceToken()) readonly dataSource: DataSource,
+  ) {}
+
+  /** The seed's shape: the business write and the event in one transaction. */
+  create(tenantId: string, text: string, fail = false) {
+    return this.dataSource.transaction(async (manager) => {
+      const note = await manager.save(Note, { tenantId, text });
+      await this.hookbox.triggerEvent(tenantId, 'note.created', { noteId: note.id, text }, { manager });
+      if (fail) throw new Error('business rule failed after the write');
+      return note;
+    });
+  }
+
+  /** The usual Nest way: typeorm-transactional's decorator, no manager passed around. */
+  @Transactional()
+  async createTransactional(tenantId: string, text: string, fail = false) {
+    const note = await this.dataSource.manager.save(Note, { tenantId, text });
+    await this.hookbox.triggerEvent(tenantId, 'note.created', { noteId: note.id, text });
+    if (fail) throw new Error('business rule failed after the write');
+    return note;
+  }
+}
+
+@Module({ providers: [NotesService], exports: [NotesService] })
+class NotesModule {}
+
+const count = async (tenantId: string, table = 'hookbox.events') =>
+  Number((await db.pool.query(`SELECT count(*) FROM ${table} WHERE tenant_id = $1`, [tenantId])).rows[0].count);
+const notes = async (tenantId: string) =>
+  Number((await db.pool.query('SELECT count(*) FROM notes WHERE "tenantId" = $1', [tenantId])).rows[0].count);
+
+async function makeApp(hookbox: ReturnType<typeof HookboxModule.forRoot>, name?: string) {
+  const moduleRef = await Test.createTestingModule({
+    imports: [
+      TypeOrmModule.forRootAsync({
+        name,
+        useFactory: () => ({
+          type: 'postgres' as const,
+          url: db.url,
+          entities: [Note],
+          synchronize: true,
+          applicationName: 'hookbox-test-nest',
+        }),
+        dataSourceFactory: async (options) => {
+          const ds = new DataSource(options as ConstructorParameters<typeof DataSource>[0]);
+          return name ? ds.initialize() : addTransactionalDataSource(await ds.initialize());
+        },
+      }),
+      hookbox,
+      ...(name ? [] : [NotesModule]),
+    ],
+  }).compile();
+  const app = moduleRef.createNestApplication({ logger: false });
+  await app.init();
+  return app;
+}
+
+beforeAll(() => {
+  initializeTransactionalContext();
+});
+
+describe('HookboxModule.forRoot (global, default DataSource, strict)', () => {
+  let app: Awaited<ReturnType<typeof makeApp>>;
+  let svc: NotesService;
+  let hookbox: HookboxService<NoteEvents>;
+  beforeAll(async () => {
+    // strict: a write that found no transaction to join would throw, so the tests below
+    // prove the join itself (a nested manager.transaction would otherwise hide a miss).
+    app = await makeApp(HookboxModule.forRoot({ isGlobal: true, strict: true }));
+    svc = app.get(NotesService);
+    hookbox = app.get(HookboxService);
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it('joins the EntityManager passed in: commit keeps note and event, rollback removes both', async () => {
+    await svc.create('t-manager', 'hello');
+    await svc.create('t-manager', 'boom', true).catch(() => undefined);
+    expect(await notes('t-manager')).toBe(1);
+    expect(await count('t-manager')).toBe(1);
+    const row = (await db.pool.query('SELECT type, payload FROM hookbox.events WHERE tenant_id = $1', ['t-manager']))
+      .rows[0];
+    expect(row).toMatchObject({ type: 'note.created', payload: { text: 'hello' } });
+  });
+
+  it("joins typeorm-transactional's @Transactional() context without a manager", async () => {
+    await svc.createTransactional('t-cls', 'kept');
+    await svc.createTransactional('t-cls', 'gone', true).catch(() => undefined);
+    expect(await notes('t-cls')).toBe(1);
+    expect(await count('t-cls')).toBe(1);
+  });
+
+  it('strict refuses a write outside a transaction and writes nothing', async () => {
+    const ds = app.get<DataSource>(getDataSourceToken());
+    const err = await hookbox.triggerEvent('t-strict', 'note.created', { noteId: 1, text: 'x' }).catch((e) => e);
+    expect(err).toBeInstanceOf(HookboxError);
+    expect((err as HookboxError).code).toBe('HOOKBOX_NO_TRANSACTION');
+    const err2 = await hookbox
+      .triggerEvent('t-strict', 'note.created', { noteId: 1, text: 'x' }, { manager: ds.manager })
+      .catch((e: unknown) => e);
+    expect((err2 as HookboxError).code).toBe('HOOKBOX_NO_TRANSACTION');
+    expect(await count('t-strict')).toBe(0);
+  });
+
+  it('enqueue and enqueueMany join the manager too', async () => {
+    const ds = app.get<DataSource>(getDataSourceToken());
+    await ds
+      .transaction(async (manager) => {
+        await hookbox.enqueue(
+          { tenantId: 't-many', type: 'note.created', payload: { noteId: 1, text: 'a' } },
+          { manager },
+        );
+        await hookbox.enqueueMany(
+          [
+            { tenantId: 't-many', type: 'note.created', payload: { noteId: 2, text: 'b' } },
+            { tenantId: 't-many', type: 'note.created', payload: { noteId: 3, text: 'c' } },
+          ],
+          { manager },
+        );
+        expect(await count('t-many')).toBe(0); // not visible outside the transaction yet
+        throw new Error('roll back');
+      })
+      .catch(() => undefined);
+    expect(await count('t-many')).toBe(0);
+  });
+
+  it('attaches the notifier to the DataSource pool at bootstrap', async () => {
+    const listener = new pg.Client({ connectionString: db.url, application_name: 'nest-test-listener' });
+    await listener.connect();
+    try {
+      await listener.query(`LISTEN ${NOTIFY_CHANNEL}`);
+      let heard = 0;
+      listener.on('notification', () => heard++);
+      await svc.create('t-notify', 'wake up');
+      for (let i = 0; i < 250 && heard === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(heard).toBeGreaterThan(0);
+    } finally {
+      await listener.end();
+    }
+  });
+});
+
+describe('named DataSource, forRootAsync, not strict, shutdown', () => {
+  it('outside any transaction writes in a short transaction of its own; a transaction still joins', async () => {
+    const app = await makeApp(
+      HookboxModule.forRootAsync({ useFactory: async () => ({ dataSource: 'other', notifier: { debounceMs: 5 } }) }),
+      'other',
+    );
+    try {
+      const hookbox = app.get(HookboxService);
+      const ds = app.get<DataSource>(getDataSourceToken('other'));
+      expect(hookbox.dataSource).toBe(ds);
+      const r = await hookbox.triggerEvent('t-own', 'x.y', { a: 1 }, { idempotencyKey: 'k1' });
+      const again = await hookbox.triggerEvent('t-own', 'x.y', { a: 1 }, { idempotencyKey: 'k1' });
+      expect(again).toEqual({ id: r.id, created: false });
+      expect(await count('t-own')).toBe(1);
+      await ds
+        .transaction(async (manager) => {
+          await hookbox.triggerEvent('t-own', 'x.y', {}, { manager });
+          throw new Error('roll back');
+        })
+        .catch(() => undefined);
+      expect(await count('t-own')).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('detaches the notifier from the pool on shutdown', async () => {
+    const app = await makeApp(HookboxModule.forRoot({ dataSource: 'watched' }), 'watched');
+    const ds = app.get<DataSource>(getDataSourceToken('watched'));
+    const pool = (ds.driver as unknown as { master: pg.Pool }).master;
+    const before = pool.listenerCount('release');
+    const hookbox = app.get(HookboxService);
+    await hookbox.onModuleDestroy();
+    expect(pool.listenerCount('release')).toBe(before - 1);
+    await app.close();
+  });
+
+  it('rejects unknown and mistyped options, naming the field', () => {
+    expect(() => HookboxModule.forRoot({ strcit: true } as never)).toThrow(/options.strcit: is not an option/);
+    expect(() => HookboxModule.forRoot({ strict: 'yes' } as never)).toThrow(/options.strict: must be true or false/);
+  });
+});
