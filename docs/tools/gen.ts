@@ -3,6 +3,9 @@
  *   docs/reference/cli.md   every command's `--help`, read from the built `hookbox` binary;
  *   docs/reference/api.md   the library API, from the TypeScript sources (api-ref.ts);
  *   docs/events.md          the event catalog page, from apps/example-crm/catalog;
+ *   generated sections      `<!-- generated: name -->` in docs/*.md: the relay's settings
+ *                           (from `hookbox relay --help`), the REST API's routes (from the
+ *                           route table of packages/outbox/src/api/routes.ts);
  *   included code           fenced blocks after `<!-- include: path -->` in docs/*.md,
  *                           refreshed from the file (receivers, examples) they show.
  * test/docs.test.ts recomputes each and fails when a checked-in file differs.
@@ -11,6 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, extname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ROUTES } from '../../packages/outbox/src/api/routes.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 export const DOCS = join(ROOT, 'docs');
@@ -120,11 +124,35 @@ export function relaySettingsTable(help: HelpTexts): string {
   return ['| flag | environment | default | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }
 
+const TENANT_SCOPE = {
+  required: 'one tenant',
+  optional: 'one tenant; operators: all without `?tenant=`',
+  none: 'public',
+} as const;
+
+/** The REST API's routes, from the same table the router and the OpenAPI document read. */
+export function restRoutesTable(): string {
+  const rows = ROUTES.map((r) => {
+    const query = (r.query ?? []).map((p) => `\`${p.name}\``).join(', ');
+    const body = r.body ? `\`${r.body}\`` : '';
+    const answer = `${r.response.status}${r.response.schema ? ` \`${r.response.schema}\`` : ''}`;
+    return `| \`${r.method} ${r.path}\` | ${r.summary.replace(/\|/g, '\\|')} | ${TENANT_SCOPE[r.tenant]} | ${query || '—'} | ${body || '—'} | ${answer} |`;
+  });
+  return [
+    '| route | what it does | whose data | query | body | success |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...rows,
+  ].join('\n');
+}
+
 const GENERATED_RE = /(<!-- generated: ([a-z-]+) -->\n)[\s\S]*?(<!-- \/generated -->)/g;
 
 /** Fills each `<!-- generated: name -->` … `<!-- /generated -->` section. */
 export function withGenerated(markdown: string, help: HelpTexts): string {
-  const sections: Record<string, () => string> = { 'relay-settings': () => relaySettingsTable(help) };
+  const sections: Record<string, () => string> = {
+    'relay-settings': () => relaySettingsTable(help),
+    'rest-routes': restRoutesTable,
+  };
   return markdown.replace(GENERATED_RE, (_m, open: string, name: string, close: string) => {
     const make = sections[name];
     if (!make) throw new Error(`unknown generated section ${name}`);
@@ -204,9 +232,9 @@ export function eventsReference(): string {
   out.push(
     '## Operational events',
     '',
-    'See [operational events](operational-events.md): `hookbox.subscription.disabled`,',
-    '`hookbox.subscription.enabled` and `hookbox.delivery.dead`, matched only by patterns that',
-    'name them (`hookbox.*`), never by `*`.',
+    "hookbox's own operational events (an endpoint disabled, a delivery gone dead) are not",
+    'available yet as webhooks; see [operational events](operational-events.md) for where the',
+    'same facts are today.',
   );
   return `${out.join('\n').trimEnd()}\n`;
 }
