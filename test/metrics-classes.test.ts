@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createMetricsRegistry } from '../apps/relay/src/metrics/metrics.js';
 import { useTestDatabase } from './harness/db.js';
 import { startReceiver } from './harness/receiver.js';
-import { enqueueEvents, startRelay, useCleanup, waitForAllFinal } from './harness/relay.js';
+import { enqueueEvents, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
 
 const db = useTestDatabase();
 const defer = useCleanup(afterEach);
@@ -32,6 +32,11 @@ async function value(
   const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name);
   const v = (metric?.values ?? []).find((x) => Object.entries(label).every(([k, l]) => x.labels[k] === l));
   return v?.value ?? 0;
+}
+
+async function registryTotal(registry: ReturnType<typeof createMetricsRegistry>['registry'], name: string) {
+  const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name);
+  return (metric?.values ?? []).reduce((sum, v) => sum + v.value, 0);
 }
 
 describe('metrics for 3xx, timeout, network and cancelled', () => {
@@ -60,7 +65,8 @@ describe('metrics for 3xx, timeout, network and cancelled', () => {
     const metrics = createMetricsRegistry({ defaultMetrics: false });
     const relay = startRelay(
       db.url,
-      { retry: { maxAttempts: 1 }, requestTimeoutMs: 300, leaseMs: 2_000 },
+      // A timeout that only the hanging endpoint reaches, also on a loaded machine.
+      { retry: { maxAttempts: 1 }, requestTimeoutMs: 3_000, leaseMs: 10_000 },
       { observer: metrics.observer },
     );
     defer(() => relay.stop());
@@ -73,6 +79,13 @@ describe('metrics for 3xx, timeout, network and cancelled', () => {
     expect(rows.map((d) => d.status).sort()).toEqual(['cancelled', 'dead', 'dead', 'dead']);
 
     const reg = metrics.registry;
+    // The counters move once an outcome is recorded, which may be a moment after the
+    // database shows it: wait for the three attempts, then check each was counted once.
+    await waitFor(async () => {
+      const all = await registryTotal(reg, 'hookbox_delivery_attempts_total');
+      return all >= 3 || undefined;
+    });
+    expect(await registryTotal(reg, 'hookbox_delivery_attempts_total')).toBe(3);
     expect(await value(reg, 'hookbox_delivery_attempts_total', { status_class: '3xx' })).toBe(1);
     expect(await value(reg, 'hookbox_delivery_attempts_total', { status_class: 'timeout' })).toBe(1);
     expect(await value(reg, 'hookbox_delivery_attempts_total', { status_class: 'network' })).toBe(1);

@@ -93,7 +93,7 @@ export interface AttemptRecord {
   startedAt: Date;
   durationMs: number;
   statusCode: number | null;
-  /** null on 2xx; otherwise `http_status`, `timeout`, `connection_refused`, `dns`, `tls`, `network`, `blocked`. */
+  /** null on 2xx; otherwise `http_status`, `timeout`, `connection_refused`, `connection_reset`, `dns`, `tls`, `network`, `blocked`. */
   errorClass: string | null;
   errorMessage: string | null;
   responseExcerpt: string | null;

@@ -1,6 +1,6 @@
 /**
- * Replay and recovery: send a delivery again, replay an event, bulk-recover dead deliveries,
- * send a test event to one endpoint. Every function takes the caller's executor first and is
+ * Replay and recovery: send a delivery again, replay an event, bulk-recover dead deliveries
+ * (sending a test event lives in send-test.ts). Every function takes the caller's executor first and is
  * scoped by `tenantId` (another tenant's id is a NotFoundError). Nothing is rewritten: each
  * replay is a NEW pending delivery whose `replay_of` names the one it replays, so the
  * delivery log keeps every earlier attempt. After writing, each sends the relay a wake-up

@@ -171,7 +171,7 @@ export const deliveryAttempts = hookboxSchema.table(
     durationMs: integer('duration_ms').notNull(),
     /** HTTP status, when a response came back. */
     statusCode: integer('status_code'),
-    /** null on 2xx; otherwise `http_status`, `timeout`, `connection_refused`, `dns`, `tls`, `network`, `blocked`. */
+    /** null on 2xx; otherwise `http_status`, `timeout`, `connection_refused`, `connection_reset`, `dns`, `tls`, `network`, `blocked`. */
     errorClass: text('error_class'),
     errorMessage: text('error_message'),
     /** First bytes of the response body (capped by the relay). */

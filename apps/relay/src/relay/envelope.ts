@@ -3,15 +3,13 @@
  * built as a string around the stored payload text (no JSON parse/stringify per delivery),
  * and the signed headers.
  */
-import { createSigner } from '@hookbox/outbox';
+import { createSigner, type Signer, WEBHOOK_HEADERS } from '@hookbox/outbox';
 import type { ClaimedDelivery } from './sql.js';
 
 export function buildBody(d: Pick<ClaimedDelivery, 'eventId' | 'eventType' | 'eventCreatedAt' | 'payload'>): string {
   // id is a uuid, type matches [a-z0-9_.-]+ and the timestamp is ISO digits: none needs escaping.
   return `{"id":"${d.eventId}","type":"${d.eventType}","timestamp":"${d.eventCreatedAt}","data":${d.payload}}`;
 }
-
-type Signer = ReturnType<typeof createSigner>;
 
 /** Signers keyed by their secrets, so keys are decoded once per subscription, not per delivery. */
 export class SignerCache {
@@ -42,8 +40,8 @@ export function buildHeaders(
   const headers: Record<string, string> = d.headers ? { ...d.headers } : {};
   headers['content-type'] = 'application/json';
   headers['user-agent'] = userAgent;
-  headers['webhook-id'] = d.eventId;
-  headers['webhook-timestamp'] = String(nowSeconds);
-  headers['webhook-signature'] = signer(d.eventId, nowSeconds, body);
+  headers[WEBHOOK_HEADERS.id] = d.eventId;
+  headers[WEBHOOK_HEADERS.timestamp] = String(nowSeconds);
+  headers[WEBHOOK_HEADERS.signature] = signer(d.eventId, nowSeconds, body);
   return headers;
 }

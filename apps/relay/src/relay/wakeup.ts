@@ -2,10 +2,9 @@
  * LISTEN for the outbox's wake-up hint on a dedicated connection. Only a hint: the relay
  * polls anyway, so a lost notification or a dropped connection costs latency, never data.
  */
+import { NOTIFY_CHANNEL } from '@hookbox/outbox';
 import pg from 'pg';
 import type { Logger } from 'pino';
-
-export const NOTIFY_CHANNEL = 'hookbox_events';
 
 export interface Wakeup {
   close(): Promise<void>;

@@ -9,6 +9,7 @@ import { ValidationError } from '../errors.js';
 import { type Executor, runQuery } from '../executor.js';
 import { recoverDead, replayEvent, retryDelivery } from '../replay.js';
 import { sendTest } from '../send-test.js';
+import { WEBHOOK_HEADERS } from '../signing.js';
 import { stats } from '../stats.js';
 import { type SubscriptionRecord, subscriptions } from '../subscriptions.js';
 import { validateTime } from '../time.js';
@@ -83,9 +84,9 @@ function requestHeaders(eventId: string, startedAt: Date, custom: Record<string,
   const headers: Record<string, string> = {};
   for (const name of Object.keys(custom)) headers[name.toLowerCase()] = '[redacted]';
   headers['content-type'] = 'application/json';
-  headers['webhook-id'] = eventId;
-  headers['webhook-timestamp'] = String(Math.floor(startedAt.getTime() / 1000));
-  headers['webhook-signature'] = '[redacted]';
+  headers[WEBHOOK_HEADERS.id] = eventId;
+  headers[WEBHOOK_HEADERS.timestamp] = String(Math.floor(startedAt.getTime() / 1000));
+  headers[WEBHOOK_HEADERS.signature] = '[redacted]';
   return headers;
 }
 
