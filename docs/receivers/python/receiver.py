@@ -11,12 +11,19 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TOLERANCE_SECONDS = 5 * 60
+
+# One line per request. The server answers on several threads: logging writes each line in
+# one call under a lock, where print() from two threads can interleave two lines into one.
+logging.basicConfig(stream=sys.stdout, format="%(message)s", level=logging.INFO)
+log = logging.getLogger("receiver")
 
 
 class VerificationError(Exception):
@@ -60,7 +67,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             event = verify(SECRET, self.headers, body)
         except (VerificationError, ValueError) as err:
-            print(f"rejected {err}", flush=True)
+            log.info("rejected %s", err)
             self.send_response(401)
             self.end_headers()
             return
@@ -69,7 +76,7 @@ class Handler(BaseHTTPRequestHandler):
             duplicate = msg_id in seen_ids
             seen_ids.add(msg_id)
         # Answer fast; hand real work to a queue. A duplicate is acknowledged, not redone.
-        print(f"{'duplicate' if duplicate else 'accepted'} {msg_id} {event['type']}", flush=True)
+        log.info("%s %s %s", "duplicate" if duplicate else "accepted", msg_id, event["type"])
         self.send_response(204)
         self.end_headers()
 
@@ -78,5 +85,5 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8000"))), Handler)
-print(f"listening on {server.server_address[1]}", flush=True)
+log.info("listening on %s", server.server_address[1])
 server.serve_forever()
