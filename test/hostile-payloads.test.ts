@@ -7,7 +7,7 @@
 import { createOutbox, deliveryLog, MAX_PAYLOAD_DEPTH, recoverDead, stats, ValidationError } from '@hookbox/outbox';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { useTestDatabase } from './harness/db.js';
+import { countEvents, inRolledBackTx as inTx, useTestDatabase } from './harness/db.js';
 
 const db = useTestDatabase();
 const outbox = createOutbox();
@@ -23,19 +23,8 @@ function deep(n: number): unknown {
 const deepJson = (n: number, inner = '1') => `${'{"a":'.repeat(n)}${inner}${'}'.repeat(n)}`;
 const deepArrayJson = (n: number, inner = '1') => `${'['.repeat(n)}${inner}${']'.repeat(n)}`;
 
-async function inRolledBackTx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const c = await db.pool.connect();
-  try {
-    await c.query('BEGIN');
-    return await fn(c);
-  } finally {
-    await c.query('ROLLBACK');
-    c.release();
-  }
-}
-
-const count = async (c: pg.ClientBase) =>
-  (await c.query<{ n: number }>('SELECT count(*)::int AS n FROM hookbox.events')).rows[0]?.n;
+const inRolledBackTx = <T>(fn: (c: pg.PoolClient) => Promise<T>) => inTx(db.pool, fn);
+const count = countEvents;
 
 /** What `call` throws, and how many statements reached the database meanwhile. */
 async function rejection(call: (ex: { query: pg.PoolClient['query'] }) => Promise<unknown>) {

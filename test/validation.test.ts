@@ -6,27 +6,15 @@
 import { createOutbox, type EventInput, type Outbox, ValidationError } from '@hookbox/outbox';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { useTestDatabase } from './harness/db.js';
+import { countEvents, inRolledBackTx as inTx, useTestDatabase } from './harness/db.js';
 
 const db = useTestDatabase();
 const SMALL_LIMIT = 64;
 const outbox = createOutbox();
 const small = createOutbox({ maxPayloadBytes: SMALL_LIMIT });
 
-/** Runs `fn` in a transaction that is always rolled back, so this file never commits a row. */
-async function inRolledBackTx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const c = await db.pool.connect();
-  try {
-    await c.query('BEGIN');
-    return await fn(c);
-  } finally {
-    await c.query('ROLLBACK');
-    c.release();
-  }
-}
-
-const count = async (c: pg.ClientBase) =>
-  (await c.query<{ n: number }>('SELECT count(*)::int AS n FROM hookbox.events')).rows[0]?.n;
+const inRolledBackTx = <T>(fn: (c: pg.PoolClient) => Promise<T>) => inTx(db.pool, fn);
+const count = countEvents;
 
 /** Wraps a client so a test can see whether any statement was sent. */
 function spy(c: pg.PoolClient) {

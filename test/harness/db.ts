@@ -69,3 +69,19 @@ export function useTestDatabase(): TestDatabase {
   });
   return db;
 }
+
+/** Runs `fn` in a transaction on `pool` that is always rolled back, so a test never commits a row. */
+export async function inRolledBackTx<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  const c = await pool.connect();
+  try {
+    await c.query('BEGIN');
+    return await fn(c);
+  } finally {
+    await c.query('ROLLBACK');
+    c.release();
+  }
+}
+
+/** How many events the database (as seen by `c`) holds. */
+export const countEvents = async (c: pg.ClientBase) =>
+  (await c.query<{ n: number }>('SELECT count(*)::int AS n FROM hookbox.events')).rows[0]?.n;
