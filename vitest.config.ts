@@ -13,6 +13,7 @@ export default defineConfig({
     alias: {
       // Before '@hookbox/outbox', which would otherwise match it as a prefix.
       '@hookbox/outbox/api': src('./packages/outbox/src/api/index.ts'),
+      '@hookbox/outbox/admin': src('./packages/outbox/src/admin.ts'),
       '@hookbox/outbox': src('./packages/outbox/src/index.ts'),
       '@hookbox/devdb': src('./packages/devdb/src/index.ts'),
       '@hookbox/relay': src('./apps/relay/src/index.ts'),

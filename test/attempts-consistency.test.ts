@@ -3,7 +3,8 @@
  * (migration 0007): a delivery's attempts go with it however it is deleted, and an outcome
  * recorded while its delivery is being deleted leaves no attempt behind.
  */
-import { cleanup, subscriptions } from '@hookbox/outbox';
+import { subscriptions } from '@hookbox/outbox';
+import { cleanup } from '@hookbox/outbox/admin';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Outcome, recordOutcomes } from '../apps/relay/src/relay/sql.js';

@@ -4,7 +4,8 @@
  * The depth limit is the same in the TypeScript path and the SQL function; entities and
  * DTOs serialise as JSON.stringify writes them.
  */
-import { createOutbox, deliveryLog, MAX_PAYLOAD_DEPTH, recoverDead, stats, ValidationError } from '@hookbox/outbox';
+import { createOutbox, MAX_PAYLOAD_DEPTH, ValidationError } from '@hookbox/outbox';
+import { deliveryLog, recoverDead, stats } from '@hookbox/outbox/admin';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { countEvents, inRolledBackTx as inTx, useTestDatabase } from './harness/db.js';

@@ -5,17 +5,8 @@
  * writing and never replays a delivery twice; every function refuses another tenant's ids.
  */
 import { randomUUID } from 'node:crypto';
-import {
-  deliveryOutcome,
-  type HookboxError,
-  NotFoundError,
-  recoverDead,
-  replayEvent,
-  retryDelivery,
-  sendTest,
-  subscriptions,
-  ValidationError,
-} from '@hookbox/outbox';
+import { type HookboxError, NotFoundError, subscriptions, ValidationError } from '@hookbox/outbox';
+import { deliveryOutcome, recoverDead, replayEvent, retryDelivery, sendTest } from '@hookbox/outbox/admin';
 import { afterEach, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './harness/db.js';
 import { startReceiver } from './harness/receiver.js';

@@ -7,7 +7,8 @@
  * does the same in the background and stops cleanly.
  */
 import { randomUUID } from 'node:crypto';
-import { cleanup, FRONTIER_MARGIN_MS, subscriptions, ValidationError } from '@hookbox/outbox';
+import { subscriptions, ValidationError } from '@hookbox/outbox';
+import { cleanup, FRONTIER_MARGIN_MS } from '@hookbox/outbox/admin';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';

@@ -5,7 +5,8 @@
  * tenant scoping and per-tenant usage.
  */
 import { randomUUID } from 'node:crypto';
-import { stats, ValidationError } from '@hookbox/outbox';
+import { ValidationError } from '@hookbox/outbox';
+import { stats } from '@hookbox/outbox/admin';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { describe, expect, it } from 'vitest';
 import { useTestDatabase } from './harness/db.js';

@@ -11,6 +11,7 @@ import ts from 'typescript';
 /** Entry points documented, in order; missing ones (a package not built yet) are left out. */
 export const API_ENTRIES = [
   { pkg: '@hookbox/outbox', index: 'packages/outbox/src/index.ts' },
+  { pkg: '@hookbox/outbox/admin', index: 'packages/outbox/src/admin.ts' },
   { pkg: '@hookbox/nestjs', index: 'packages/nestjs/src/index.ts' },
 ] as const;
 

@@ -3,9 +3,8 @@
  * transaction; manage subscriptions; sign and verify Standard Webhooks.
  *
  * The operator code (delivery log, replay, retention, stats, send-test) lives in
- * `@hookbox/outbox/admin`; it is re-exported here too, so existing imports keep working.
+ * `@hookbox/outbox/admin`, not here: a service that only enqueues does not load it.
  */
-export * from './admin.js';
 
 export type { HookboxErrorCode, WebhookVerificationReason } from './errors.js';
 export { HookboxError, NotFoundError, ValidationError, WebhookVerificationError } from './errors.js';

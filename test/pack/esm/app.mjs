@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { HookboxModule, HookboxService } from '@hookbox/nestjs';
+import * as root from '@hookbox/outbox';
 import { HookboxError, subscriptions, verify } from '@hookbox/outbox';
 import * as admin from '@hookbox/outbox/admin';
 import { Module } from '@nestjs/common';
@@ -17,6 +18,7 @@ import { DataSource } from 'typeorm';
 const url = process.env.DATABASE_URL;
 assert.ok(url, 'DATABASE_URL is required');
 assert.equal(typeof admin.deliveryLog, 'object', '@hookbox/outbox/admin exports the delivery log');
+assert.equal('deliveryLog' in root, false, 'the root export leaves the operator code out');
 
 const received = [];
 const receiver = createServer((req, res) => {

@@ -2,7 +2,7 @@
  * `hookbox cleanup`: retention in bounded batches. Commander parses; `@hookbox/outbox`'s
  * `cleanup` does the work.
  */
-import { cleanup } from '@hookbox/outbox';
+import { cleanup } from '@hookbox/outbox/admin';
 import type { Command } from 'commander';
 import { databaseUrlOption } from '../config.js';
 import { formatDuration, parseDuration } from '../duration.js';

@@ -4,7 +4,8 @@
  * prints. `deliveries retry` attaches to the same group (commands/replay.ts) through
  * `deliveriesCommand(program)`.
  */
-import { type DeliveryRecord, type DeliveryStatus, deliveryLog } from '@hookbox/outbox';
+import type { DeliveryStatus } from '@hookbox/outbox';
+import { type DeliveryRecord, deliveryLog } from '@hookbox/outbox/admin';
 import type { Command } from 'commander';
 import { databaseUrlOption } from '../config.js';
 import {

@@ -5,7 +5,7 @@
  * More subcommands (e.g. `events replay`) attach to the same group through
  * `eventsCommand(program)`, which creates the group once and returns it after.
  */
-import { deliveryLog, type FanoutSummary } from '@hookbox/outbox';
+import { deliveryLog, type FanoutSummary } from '@hookbox/outbox/admin';
 import type { Command } from 'commander';
 import { databaseUrlOption } from '../config.js';
 import { deliveriesTable } from './deliveries.js';

@@ -9,7 +9,7 @@ import {
   recoverDead,
   replayEvent,
   retryDelivery,
-} from '@hookbox/outbox';
+} from '@hookbox/outbox/admin';
 import { type Command, Option } from 'commander';
 import { databaseUrlOption } from '../config.js';
 import { UsageError } from '../errors.js';

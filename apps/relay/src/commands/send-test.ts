@@ -2,7 +2,7 @@
  * `hookbox send-test`: one test event for one endpoint, sent by a running relay, and its
  * outcome. Commander parses; `@hookbox/outbox`'s `sendTest` and `deliveryOutcome` do the work.
  */
-import { type DeliveryOutcome, deliveryOutcome, sendTest, TEST_EVENT_TYPE } from '@hookbox/outbox';
+import { type DeliveryOutcome, deliveryOutcome, sendTest, TEST_EVENT_TYPE } from '@hookbox/outbox/admin';
 import type { Command } from 'commander';
 import { databaseUrlOption } from '../config.js';
 import { formatDuration, parseDuration } from '../duration.js';

@@ -3,7 +3,7 @@
  * pending deliveries, last success/failure; per tenant, the usage operators bill or alert
  * on. Commander parses; `@hookbox/outbox`'s `stats` does the work.
  */
-import { stats } from '@hookbox/outbox';
+import { stats } from '@hookbox/outbox/admin';
 import type { Command } from 'commander';
 import { databaseUrlOption } from '../config.js';
 import { examples, LOG_FLAGS, parseTimeFlag, run, type ScopeFlags, scopeFromFlags, scopeOptions } from './flags.js';

@@ -6,7 +6,7 @@
  * Each batch borrows one pool connection for one short statement and takes no long lock.
  * Runs never overlap; stop() waits for the batch in progress, not for the whole run.
  */
-import { type CleanupProgress, type CleanupResult, cleanup } from '@hookbox/outbox';
+import { type CleanupProgress, type CleanupResult, cleanup } from '@hookbox/outbox/admin';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 
