@@ -8,35 +8,13 @@
 import { randomUUID } from 'node:crypto';
 import { generateSecret, subscriptions } from '@hookbox/outbox';
 import { Webhook } from 'standardwebhooks';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { VERSION } from '../apps/relay/src/version.js';
-import { useTestDatabase } from './harness/db.js';
-import { type ReceivedRequest, startReceiver } from './harness/receiver.js';
-import {
-  attempts,
-  deliveries,
-  enqueueEvents,
-  startRelay,
-  useCleanup,
-  waitFor,
-  waitForAllFinal,
-} from './harness/relay.js';
+import { useRelayFixture } from './harness/fixture.js';
+import type { ReceivedRequest } from './harness/receiver.js';
+import { attempts, deliveries, enqueueEvents, waitFor, waitForAllFinal } from './harness/relay.js';
 
-const db = useTestDatabase();
-const defer = useCleanup(afterEach);
-const tenant = () => `t-${randomUUID().slice(0, 8)}`;
-
-async function receiver() {
-  const r = await startReceiver();
-  defer(() => r.close());
-  return r;
-}
-
-function relay(overrides: Parameters<typeof startRelay>[1] = {}) {
-  const r = startRelay(db.url, overrides);
-  defer(() => r.stop());
-  return r;
-}
+const { db, tenant, receiver, relay } = useRelayFixture();
 
 function signatureHeaders(req: ReceivedRequest): {
   'webhook-id': string;

@@ -1,38 +1,22 @@
-/**
- * The relay when things break under it: SIGKILL of a relay process mid-batch loses nothing
- * (a second relay finishes, duplicates only for what was in flight); SIGTERM lets in-flight
- * requests finish, records them and exits 0; Postgres backends killed repeatedly, and a real
- * Postgres restart, leave the relay logging, recovering and delivering everything.
- */
-import { randomUUID } from 'node:crypto';
 import { startEmbeddedPostgres } from '@hookbox/devdb';
 import { subscriptions } from '@hookbox/outbox';
 import pg from 'pg';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { migrate } from '../apps/relay/src/migrate.js';
-import { useTestDatabase } from './harness/db.js';
-import { type ReceivedRequest, startReceiver } from './harness/receiver.js';
+import { useRelayFixture } from './harness/fixture.js';
+import type { ReceivedRequest } from './harness/receiver.js';
 import {
   deliveries,
   enqueueEvents,
   killCliRelays,
   spawnRelayCli,
   startRelay,
-  useCleanup,
   waitFor,
   waitForAllFinal,
 } from './harness/relay.js';
 
-const db = useTestDatabase();
-const defer = useCleanup(afterEach);
+const { db, defer, tenant, receiver } = useRelayFixture();
 afterAll(killCliRelays);
-const tenant = () => `t-${randomUUID().slice(0, 8)}`;
-
-async function receiver() {
-  const r = await startReceiver();
-  defer(() => r.close());
-  return r;
-}
 
 /** `path webhook-id` of a request: one per delivery. */
 const key = (r: ReceivedRequest) => `${r.path} ${r.headers['webhook-id']}`;

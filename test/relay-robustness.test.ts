@@ -4,33 +4,16 @@
  * the relay must not crash it.
  */
 import { subscriptions } from '@hookbox/outbox';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../apps/relay/src/logger.js';
 import { Recorder } from '../apps/relay/src/relay/recorder.js';
 import type { Outcome } from '../apps/relay/src/relay/sql.js';
-import { useTestDatabase } from './harness/db.js';
-import { startReceiver } from './harness/receiver.js';
-import {
-  enqueueEvents,
-  killCliRelays,
-  spawnRelayCli,
-  startRelay,
-  useCleanup,
-  waitFor,
-  waitForAllFinal,
-} from './harness/relay.js';
+import { useRelayFixture } from './harness/fixture.js';
+import { enqueueEvents, killCliRelays, spawnRelayCli, startRelay, waitFor, waitForAllFinal } from './harness/relay.js';
 
-const db = useTestDatabase();
-const defer = useCleanup(afterEach);
+const { db, defer, tenant: newTenant, receiver } = useRelayFixture();
 afterAll(killCliRelays);
-let n = 0;
-const tenant = () => `rob-${++n}-${Date.now().toString(36)}`;
-
-async function receiver() {
-  const r = await startReceiver();
-  defer(() => r.close());
-  return r;
-}
+const tenant = () => newTenant('rob');
 
 describe('relay robustness', () => {
   it('records a response body containing NUL (stripped) and keeps recording everything else', async () => {

@@ -7,28 +7,13 @@
 import { randomUUID } from 'node:crypto';
 import { type HookboxError, NotFoundError, subscriptions, ValidationError } from '@hookbox/outbox';
 import { deliveryOutcome, recoverDead, replayEvent, retryDelivery, sendTest } from '@hookbox/outbox/admin';
-import { afterEach, describe, expect, it } from 'vitest';
-import { useTestDatabase } from './harness/db.js';
-import { startReceiver } from './harness/receiver.js';
-import { attempts, deliveries, enqueueEvents, startRelay, useCleanup, waitFor } from './harness/relay.js';
+import { describe, expect, it } from 'vitest';
+import { useRelayFixture } from './harness/fixture.js';
+import { attempts, deliveries, enqueueEvents, waitFor } from './harness/relay.js';
 
-const db = useTestDatabase();
-const defer = useCleanup(afterEach);
-const tenant = () => `t-${randomUUID().slice(0, 8)}`;
+const { db, tenant, receiver, relay } = useRelayFixture();
 // Seeded rows point at the discard port: if a relay ever tries them, nothing answers.
 const NOWHERE = 'http://127.0.0.1:9/nowhere';
-
-async function receiver() {
-  const r = await startReceiver();
-  defer(() => r.close());
-  return r;
-}
-
-function relay(overrides: Parameters<typeof startRelay>[1] = {}) {
-  const r = startRelay(db.url, overrides);
-  defer(() => r.stop());
-  return r;
-}
 
 async function sub(tenantId: string, eventTypes: string[] = ['*'], url = NOWHERE): Promise<string> {
   return (await subscriptions.create(db.pool, { tenantId, url, eventTypes })).id;
