@@ -31,7 +31,7 @@ export type {
   TypedEvent,
 } from './outbox.js';
 export { createOutbox } from './outbox.js';
-export type { Delivery, DeliveryAttempt, DeliveryStatus, EventRow, Subscription } from './schema.js';
+export type { Delivery, DeliveryAttempt, DeliveryStatus, EventRow, OrderingOnDead, Subscription } from './schema.js';
 export * as schema from './schema.js';
 export { GENERATED_SECRET_BYTES, generateSecret, MAX_SECRET_BYTES, MIN_SECRET_BYTES, parseSecret } from './secret.js';
 export type { Signer, VerifyOptions, WebhookHeaders } from './signing.js';
@@ -53,6 +53,7 @@ export type { EventInput, ValidEvent } from './validate.js';
 export {
   DEFAULT_MAX_PAYLOAD_BYTES,
   MAX_IDEMPOTENCY_KEY_LENGTH,
+  MAX_ORDERING_KEY_LENGTH,
   MAX_PAYLOAD_DEPTH,
   MAX_TENANT_ID_LENGTH,
   validateEvent,

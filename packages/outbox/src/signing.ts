@@ -13,6 +13,10 @@ export const WEBHOOK_HEADERS = {
   id: 'webhook-id',
   timestamp: 'webhook-timestamp',
   signature: 'webhook-signature',
+  /** Sent only for events with an ordering key: the key, percent-encoded (UTF-8). */
+  orderingKey: 'webhook-ordering-key',
+  /** Sent with `orderingKey`: the event's position among its key's events, 1, 2, 3… */
+  orderingSeq: 'webhook-ordering-seq',
 } as const;
 
 /** Default for `VerifyOptions.toleranceSeconds`: five minutes, as in Standard Webhooks. */

@@ -43,5 +43,9 @@ export function buildHeaders(
   headers[WEBHOOK_HEADERS.id] = d.eventId;
   headers[WEBHOOK_HEADERS.timestamp] = String(nowSeconds);
   headers[WEBHOOK_HEADERS.signature] = signer(d.eventId, nowSeconds, body);
+  if (d.orderingKey !== null) {
+    headers[WEBHOOK_HEADERS.orderingKey] = encodeURIComponent(d.orderingKey);
+    headers[WEBHOOK_HEADERS.orderingSeq] = String(d.orderingSeq);
+  }
   return headers;
 }
