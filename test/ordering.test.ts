@@ -7,7 +7,7 @@
  * (a redelivery of the in-flight head is allowed, going back is not).
  */
 import { randomUUID } from 'node:crypto';
-import { createOutbox, retryDelivery, subscriptions, ValidationError } from '@hookbox/outbox';
+import { createOutbox, retryDelivery, subscriptions, ValidationError, verify } from '@hookbox/outbox';
 import type pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { inRolledBackTx, useTestDatabase } from './harness/db.js';
@@ -217,8 +217,8 @@ describe('delivery in order per (subscription, key)', () => {
     const t = tenant();
     // Endpoints that answer at different speeds, so deliveries would overtake each other.
     rx.on('/slow', () => ({ delayMs: Math.floor(Math.random() * 15) }));
-    await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/fast'), eventTypes: ['*'] });
-    await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/slow'), eventTypes: ['*'] });
+    const fast = await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/fast'), eventTypes: ['*'] });
+    const slow = await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/slow'), eventTypes: ['*'] });
     relay({ concurrency: 8, batchSize: 7 });
 
     const keys = ['k1', 'k2', 'k3'];
@@ -259,6 +259,22 @@ describe('delivery in order per (subscription, key)', () => {
     const reqs = rx.requests();
     expect(reqs.length).toBe(2 * total);
     expect(reqs.every((r) => seqOf(r) === seqs.get(payloadOf(r).n) && keyOf(r) === payloadOf(r).key)).toBe(true);
+    // A receiver checking with verify's ordering option finds every key in order, no gaps.
+    for (const [path, sub] of [
+      ['/fast', fast],
+      ['/slow', slow],
+    ] as const) {
+      const state = new Map<string, number>();
+      const statuses = new Set<string>();
+      for (const r of rx.requests(path)) {
+        verify(sub.secret, r.headers as Record<string, string>, r.body, {
+          ordering: state,
+          onOrdering: (report) => statuses.add(report.status),
+        });
+      }
+      expect([...statuses], path).toEqual(['next']);
+      expect(Object.fromEntries(state)).toEqual(Object.fromEntries(keys.map((k) => [k, committed.get(k)?.length])));
+    }
   });
 
   it('a failing head holds only its key (block), other keys and subscriptions go on; a replay unblocks it', async () => {

@@ -34,8 +34,15 @@ export { createOutbox } from './outbox.js';
 export type { Delivery, DeliveryAttempt, DeliveryStatus, EventRow, OrderingOnDead, Subscription } from './schema.js';
 export * as schema from './schema.js';
 export { GENERATED_SECRET_BYTES, generateSecret, MAX_SECRET_BYTES, MIN_SECRET_BYTES, parseSecret } from './secret.js';
-export type { Signer, VerifyOptions, WebhookHeaders } from './signing.js';
-export { createSigner, DEFAULT_TOLERANCE_SECONDS, sign, verify, WEBHOOK_HEADERS } from './signing.js';
+export type { OrderingReport, OrderingState, Signer, VerifyOptions, WebhookHeaders } from './signing.js';
+export {
+  checkOrdering,
+  createSigner,
+  DEFAULT_TOLERANCE_SECONDS,
+  sign,
+  verify,
+  WEBHOOK_HEADERS,
+} from './signing.js';
 export { RESERVED_HEADER_NAMES, SUBSCRIPTION_LIMITS } from './subscription-validate.js';
 export type {
   CreateSubscriptionInput,
