@@ -76,7 +76,10 @@ const BAD: Record<string, [args: string[], says: string][]> = {
     [['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--header', '__proto__: x'], '__proto__'],
     [['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--header', 'X-City: 東京'], 'Latin-1'],
     [['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--header', 'X-Mood: 👍'], 'U+1F44D'],
-    [['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--ordering-on-dead', 'wait'], '--ordering-on-dead'],
+    [
+      ['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--ordering-on-dead', 'wait'],
+      '--ordering-on-dead',
+    ],
   ],
   'subscriptions list': [
     [['--tenant', T, '--limit', '0'], '--limit'],
