@@ -7,9 +7,11 @@
  * (a redelivery of the in-flight head is allowed, going back is not).
  */
 import { randomUUID } from 'node:crypto';
-import { createOutbox, retryDelivery, subscriptions, ValidationError, verify } from '@hookbox/outbox';
+import { createOutbox, retryDelivery, stats, subscriptions, ValidationError, verify } from '@hookbox/outbox';
 import type pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createMetricsRegistry } from '../apps/relay/src/metrics/metrics.js';
+import { sampleGauges } from '../apps/relay/src/metrics/sampler.js';
 import { inRolledBackTx, useTestDatabase } from './harness/db.js';
 import { type ReceivedRequest, startReceiver } from './harness/receiver.js';
 import { killCliRelays, spawnRelayCli, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
@@ -315,6 +317,13 @@ describe('delivery in order per (subscription, key)', () => {
     expect(arrivals(rx.requests('/a')).get('k2')).toEqual(['k2-1', 'k2-2', 'k2-3', 'k2-4']);
     expect(arrivals(rx.requests('/b')).get('k1')).toEqual(['k1-1', 'k1-2', 'k1-3', 'k1-4']);
 
+    // Operators see the held key in stats and /metrics.
+    const held = (await stats(db.pool, { tenantId: t })).subscriptions.map((x) => [x.url, x.blockedKeys]);
+    expect(Object.fromEntries(held)).toEqual({ [rx.url('/a')]: 1, [rx.url('/b')]: 0 });
+    const metrics = createMetricsRegistry();
+    await sampleGauges(db.pool, metrics.instruments);
+    expect((await metrics.instruments.blockedOrderingKeys.get()).values[0]?.value).toBeGreaterThanOrEqual(1);
+
     // Replay the dead head: it goes out, and the rest of k1 follows in order.
     failK1 = false;
     const { rows } = await db.pool.query(
@@ -329,6 +338,7 @@ describe('delivery in order per (subscription, key)', () => {
     expect(k1.filter((n) => n !== 'k1-1')).toEqual(['k1-2', 'k1-3', 'k1-4']);
     expect(k1.slice(-4)).toEqual(['k1-1', 'k1-2', 'k1-3', 'k1-4']);
     await waitForAllFinal(db.pool, { tenants: [t], atLeast: 19 });
+    expect((await stats(db.pool, { tenantId: t })).subscriptions.map((x) => x.blockedKeys)).toEqual([0, 0]);
   });
 
   it('policy skip: a dead head does not hold its key', async () => {
