@@ -54,7 +54,9 @@ backlog now.${examples(
           s.active ? s.url : `${s.url} (disabled)`,
         ]);
         const headers = ['SUBSCRIPTION', ...(withTenant ? ['TENANT'] : []), 'ATTEMPTS', 'SUCCESS', 'P50', 'P95'];
-        console.log(formatTable([...headers, 'DEAD', 'PENDING', 'BLOCKED KEYS', 'LAST SUCCESS', 'LAST FAILURE', 'URL'], rows));
+        console.log(
+          formatTable([...headers, 'DEAD', 'PENDING', 'BLOCKED KEYS', 'LAST SUCCESS', 'LAST FAILURE', 'URL'], rows),
+        );
       }
       console.log('');
       if (result.tenants.length === 0) return console.log('no events or deliveries in the window');
