@@ -26,6 +26,15 @@ export const ROUTES = [
 ] as const;
 
 export const tenantId = (i: number) => `tenant-${String(i).padStart(2, '0')}`;
+
+/** The ordering scenario's keys: 1,000 conversations, each owned by one tenant. */
+export const ORDERING_KEYS = 1000;
+/** Event `n`'s tenant and, when ordered, its ordering key (key k belongs to tenant k % TENANTS). */
+export function eventOwner(n: number, ordered: boolean): { tenantId: string; orderingKey?: string } {
+  if (!ordered) return { tenantId: tenantId(n % TENANTS) };
+  const k = n % ORDERING_KEYS;
+  return { tenantId: tenantId(k % TENANTS), orderingKey: `conversation:${k}` };
+}
 export const targetUrl = (port: number, tenant: number, route: string) =>
   `http://127.0.0.1:${port}/t${tenant}/${route}`;
 
@@ -57,8 +66,8 @@ export async function createSubscriptions(pool: pg.Pool, port: number, secret: s
   }
 }
 
-/** Writes `events` events spread round-robin over the tenants, from PRODUCERS connections. */
-export async function enqueueBacklog(pool: pg.Pool, events: number): Promise<void> {
+/** Writes `events` events spread round-robin over the tenants (or keys), from PRODUCERS connections. */
+export async function enqueueBacklog(pool: pg.Pool, events: number, ordered = false): Promise<void> {
   const outbox = createOutbox();
   let next = 0;
   await Promise.all(
@@ -67,7 +76,7 @@ export async function enqueueBacklog(pool: pg.Pool, events: number): Promise<voi
         const from = next;
         next = Math.min(events, next + 250);
         const batch = Array.from({ length: next - from }, (_, j) => ({
-          tenantId: tenantId((from + j) % TENANTS),
+          ...eventOwner(from + j, ordered),
           type: 'message.new',
           payload: payload(from + j),
         }));
@@ -94,14 +103,15 @@ export async function manyTenantsRun(
   url: string,
   receiver: Receiver,
   secret: string,
-  opts: { events: number; rate: number; seconds: number },
+  opts: { events: number; rate: number; seconds: number; ordered?: boolean },
 ): Promise<ManyTenantsResult> {
+  const ordered = opts.ordered === true;
   const pool = new pg.Pool({ connectionString: url, max: PRODUCERS + 2 });
   pool.on('error', (err) => console.error(`bench pool: ${err.message}`));
   let relay: ChildProcess | null = null;
   try {
     await createSubscriptions(pool, receiver.port, secret);
-    await enqueueBacklog(pool, opts.events);
+    await enqueueBacklog(pool, opts.events, ordered);
     await pool.query('VACUUM ANALYZE hookbox.events');
     await pool.query('CHECKPOINT');
     await receiver.reset();
@@ -135,7 +145,7 @@ export async function manyTenantsRun(
           try {
             await client.query('BEGIN');
             const { id } = await outbox.enqueue(client, {
-              tenantId: tenantId(n % TENANTS),
+              ...eventOwner(n, ordered),
               type: 'message.new',
               payload: payload(n),
             });

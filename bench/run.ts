@@ -19,7 +19,11 @@
  * Postgres, producer (this process), receiver and relay (child processes) share the box.
  * Uses DATABASE_URL when set, else an embedded PostgreSQL with durable (default) settings.
  *
- *   pnpm bench [--runs 3] [--events 20000] [--seconds 5] [--latency-seconds 15] [--noisy-seconds 10] [--peers] [--scale-out]
+ * `--ordering` adds the ordering scenario (issue #16) to each run: the enqueue ratio with
+ * ordering keys (1,000 keys), and the many-tenants drain and latency with every event on one
+ * of 1,000 keys, next to the same shape unordered; `--ordering-only` runs just that.
+ *
+ *   pnpm bench [--runs 3] [--events 20000] [--seconds 5] [--latency-seconds 15] [--noisy-seconds 10] [--peers] [--scale-out] [--ordering | --ordering-only]
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
@@ -42,7 +46,7 @@ import {
   waitFor,
   withDatabase,
 } from './lib.js';
-import { type ManyTenantsResult, manyTenantsRun, scaleOutRun } from './many-tenants.js';
+import { type ManyTenantsResult, manyTenantsRun, ORDERING_KEYS, scaleOutRun } from './many-tenants.js';
 import { PEERS, type PeerName, type PeerResult, runPeer } from './peers.js';
 
 const { values: args } = parseArgs({
@@ -55,6 +59,8 @@ const { values: args } = parseArgs({
     'noisy-seconds': { type: 'string', default: '10' },
     peers: { type: 'boolean', default: false },
     'scale-out': { type: 'boolean', default: false },
+    ordering: { type: 'boolean', default: false },
+    'ordering-only': { type: 'boolean', default: false },
   },
 });
 const RUNS = Number(args.runs);
@@ -74,6 +80,7 @@ async function writeThroughput(
   withOutbox: boolean,
   notify: false | 'after-commit' | 'in-transaction',
   seconds: number,
+  ordered = false,
 ): Promise<number> {
   const outbox = createOutbox();
   const notifier = notify === 'after-commit' ? outbox.attachNotifier(pool) : null;
@@ -95,6 +102,8 @@ async function writeThroughput(
               tenantId: 'ratio',
               type: 'order.created',
               payload: { id: rows[0].id, ...payload },
+              // The ordering scenario: 1,000 keys, each writer on its own walk through them.
+              ...(ordered ? { orderingKey: `conversation:${(w * 7919 + done * 13) % ORDERING_KEYS}` } : {}),
             });
             // The design hookbox avoids, measured for comparison: commits that NOTIFY queue on one lock.
             if (notify === 'in-transaction') await client.query("SELECT pg_notify('hookbox_events', '')");
@@ -377,6 +386,63 @@ async function oneRun(url: string): Promise<RunResult> {
   }
 }
 
+/**
+ * The ordering scenario (--ordering): enqueue ratio with ordering keys (1,000 keys) next to
+ * the plain outbox write, in alternating one-second slices like the one-tenant ratio.
+ */
+async function orderingRatio(url: string): Promise<{ ratio: number; plainRatio: number }> {
+  const pool = new pg.Pool({ connectionString: url, max: WORKERS + 2 });
+  try {
+    await pool.query(
+      'CREATE TABLE orders (id bigserial PRIMARY KEY, tenant_id text NOT NULL, body jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())',
+    );
+    const totals = [0, 0, 0];
+    for (let slice = 0; slice < SECONDS; slice++) {
+      totals[0] = (totals[0] as number) + (await writeThroughput(pool, false, false, 1));
+      totals[1] = (totals[1] as number) + (await writeThroughput(pool, true, 'after-commit', 1));
+      totals[2] = (totals[2] as number) + (await writeThroughput(pool, true, 'after-commit', 1, true));
+    }
+    const [base, plain, ordered] = totals as [number, number, number];
+    return { ratio: ordered / base, plainRatio: plain / base };
+  } finally {
+    await pool.end();
+  }
+}
+
+interface OrderingRun {
+  ratio: number;
+  plainRatio: number;
+  /** The many-tenants shape with 1,000 ordering keys, and without (same run). */
+  ordered: ManyTenantsResult;
+  unordered: ManyTenantsResult;
+}
+
+async function orderingRun(adminUrl: string, r: number, many?: ManyTenantsResult): Promise<OrderingRun> {
+  const { ratio, plainRatio } = await withDatabase(adminUrl, orderingRatio);
+  const opts = { events: EVENTS, rate: RATE, seconds: LAT_SECONDS };
+  const unordered =
+    many ?? (await scenario(adminUrl, (url, receiver, secret) => manyTenantsRun(url, receiver, secret, opts)));
+  const ordered = await scenario(adminUrl, (url, receiver, secret) =>
+    manyTenantsRun(url, receiver, secret, { ...opts, ordered: true }),
+  );
+  console.log(
+    `run ${r} ordering (${ORDERING_KEYS} keys): enqueue ratio ${f2(ratio)} (${f2(plainRatio)} without keys) · ` +
+      `drain ${f0(ordered.drain.perSec)} deliveries/s vs ${f0(unordered.drain.perSec)} unordered (×${f2(ordered.drain.perSec / unordered.drain.perSec)}) · ` +
+      `latency ${lat(ordered.latency)} vs ${lat(unordered.latency)} unordered (p99 ×${f2(pct(ordered.latency, 99) / pct(unordered.latency, 99))})`,
+  );
+  return { ratio, plainRatio, ordered, unordered };
+}
+
+function reportOrdering(runs: OrderingRun[]): void {
+  const med = (f: (x: OrderingRun) => number) => median(runs.map(f));
+  console.log(
+    `median of ${runs.length}, ordering (${ORDERING_KEYS} keys): enqueue ratio ${f2(med((x) => x.ratio))} (${f2(med((x) => x.plainRatio))} without keys) · ` +
+      `drain ${f0(med((x) => x.ordered.drain.perSec))} deliveries/s, same-run ratio to unordered ×${f2(med((x) => x.ordered.drain.perSec / x.unordered.drain.perSec))} · ` +
+      `latency p50 ${f2(med((x) => pct(x.ordered.latency, 50)))} ms p99 ${f2(med((x) => pct(x.ordered.latency, 99)))} ms, same-run p99 ratio ×${f2(med((x) => pct(x.ordered.latency, 99) / pct(x.unordered.latency, 99)))}`,
+  );
+  console.log('ordering bar: enqueue ratio ≥ 0.65 · drain ≥ 0.70 × unordered · p99 ≤ 2 × unordered (same run)');
+}
+
 /** Everything one run measures: the one-tenant figures, the many-tenants shape, and the optional parts. */
 interface FullRun {
   one: RunResult;
@@ -452,11 +518,22 @@ async function main() {
       `PostgreSQL: ${external ? 'DATABASE_URL' : 'embedded (durable settings)'}`,
   );
   const runs: FullRun[] = [];
+  const orderingRuns: OrderingRun[] = [];
   try {
-    for (let r = 1; r <= RUNS; r++) runs.push(await fullRun(adminUrl, r));
+    for (let r = 1; r <= RUNS; r++) {
+      if (args['ordering-only']) {
+        orderingRuns.push(await orderingRun(adminUrl, r));
+        continue;
+      }
+      const full = await fullRun(adminUrl, r);
+      runs.push(full);
+      if (args.ordering) orderingRuns.push(await orderingRun(adminUrl, r, full.many));
+    }
   } finally {
     await server?.stop();
   }
+  if (orderingRuns.length > 0) reportOrdering(orderingRuns);
+  if (runs.length === 0) return;
   const med = (f: (x: FullRun) => number) => median(runs.map(f));
   console.log(
     `\nmedian of ${RUNS}, one tenant: enqueue ratio ${f2(med((x) => x.one.ratio))} (${f2(med((x) => x.one.ratioNoNotify))} without the notifier, ${f2(med((x) => x.one.ratioNotifyInTx))} with NOTIFY inside the transaction) · drain ${f0(med((x) => x.one.drainPerSec))} deliveries/s · ` +

@@ -76,13 +76,20 @@ const BAD: Record<string, [args: string[], says: string][]> = {
     [['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--header', '__proto__: x'], '__proto__'],
     [['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--header', 'X-City: 東京'], 'Latin-1'],
     [['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--header', 'X-Mood: 👍'], 'U+1F44D'],
+    [
+      ['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--ordering-on-dead', 'wait'],
+      '--ordering-on-dead',
+    ],
   ],
   'subscriptions list': [
     [['--tenant', T, '--limit', '0'], '--limit'],
     [['--tenant', T, '--after', 'zzz'], '--after'],
   ],
   'subscriptions show': [[['not-a-uuid', '--tenant', T], 'ID']],
-  'subscriptions update': [[["'; drop table x; --", '--tenant', T, '--url', 'https://x.example/'], 'ID']],
+  'subscriptions update': [
+    [["'; drop table x; --", '--tenant', T, '--url', 'https://x.example/'], 'ID'],
+    [[UUID, '--tenant', T, '--ordering-on-dead', 'BLOCK'], '--ordering-on-dead'],
+  ],
   'subscriptions disable': [[['12', '--tenant', T], 'ID']],
   'subscriptions enable': [[['not-a-uuid', '--tenant', T], 'ID']],
   'subscriptions delete': [[['not-a-uuid', '--tenant', T], 'ID']],
@@ -91,6 +98,7 @@ const BAD: Record<string, [args: string[], says: string][]> = {
     [['--tenant', T, '--since', '2024-02-30'], '2024-02-30 does not exist'],
     [['--tenant', T, '--until', '275760-09-13T00:00:00Z'], 'year must be from 0001 to 9999'],
     [['--tenant', T, '--status', 'lost'], '--status'],
+    [['--tenant', T, '--ordering-key', 'a\tb'], '--ordering-key'],
   ],
   'deliveries show': [
     [['56 OR 1=1', '--tenant', T], 'ID'],

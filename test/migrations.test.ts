@@ -110,6 +110,7 @@ describe('migrate() on an empty database', () => {
       'deliveries',
       'delivery_attempts',
       'events',
+      'ordering_keys',
       'portal_keys',
       'subscriptions',
     ]);

@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { claimDueDeliveries, fanOut, recordOutcomes } from '../apps/relay/src/relay/sql.js';
+import { claimDueDeliveries, fanOut, promoteHeads, recordOutcomes } from '../apps/relay/src/relay/sql.js';
 import { useTestDatabase } from './harness/db.js';
 
 const db = useTestDatabase();
@@ -30,6 +30,7 @@ describe('prepared relay statements', () => {
       expect((await fanOut(one, 100, 60_000)).events).toBe(0);
       expect(await claimDueDeliveries(one, 100, 60_000)).toEqual([]);
       await recordOutcomes(one, []);
+      expect(await promoteHeads(one, [['p', 'k']], [1], true)).toBe(0);
     }
     // The backlog arrives: 30,000 events and 30,000 due deliveries.
     const { rows } = await db.pool.query<{ id: string }>(
@@ -48,10 +49,10 @@ describe('prepared relay statements', () => {
     );
     // No ANALYZE here: the plans must hold up even before autovacuum gets round to it.
 
-    const fan = await plan('hookbox_fan_out_v2', '100, 60000');
+    const fan = await plan('hookbox_fan_out_v3', '100, 60000');
     expect(fan).toContain('events_pending_idx');
     expect(fan).not.toMatch(/Seq Scan on events/);
-    const due = await plan('hookbox_claim_due_v4', "100, 60000, '{}', '{}'");
+    const due = await plan('hookbox_claim_due_v5', "100, 60000, '{}', '{}'");
     expect(due).toContain('deliveries_due_idx');
     expect(due).not.toMatch(/Seq Scan on deliveries/);
     // Recording a batch looks each delivery up by primary key: never a scan of the pending
@@ -63,5 +64,9 @@ describe('prepared relay statements', () => {
        ARRAY['${rows[0]?.id}', '${rows[0]?.id}']::uuid[], '{t,t}'::bool[], 2`,
     );
     expect(record).not.toMatch(/Seq Scan on deliveries|deliveries_due_idx|Bitmap Heap Scan on deliveries/);
+    // Promoting the successors of ordered deliveries reads only their keys' chains.
+    const promote = await plan('hookbox_promote_heads_v1', `'{p}'::text[], '{k}'::text[], '{1}'::bigint[], true`);
+    expect(promote).toContain('deliveries_ordering_idx');
+    expect(promote).not.toMatch(/Seq Scan on (deliveries|events)/);
   });
 });

@@ -24,6 +24,12 @@ export interface TriggerOptions {
   manager?: EntityManager;
   /** A second event with the same key for the same tenant returns the first one's id. */
   idempotencyKey?: string;
+  /**
+   * Events of the tenant with the same ordering key (e.g. `conversation:42`) are delivered
+   * to each endpoint one at a time, in the commit order of their transactions. Your
+   * transaction holds the key until it ends; see the README's "Ordering".
+   */
+  orderingKey?: string;
 }
 
 /** An event written through `enqueue`/`enqueueMany`. */
@@ -100,7 +106,13 @@ export class HookboxService<E extends EventMap = EventMap> implements OnApplicat
     payload: E[T],
     options: TriggerOptions = {},
   ): Promise<EnqueueResult> {
-    const event = { tenantId, type, payload, idempotencyKey: options.idempotencyKey ?? null };
+    const event = {
+      tenantId,
+      type,
+      payload,
+      idempotencyKey: options.idempotencyKey ?? null,
+      orderingKey: options.orderingKey ?? null,
+    };
     return this.run(options.manager, (m) => this.outbox.enqueue(m, event));
   }
 

@@ -12,7 +12,7 @@ import { checkInput, intInRange, isUuid, type TenantScope, validateScope } from 
 import { epochMs, num, toDate } from './rows.js';
 import { DELIVERY_STATUSES, type DeliveryStatus } from './schema.js';
 import { type TimeInput, validateTimeRange } from './time.js';
-import { validateTenantId } from './validate.js';
+import { validateOrderingKey, validateTenantId } from './validate.js';
 
 /** Default and largest page of the list functions. */
 export const DELIVERY_LOG_LIMITS = { defaultLimit: 50, maxLimit: 500 } as const;
@@ -26,6 +26,8 @@ export interface ListDeliveriesInput extends TenantScope {
   eventType?: string;
   /** Only deliveries in this status (or any of these). */
   status?: DeliveryStatus | readonly DeliveryStatus[];
+  /** Only deliveries of events with this ordering key. */
+  orderingKey?: string;
   /** Only deliveries created at or after this time. */
   since?: TimeInput;
   /** Only deliveries created before this time. */
@@ -83,6 +85,10 @@ export interface DeliveryRecord {
   replayOf: number | null;
   createdAt: Date;
   completedAt: Date | null;
+  /** The event's ordering key; null for an unordered event. */
+  orderingKey: string | null;
+  /** The event's position among its key's events (1, 2, 3…); null for an unordered event. */
+  orderingSeq: number | null;
 }
 
 /** One HTTP attempt from the log. */
@@ -113,6 +119,10 @@ export interface EventRecord {
   tenantId: string;
   type: string;
   idempotencyKey: string | null;
+  /** The event's ordering key; null for an unordered event. */
+  orderingKey: string | null;
+  /** Its position among the key's events, in commit order (1, 2, 3…); null for an unordered event. */
+  orderingSeq: number | null;
   createdAt: Date;
   /** null while the relay has not fanned it out yet. */
   fannedOutAt: Date | null;
@@ -211,7 +221,7 @@ class Where {
 const DELIVERY_COLUMNS = `d.id, d.event_id, e.type AS event_type, d.subscription_id, s.url, d.tenant_id, d.status,
   d.attempts, ${epochMs('d.next_attempt_at', 'next_attempt_at')}, ${epochMs('d.locked_until', 'locked_until')},
   d.last_status, d.last_error, ${epochMs('d.last_attempt_at', 'last_attempt_at')}, d.replay_of,
-  ${epochMs('d.created_at', 'created_at')}, ${epochMs('d.completed_at', 'completed_at')}`;
+  ${epochMs('d.created_at', 'created_at')}, ${epochMs('d.completed_at', 'completed_at')}, d.ordering_key, d.ordering_seq`;
 
 // Both foreign keys cascade, so the inner joins never hide a delivery.
 const DELIVERY_FROM = `FROM hookbox.deliveries d
@@ -236,6 +246,8 @@ function toDelivery(r: Row): DeliveryRecord {
     replayOf: num(r.replay_of),
     createdAt: toDate(r.created_at)!,
     completedAt: toDate(r.completed_at),
+    orderingKey: (r.ordering_key as string | null) ?? null,
+    orderingSeq: num(r.ordering_seq),
   };
 }
 
@@ -252,7 +264,7 @@ function toAttempt(r: Row): AttemptRecord {
   };
 }
 
-const EVENT_COLUMNS = `e.id, e.tenant_id, e.type, e.idempotency_key, ${epochMs('e.created_at', 'created_at')},
+const EVENT_COLUMNS = `e.id, e.tenant_id, e.type, e.idempotency_key, e.ordering_key, e.ordering_seq, ${epochMs('e.created_at', 'created_at')},
   ${epochMs('e.fanned_out_at', 'fanned_out_at')}, f.total, f.pending, f.succeeded, f.dead, f.cancelled`;
 
 // Per event, through deliveries_event_idx; under a LIMIT only the page's events are counted.
@@ -271,6 +283,8 @@ function toEvent(r: Row): EventRecord {
     tenantId: r.tenant_id as string,
     type: r.type as string,
     idempotencyKey: (r.idempotency_key as string | null) ?? null,
+    orderingKey: (r.ordering_key as string | null) ?? null,
+    orderingSeq: num(r.ordering_seq),
     createdAt: toDate(r.created_at)!,
     fannedOutAt: toDate(r.fanned_out_at),
     deliveries: {
@@ -289,6 +303,7 @@ const LIST_DELIVERIES_KEYS = [
   'subscriptionId',
   'eventType',
   'status',
+  'orderingKey',
   'since',
   'until',
   'limit',
@@ -305,6 +320,7 @@ async function listDeliveries(executor: Executor, input: ListDeliveriesInput): P
   }
   const eventType = validateTypeFilter(input.eventType, 'eventType');
   const statuses = validateStatuses(input.status);
+  const orderingKey = input.orderingKey === undefined ? null : validateOrderingKey(input.orderingKey);
   const [since, until] = validateTimeRange(input);
   const limit = validateLimit(input.limit);
   const cursor = decodeCursor(input.cursor, DELIVERY_CURSOR);
@@ -318,6 +334,7 @@ async function listDeliveries(executor: Executor, input: ListDeliveriesInput): P
     w.add(`EXISTS (SELECT 1 FROM hookbox.events e WHERE e.id = d.event_id AND ${typeMatches('e.type', p)})`);
   }
   if (statuses) w.add(`d.status = ANY(${w.param(statuses)}::text[])`);
+  if (orderingKey !== null) w.add(`d.ordering_key = ${w.param(orderingKey)}`);
   if (since) w.add(`d.created_at >= ${w.param(since.toISOString())}::timestamptz`);
   if (until) w.add(`d.created_at < ${w.param(until.toISOString())}::timestamptz`);
   if (cursor !== null) w.add(`d.id < ${w.param(cursor)}::bigint`);

@@ -30,11 +30,18 @@ export type {
   TypedEvent,
 } from './outbox.js';
 export { createOutbox } from './outbox.js';
-export type { Delivery, DeliveryAttempt, DeliveryStatus, EventRow, Subscription } from './schema.js';
+export type { Delivery, DeliveryAttempt, DeliveryStatus, EventRow, OrderingOnDead, Subscription } from './schema.js';
 export * as schema from './schema.js';
 export { GENERATED_SECRET_BYTES, generateSecret, MAX_SECRET_BYTES, MIN_SECRET_BYTES, parseSecret } from './secret.js';
-export type { Signer, VerifyOptions, WebhookHeaders } from './signing.js';
-export { createSigner, DEFAULT_TOLERANCE_SECONDS, sign, verify, WEBHOOK_HEADERS } from './signing.js';
+export type { OrderingReport, OrderingState, Signer, VerifyOptions, WebhookHeaders } from './signing.js';
+export {
+  checkOrdering,
+  createSigner,
+  DEFAULT_TOLERANCE_SECONDS,
+  sign,
+  verify,
+  WEBHOOK_HEADERS,
+} from './signing.js';
 export { RESERVED_HEADER_NAMES, SUBSCRIPTION_LIMITS } from './subscription-validate.js';
 export type {
   CreateSubscriptionInput,
@@ -52,6 +59,7 @@ export type { EventInput, ValidEvent } from './validate.js';
 export {
   DEFAULT_MAX_PAYLOAD_BYTES,
   MAX_IDEMPOTENCY_KEY_LENGTH,
+  MAX_ORDERING_KEY_LENGTH,
   MAX_PAYLOAD_DEPTH,
   MAX_TENANT_ID_LENGTH,
   validateEvent,

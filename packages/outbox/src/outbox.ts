@@ -130,6 +130,80 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id`;
 
+// Ordered events take the next number of their (tenant, key) in the same statement. The
+// upsert's row lock is held until the caller's transaction ends: a second transaction on
+// the same key waits on it, so numbers follow commit order, and a rollback gives its
+// number back. See docs/ordering.md.
+const INSERT_ONE_ORDERED = `WITH k AS (
+  INSERT INTO hookbox.ordering_keys AS k (tenant_id, key, seq) VALUES ($2, $6, 1)
+  ON CONFLICT (tenant_id, key) DO UPDATE SET seq = k.seq + 1
+  RETURNING k.seq
+)
+INSERT INTO hookbox.events (id, tenant_id, type, payload, idempotency_key, ordering_key, ordering_seq)
+SELECT $1, $2, $3, $4::jsonb, $5, $6, k.seq FROM k
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id`;
+
+// A batch takes, per key, as many numbers as it has events of that key (in batch order),
+// locking its keys in one sorted order so that two batches cannot deadlock on each other.
+const INSERT_MANY_ORDERED = `WITH u AS (
+  SELECT u.*, count(*) OVER w AS n, row_number() OVER (w ORDER BY u.ord) AS rn
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY
+    AS u(id, tenant_id, type, payload, idempotency_key, ordering_key, ord)
+  WINDOW w AS (PARTITION BY u.tenant_id, u.ordering_key)
+), k AS (
+  INSERT INTO hookbox.ordering_keys AS k (tenant_id, key, seq)
+  SELECT DISTINCT u.tenant_id, u.ordering_key, u.n FROM u WHERE u.ordering_key IS NOT NULL
+  ORDER BY 1, 2
+  ON CONFLICT (tenant_id, key) DO UPDATE SET seq = k.seq + excluded.seq
+  RETURNING k.tenant_id, k.key, k.seq
+)
+INSERT INTO hookbox.events (id, tenant_id, type, payload, idempotency_key, ordering_key, ordering_seq)
+SELECT u.id, u.tenant_id, u.type, u.payload::jsonb, u.idempotency_key, u.ordering_key, k.seq - u.n + u.rn
+FROM u LEFT JOIN k ON k.tenant_id = u.tenant_id AND k.key = u.ordering_key
+ORDER BY u.ord
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id`;
+
+// An idempotent repeat takes no number. The numbers this transaction took for events that
+// turned out to exist already are given back, and its new events renumbered without gaps:
+// it still holds the keys' row locks, so nobody has taken a number after its own.
+const GIVE_BACK = `WITH t AS (
+  SELECT * FROM unnest($2::text[], $3::text[], $4::int[]) AS t(tenant_id, key, taken)
+), mine AS (
+  SELECT e.id, e.tenant_id, e.ordering_key,
+    row_number() OVER (PARTITION BY e.tenant_id, e.ordering_key ORDER BY e.ordering_seq) AS rn
+  FROM hookbox.events e WHERE e.id = ANY($1::uuid[]) AND e.ordering_key IS NOT NULL
+), b AS (
+  SELECT k.tenant_id, k.key, k.seq - t.taken AS base,
+    (SELECT count(*) FROM mine m WHERE m.tenant_id = k.tenant_id AND m.ordering_key = k.key) AS kept
+  FROM hookbox.ordering_keys k JOIN t ON k.tenant_id = t.tenant_id AND k.key = t.key
+), renumber AS (
+  UPDATE hookbox.events e SET ordering_seq = b.base + m.rn
+  FROM mine m JOIN b ON b.tenant_id = m.tenant_id AND b.key = m.ordering_key
+  WHERE e.id = m.id AND e.ordering_seq <> b.base + m.rn
+)
+UPDATE hookbox.ordering_keys k SET seq = b.base + b.kept FROM b WHERE k.tenant_id = b.tenant_id AND k.key = b.key`;
+
+async function giveBackNumbers(executor: Executor, events: ValidEvent[], insertedIds: string[]): Promise<void> {
+  const taken = new Map<string, { tenantId: string; key: string; n: number }>();
+  for (const e of events) {
+    if (e.orderingKey === null) continue;
+    const k = keyOf(e.tenantId, e.orderingKey);
+    const t = taken.get(k) ?? { tenantId: e.tenantId, key: e.orderingKey, n: 0 };
+    t.n++;
+    taken.set(k, t);
+  }
+  if (taken.size === 0) return;
+  const ts = [...taken.values()];
+  await runQuery(executor, GIVE_BACK, [
+    insertedIds,
+    ts.map((t) => t.tenantId),
+    ts.map((t) => t.key),
+    ts.map((t) => t.n),
+  ]);
+}
+
 // A separate statement, so that in READ COMMITTED it sees a row a concurrent transaction
 // committed while our INSERT waited on the unique index.
 const FIND_BY_KEYS = `SELECT e.id, e.tenant_id, e.idempotency_key FROM hookbox.events e
@@ -158,13 +232,17 @@ export function createOutbox<E extends EventMap = EventMap>(options: OutboxOptio
     if (opts.requireTransaction) assertInTransaction(executor);
     const id = uuidv7();
     lastEnqueueAt = performance.now();
+    const ordered = ev.orderingKey !== null;
     const rows = await runQuery<{ id: string }>(
       executor,
-      INSERT_ONE,
-      [id, ev.tenantId, ev.type, ev.payloadJson, ev.idempotencyKey],
-      opts.preparedStatements ? 'hookbox_enqueue_v1' : undefined,
+      ordered ? INSERT_ONE_ORDERED : INSERT_ONE,
+      ordered
+        ? [id, ev.tenantId, ev.type, ev.payloadJson, ev.idempotencyKey, ev.orderingKey]
+        : [id, ev.tenantId, ev.type, ev.payloadJson, ev.idempotencyKey],
+      opts.preparedStatements ? (ordered ? 'hookbox_enqueue_ordered_v1' : 'hookbox_enqueue_v1') : undefined,
     );
     if (rows.length > 0) return { id, created: true };
+    if (ordered) await giveBackNumbers(executor, [ev], []);
     const existing = (await resolveExisting(executor, [ev])).get(keyOf(ev.tenantId, ev.idempotencyKey ?? ''));
     if (!existing) throw lostIdempotentRow();
     return { id: existing, created: false };
@@ -199,14 +277,24 @@ export function createOutbox<E extends EventMap = EventMap>(options: OutboxOptio
     if (opts.requireTransaction) assertInTransaction(executor);
     const ids = valid.map(() => uuidv7());
     lastEnqueueAt = performance.now();
-    const rows = await runQuery<{ id: string }>(executor, INSERT_MANY, [
+    const ordered = valid.some((e) => e.orderingKey !== null);
+    const columns = [
       ids,
       valid.map((e) => e.tenantId),
       valid.map((e) => e.type),
       valid.map((e) => e.payloadJson),
       valid.map((e) => e.idempotencyKey),
-    ]);
+    ];
+    const rows = ordered
+      ? await runQuery<{ id: string }>(executor, INSERT_MANY_ORDERED, [...columns, valid.map((e) => e.orderingKey)])
+      : await runQuery<{ id: string }>(executor, INSERT_MANY, columns);
     if (rows.length === valid.length) return ids.map((id) => ({ id, created: true }));
+    if (ordered)
+      await giveBackNumbers(
+        executor,
+        valid,
+        rows.map((r) => r.id),
+      );
     const inserted = new Set(rows.map((r) => r.id));
     const missing = valid.filter((_, i) => !inserted.has(ids[i] as string));
     const existing = await resolveExisting(executor, missing);

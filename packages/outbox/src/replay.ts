@@ -5,6 +5,8 @@
  * replay is a NEW pending delivery whose `replay_of` names the one it replays, so the
  * delivery log keeps every earlier attempt. After writing, each sends the relay a wake-up
  * hint (a NOTIFY, delivered when the caller's transaction commits; the relay polls anyway).
+ * A replay of an ordered delivery keeps its ordering key and sequence: it is sent when it
+ * heads its key again, and a dead delivery that has a replay no longer blocks its key.
  */
 import { NotFoundError, ValidationError } from './errors.js';
 import { matchesAny } from './event-types.js';
@@ -125,7 +127,7 @@ const intIn = (value: unknown, field: string, min: number, max: number, fallback
 // (locked_until in the future) is excluded; a claim racing us either wins the row lock (we
 // then see its lease on recheck and do nothing) or waits and then finds it cancelled.
 const RETRY = `WITH old AS (
-  SELECT d.id, d.event_id, d.subscription_id, d.tenant_id, d.status
+  SELECT d.id, d.event_id, d.subscription_id, d.tenant_id, d.status, d.ordering_key, d.ordering_seq
   FROM hookbox.deliveries d
   JOIN hookbox.subscriptions s ON s.id = d.subscription_id
   WHERE d.tenant_id = $1 AND d.id = $2 AND s.active
@@ -145,8 +147,8 @@ const RETRY = `WITH old AS (
       last_error = 'superseded by a manual retry; last error: ' || d.last_error
   FROM old WHERE d.id = old.id AND old.status = 'pending'
 ), ins AS (
-  INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, replay_of)
-  SELECT event_id, subscription_id, tenant_id, id FROM old
+  INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, replay_of, ordering_key, ordering_seq)
+  SELECT event_id, subscription_id, tenant_id, id, ordering_key, ordering_seq FROM old
   RETURNING *
 )
 SELECT ${DELIVERY_COLUMNS('ins')} FROM ins`;
@@ -238,10 +240,11 @@ WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id = $2::uuid) AND ($2::uuid IS NO
 const REPLAY_EVENT = `WITH t AS (
   SELECT unnest($3::uuid[]) AS subscription_id
 ), ins AS (
-  INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, replay_of)
+  INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, replay_of, ordering_key, ordering_seq)
   SELECT $2::uuid, t.subscription_id, $1,
-    (SELECT max(p.id) FROM hookbox.deliveries p WHERE p.event_id = $2::uuid AND p.subscription_id = t.subscription_id)
-  FROM t
+    (SELECT max(p.id) FROM hookbox.deliveries p WHERE p.event_id = $2::uuid AND p.subscription_id = t.subscription_id),
+    e.ordering_key, e.ordering_seq
+  FROM t JOIN hookbox.events e ON e.id = $2::uuid
   WHERE NOT EXISTS (SELECT 1 FROM hookbox.deliveries p
                     WHERE p.event_id = $2::uuid AND p.subscription_id = t.subscription_id AND p.status = 'pending')
   RETURNING *
@@ -309,7 +312,7 @@ export async function replayEvent(executor: Executor, input: ReplayEventInput): 
 // is the newest non-cancelled delivery of its event to that endpoint: a replay pending,
 // succeeded or dead (that one is the candidate instead) means it was already replayed.
 const CANDIDATES = `c AS (
-  SELECT d.id, d.event_id, d.subscription_id, d.tenant_id, s.active, s.url,
+  SELECT d.id, d.event_id, d.subscription_id, d.tenant_id, s.active, s.url, d.ordering_key, d.ordering_seq,
     EXISTS (SELECT 1 FROM hookbox.deliveries n
             WHERE n.event_id = d.event_id AND n.subscription_id = d.subscription_id
               AND n.id > d.id AND n.status <> 'cancelled') AS superseded
@@ -336,8 +339,9 @@ const COUNTS = `(SELECT count(*) FROM c)::int AS matched,
 const RECOVER_DRY = `WITH ${CANDIDATES} SELECT ${COUNTS}`;
 
 const RECOVER = `WITH ${CANDIDATES}, ins AS (
-  INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, replay_of)
-  SELECT event_id, subscription_id, tenant_id, id FROM c WHERE active AND NOT superseded ORDER BY id
+  INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, replay_of, ordering_key, ordering_seq)
+  SELECT event_id, subscription_id, tenant_id, id, ordering_key, ordering_seq FROM c
+  WHERE active AND NOT superseded ORDER BY id
   RETURNING id
 )
 SELECT ${COUNTS}, (SELECT count(*) FROM ins)::int AS replayed`;

@@ -12,6 +12,7 @@ import {
   integer,
   jsonb,
   pgSchema,
+  primaryKey,
   text,
   timestamp,
   uniqueIndex,
@@ -21,6 +22,10 @@ import {
 export const hookboxSchema = pgSchema('hookbox');
 
 const tz = { withTimezone: true, mode: 'date' } as const;
+
+/** Policies for a dead delivery of an ordering key (see `subscriptions.ordering_on_dead`). */
+export const ORDERING_ON_DEAD = ['block', 'skip'] as const;
+export type OrderingOnDead = (typeof ORDERING_ON_DEAD)[number];
 
 /** Delivery states. `pending` is the only one the relay works on; the others are final. */
 export const DELIVERY_STATUSES = ['pending', 'succeeded', 'dead', 'cancelled'] as const;
@@ -55,6 +60,12 @@ export const subscriptions = hookboxSchema.table(
     disabledAt: timestamp('disabled_at', tz),
     /** Per-endpoint cap on concurrent requests; null means the relay's default. */
     maxInFlight: integer('max_in_flight'),
+    /**
+     * What a dead delivery of an ordering key does to the key's later deliveries to this
+     * subscription: `block` (default) holds them until the dead one is replayed and
+     * succeeds; `skip` moves on to the next.
+     */
+    orderingOnDead: text('ordering_on_dead').$type<OrderingOnDead>().notNull().default('block'),
     /** Consecutive failed attempts; reset by a success. */
     failureStreak: integer('failure_streak').notNull().default(0),
     lastSuccessAt: timestamp('last_success_at', tz),
@@ -63,6 +74,7 @@ export const subscriptions = hookboxSchema.table(
     updatedAt: timestamp('updated_at', tz).notNull().defaultNow(),
   },
   (t) => [
+    check('subscriptions_ordering_on_dead_ck', sql`${t.orderingOnDead} in ('block', 'skip')`),
     // Fan-out reads the active subscriptions of one tenant.
     index('subscriptions_tenant_active_idx').on(t.tenantId).where(sql`${t.active}`),
     // Listing a tenant's subscriptions, keyset-paginated by id.
@@ -92,6 +104,13 @@ export const events = hookboxSchema.table(
     createdAt: timestamp('created_at', tz).notNull().defaultNow(),
     /** Set when the relay has created this event's deliveries; null while pending. */
     fannedOutAt: timestamp('fanned_out_at', tz),
+    /** Optional caller key (`conversation:42`): events of one tenant and key are delivered in order. */
+    orderingKey: text('ordering_key'),
+    /**
+     * Position of this event among its tenant's events with the same ordering key: 1, 2, 3…
+     * in the commit order of their transactions, without gaps (see `ordering_keys`).
+     */
+    orderingSeq: bigint('ordering_seq', { mode: 'number' }),
   },
   (t) => [
     uniqueIndex('events_tenant_idempotency_key_uq')
@@ -100,7 +119,28 @@ export const events = hookboxSchema.table(
     // The relay's fan-out claim: pending events in enqueue order.
     index('events_pending_idx').on(t.id).where(sql`${t.fannedOutAt} is null`),
     index('events_tenant_id_idx').on(t.tenantId, t.id),
+    // Ordered delivery waits while an earlier event of the same key is not fanned out yet.
+    index('events_pending_ordering_idx')
+      .on(t.tenantId, t.orderingKey, t.orderingSeq)
+      .where(sql`${t.fannedOutAt} is null and ${t.orderingKey} is not null`),
   ],
+);
+
+/**
+ * The last sequence number taken per (tenant, ordering key). `enqueue` increments the row
+ * in the caller's transaction and holds its row lock until that transaction ends, so
+ * transactions on one key take their numbers one after the other, in commit order; a
+ * rollback undoes its increment.
+ */
+export const orderingKeys = hookboxSchema.table(
+  'ordering_keys',
+  {
+    tenantId: text('tenant_id').notNull(),
+    key: text('key').notNull(),
+    /** The last sequence number given to an event of this key. */
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.key] })],
 );
 
 /** One row per (event, subscription) to deliver; replays add new rows. */
@@ -137,6 +177,9 @@ export const deliveries = hookboxSchema.table(
     createdAt: timestamp('created_at', tz).notNull().defaultNow(),
     /** When the row reached a final state. */
     completedAt: timestamp('completed_at', tz),
+    /** The event's ordering key and sequence, copied so the claim needs no join. */
+    orderingKey: text('ordering_key'),
+    orderingSeq: bigint('ordering_seq', { mode: 'number' }),
   },
   (t) => [
     check('deliveries_status_ck', sql`${t.status} in ('pending', 'succeeded', 'dead', 'cancelled')`),
@@ -148,6 +191,10 @@ export const deliveries = hookboxSchema.table(
     // Dead deliveries are few and wanted often (the dead gauge, bulk recovery): a small
     // partial index instead of a scan of the whole table.
     index('deliveries_dead_idx').on(t.id).where(sql`${t.status} = 'dead'`),
+    // Ordered delivery: the unfinished deliveries of one (subscription, key), in sequence.
+    index('deliveries_ordering_idx')
+      .on(t.tenantId, t.orderingKey, t.subscriptionId, t.orderingSeq)
+      .where(sql`${t.orderingKey} is not null and ${t.status} in ('pending', 'dead')`),
   ],
 );
 

@@ -3,7 +3,7 @@ import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { ValidationError, WebhookVerificationError } from './errors.js';
 import { generateSecret } from './secret.js';
-import { createSigner, sign, verify, WEBHOOK_HEADERS } from './signing.js';
+import { checkOrdering, createSigner, type OrderingReport, sign, verify, WEBHOOK_HEADERS } from './signing.js';
 
 const SECRET_A = generateSecret();
 const SECRET_B = generateSecret();
@@ -201,5 +201,49 @@ describe('verify', () => {
     // With a wrong signature the signature is what gets reported, not the body.
     const wrong = referenceSigned(SECRET_B, MSG_ID, ts, text);
     expect(verificationError(() => verify(SECRET_A, wrong, text)).message).toMatch(/no matching signature/);
+  });
+});
+
+describe('ordering check', () => {
+  it('tells next, first, repeat, gap and behind apart, and never moves the state back', () => {
+    const state = new Map<string, number>();
+    const see = (key: string, seq: number) => {
+      const { status, missing } = checkOrdering(state, key, seq);
+      return [status, missing];
+    };
+    expect(see('a', 1)).toEqual(['next', 0]);
+    expect(see('a', 2)).toEqual(['next', 0]);
+    expect(see('a', 2)).toEqual(['repeat', 0]);
+    expect(see('a', 5)).toEqual(['gap', 2]);
+    expect(see('a', 3)).toEqual(['behind', 0]);
+    expect(state.get('a')).toBe(5);
+    expect(see('b', 7)).toEqual(['first', 0]);
+    expect(see('b', 8)).toEqual(['next', 0]);
+  });
+
+  it('verify reports from the signed body, not from the unsigned headers', () => {
+    const ts = nowSeconds();
+    const state = new Map<string, number>([['conv:1', 3]]);
+    const reports: OrderingReport[] = [];
+    const body = JSON.stringify({ id: MSG_ID, type: 'x.y', data: {}, ordering: { key: 'conv:1', seq: 5 } });
+    const h = {
+      ...referenceSigned(SECRET_A, MSG_ID, ts, body),
+      [WEBHOOK_HEADERS.orderingKey]: 'conv:1',
+      [WEBHOOK_HEADERS.orderingSeq]: '4',
+    };
+    verify(SECRET_A, h, body, { ordering: state, onOrdering: (r) => reports.push(r) });
+    expect(reports).toEqual([{ key: 'conv:1', seq: 5, last: 3, status: 'gap', missing: 1 }]);
+    // A bad signature is refused before the state is touched.
+    expect(() => verify(SECRET_B, h, body, { ordering: state, onOrdering: (r) => reports.push(r) })).toThrow(
+      WebhookVerificationError,
+    );
+    expect(reports).toHaveLength(1);
+    // Unordered events are not reported.
+    const plain = JSON.stringify({ id: MSG_ID, type: 'x.y', data: {} });
+    verify(SECRET_A, referenceSigned(SECRET_A, MSG_ID, ts, plain), plain, {
+      ordering: state,
+      onOrdering: (r) => reports.push(r),
+    });
+    expect(reports).toHaveLength(1);
   });
 });

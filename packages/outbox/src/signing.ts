@@ -13,6 +13,10 @@ export const WEBHOOK_HEADERS = {
   id: 'webhook-id',
   timestamp: 'webhook-timestamp',
   signature: 'webhook-signature',
+  /** Sent only for events with an ordering key: the key, percent-encoded (UTF-8). */
+  orderingKey: 'webhook-ordering-key',
+  /** Sent with `orderingKey`: the event's position among its key's events, 1, 2, 3… */
+  orderingSeq: 'webhook-ordering-seq',
 } as const;
 
 /** Default for `VerifyOptions.toleranceSeconds`: five minutes, as in Standard Webhooks. */
@@ -29,6 +33,54 @@ export interface VerifyOptions {
   toleranceSeconds?: number;
   /** The current time in unix seconds, for tests. Default: the clock. */
   now?: number;
+  /**
+   * Check the order of ordered events (those sent with an ordering key): the last sequence
+   * number seen per key, kept by the receiver (a `Map`, or anything with `get`/`set` over
+   * your own store). After the signature checks out, `verify` compares the signed
+   * `ordering` of the body with it, advances it, and calls `onOrdering` with the verdict.
+   * Unordered events leave it untouched. Default: no check.
+   */
+  ordering?: OrderingState;
+  /** Called with the verdict for each ordered event when `ordering` is given. */
+  onOrdering?: (report: OrderingReport) => void;
+}
+
+/** The last sequence number a receiver has seen per ordering key. */
+export interface OrderingState {
+  get(key: string): number | undefined;
+  set(key: string, seq: number): unknown;
+}
+
+/**
+ * How an ordered event's sequence number compares with the last one seen for its key:
+ * `next` (last + 1, or 1 for a key never seen), `first` (a key never seen, starting
+ * above 1: this receiver started late), `repeat` (the same number again: a redelivery),
+ * `gap` (`missing` numbers were skipped: a dead delivery under the `skip` policy, or one
+ * filtered out by the subscription's event types), `behind` (lower than the last: a
+ * replay of an older event).
+ */
+export interface OrderingReport {
+  key: string;
+  seq: number;
+  /** The last number seen before this one; null for a key never seen. */
+  last: number | null;
+  status: 'next' | 'first' | 'repeat' | 'gap' | 'behind';
+  /** Numbers skipped (for `gap`), else 0. */
+  missing: number;
+}
+
+/** Compares one ordered event with the state and advances it (never backwards). */
+export function checkOrdering(state: OrderingState, key: string, seq: number): OrderingReport {
+  const seen = state.get(key);
+  const last = seen === undefined ? null : seen;
+  let status: OrderingReport['status'];
+  if (last === null) status = seq === 1 ? 'next' : 'first';
+  else if (seq === last + 1) status = 'next';
+  else if (seq === last) status = 'repeat';
+  else if (seq > last) status = 'gap';
+  else status = 'behind';
+  if (last === null || seq > last) state.set(key, seq);
+  return { key, seq, last, status, missing: status === 'gap' && last !== null ? seq - last - 1 : 0 };
 }
 
 /** Length of a base64 SHA-256 digest: 32 bytes → 44 characters. */
@@ -197,12 +249,22 @@ export function verify(
   }
 
   const text = typeof rawBody === 'string' ? rawBody : rawBody.toString('utf8');
+  let body: unknown;
   try {
-    return JSON.parse(text);
+    body = JSON.parse(text);
   } catch (err) {
     throw new WebhookVerificationError(
       'invalid_body',
       `body is not JSON (${text.length === 0 ? 'empty' : (err as Error).message})`,
     );
   }
+  if (options.ordering) {
+    // From the signed body, not from the (unsigned) webhook-ordering-* headers.
+    const o = (body as { ordering?: { key?: unknown; seq?: unknown } } | null)?.ordering;
+    if (o && typeof o.key === 'string' && typeof o.seq === 'number' && Number.isSafeInteger(o.seq)) {
+      const report = checkOrdering(options.ordering, o.key, o.seq);
+      options.onOrdering?.(report);
+    }
+  }
+  return body;
 }

@@ -38,6 +38,11 @@ export interface SubscriptionStats {
   dead: number;
   /** Deliveries pending now (the backlog), whatever the window. */
   pending: number;
+  /**
+   * Ordering keys this subscription holds now, whatever the window: keys whose delivery
+   * went dead under the `block` policy and has not been replayed (their later events wait).
+   */
+  blockedKeys: number;
   /** Latest successful attempt: the relay's record on the subscription or the log, whichever is later. */
   lastSuccessAt: Date | null;
   /** Latest failed attempt, likewise. */
@@ -118,16 +123,28 @@ function subscriptionSql(p: Params): string {
   SELECT subscription_id, count(*) AS pending FROM hookbox.deliveries
   WHERE status = 'pending' ${p.tenant('tenant_id')}
   GROUP BY subscription_id
+), blocked AS (
+  -- The relay's rule (apps/relay/src/relay/sql.ts orderingHead): a dead ordered delivery
+  -- holds its key under policy block until a later delivery of its event (a replay) exists.
+  SELECT d.subscription_id, count(DISTINCT d.ordering_key) AS keys
+  FROM hookbox.deliveries d JOIN hookbox.subscriptions bs ON bs.id = d.subscription_id
+  WHERE d.status = 'dead' AND d.ordering_key IS NOT NULL AND bs.ordering_on_dead = 'block' ${p.tenant('d.tenant_id')}
+    AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries r
+                    WHERE r.event_id = d.event_id AND r.subscription_id = d.subscription_id
+                      AND r.id > d.id AND r.status <> 'cancelled')
+  GROUP BY d.subscription_id
 )
 SELECT s.id, s.tenant_id, s.url, s.active,
        coalesce(att.attempts, 0) AS attempts, coalesce(att.successes, 0) AS successes,
        att.p50, att.p95, coalesce(dead.dead, 0) AS dead, coalesce(backlog.pending, 0) AS pending,
+       coalesce(blocked.keys, 0) AS blocked_keys,
        ${epochMs('greatest(s.last_success_at, att.last_ok)', 'last_success_at')},
        ${epochMs('greatest(s.last_failure_at, att.last_fail)', 'last_failure_at')}
 FROM hookbox.subscriptions s
 LEFT JOIN att ON att.subscription_id = s.id
 LEFT JOIN dead ON dead.subscription_id = s.id
 LEFT JOIN backlog ON backlog.subscription_id = s.id
+LEFT JOIN blocked ON blocked.subscription_id = s.id
 WHERE true ${p.tenant('s.tenant_id')}
 ORDER BY s.tenant_id COLLATE "C", s.id`;
 }
@@ -171,6 +188,7 @@ function toSubscriptionStats(r: Row): SubscriptionStats {
     p95Ms: num(r.p95),
     dead: Number(r.dead),
     pending: Number(r.pending),
+    blockedKeys: Number(r.blocked_keys),
     lastSuccessAt: toDate(r.last_success_at),
     lastFailureAt: toDate(r.last_failure_at),
   };

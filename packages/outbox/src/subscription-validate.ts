@@ -5,6 +5,7 @@
 import { ValidationError } from './errors.js';
 import { isValidEventPattern, isValidEventType } from './event-types.js';
 import { intInRange, isPlainObject, isUuid } from './input.js';
+import { ORDERING_ON_DEAD, type OrderingOnDead } from './schema.js';
 import { parseSecret } from './secret.js';
 
 /** The limits subscription input is held to. */
@@ -182,6 +183,15 @@ export function validateText(value: unknown, field: string, max: number): string
   // Postgres text cannot hold NUL; refuse it here rather than fail in the driver.
   if (value.includes('\u0000')) throw new ValidationError(field, 'nul', 'must not contain the NUL character');
   return value;
+}
+
+/** `block` or `skip`; null when not given. */
+export function validateOrderingOnDead(value: unknown, field = 'orderingOnDead'): OrderingOnDead | null {
+  if (value === undefined) return null;
+  if (!(ORDERING_ON_DEAD as readonly unknown[]).includes(value)) {
+    throw new ValidationError(field, 'enum', `must be one of ${ORDERING_ON_DEAD.join(', ')}`);
+  }
+  return value as OrderingOnDead;
 }
 
 /** An integer 1..1000, or null for the relay's default. */

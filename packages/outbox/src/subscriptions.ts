@@ -8,7 +8,7 @@ import { NotFoundError, ValidationError } from './errors.js';
 import { type Executor, runQuery } from './executor.js';
 import { checkInput, isUuid } from './input.js';
 import { epochMs, toDate } from './rows.js';
-import type { Subscription } from './schema.js';
+import type { OrderingOnDead, Subscription } from './schema.js';
 import { generateSecret } from './secret.js';
 import {
   SUBSCRIPTION_LIMITS,
@@ -19,6 +19,7 @@ import {
   validateHeaders,
   validateListLimit,
   validateMaxInFlight,
+  validateOrderingOnDead,
   validatePreviousSecretTtl,
   validateSecret,
   validateText,
@@ -49,6 +50,12 @@ export interface CreateSubscriptionInput {
   headers?: Record<string, string>;
   /** Concurrent requests to this endpoint, 1..1000. Default null (the relay's default). */
   maxInFlight?: number | null;
+  /**
+   * Ordered events (those with an ordering key) whose delivery to this endpoint went dead:
+   * `block` holds the key's later events until the dead one is replayed and succeeds;
+   * `skip` moves on to the next. Other keys are never held. Default `block`.
+   */
+  orderingOnDead?: OrderingOnDead;
 }
 
 export interface UpdateSubscriptionInput extends SubscriptionRef {
@@ -62,6 +69,8 @@ export interface UpdateSubscriptionInput extends SubscriptionRef {
   active?: boolean;
   /** null returns to the relay's default. */
   maxInFlight?: number | null;
+  /** `block` or `skip`; see CreateSubscriptionInput. */
+  orderingOnDead?: OrderingOnDead;
 }
 
 export interface ListSubscriptionsInput {
@@ -116,6 +125,7 @@ const COLUMNS = [
   'disabled_reason',
   ts('disabled_at'),
   'max_in_flight',
+  'ordering_on_dead',
   'failure_streak',
   ts('last_success_at'),
   ts('last_failure_at'),
@@ -126,8 +136,8 @@ const COLUMNS = [
 const WHERE_REF = 'WHERE tenant_id = $1 AND id = $2';
 
 const INSERT = `INSERT INTO hookbox.subscriptions
-  (tenant_id, url, event_types, description, secret, headers, max_in_flight)
-VALUES ($1, $2, $3::text[], $4, $5, $6::jsonb, $7)
+  (tenant_id, url, event_types, description, secret, headers, max_in_flight, ordering_on_dead)
+VALUES ($1, $2, $3::text[], $4, $5, $6::jsonb, $7, $8)
 RETURNING ${COLUMNS}`;
 
 const SELECT_ONE = `SELECT ${COLUMNS} FROM hookbox.subscriptions ${WHERE_REF}`;
@@ -187,6 +197,7 @@ function toRecord(r: Row): SubscriptionRecord {
     disabledReason: (r.disabled_reason as string | null) ?? null,
     disabledAt: toDate(r.disabled_at),
     maxInFlight: (r.max_in_flight as number | null) ?? null,
+    orderingOnDead: r.ordering_on_dead as OrderingOnDead,
     failureStreak: Number(r.failure_streak),
     lastSuccessAt: toDate(r.last_success_at),
     lastFailureAt: toDate(r.last_failure_at),
@@ -208,7 +219,16 @@ async function one(executor: Executor, text: string, values: unknown[], id: stri
   return toRecord(row);
 }
 
-const CREATE_KEYS = ['tenantId', 'url', 'eventTypes', 'secret', 'description', 'headers', 'maxInFlight'];
+const CREATE_KEYS = [
+  'tenantId',
+  'url',
+  'eventTypes',
+  'secret',
+  'description',
+  'headers',
+  'maxInFlight',
+  'orderingOnDead',
+];
 
 /** Creates a subscription and returns it, its (possibly generated) secret included. */
 async function create(executor: Executor, input: CreateSubscriptionInput): Promise<SubscriptionRecord> {
@@ -228,6 +248,7 @@ async function create(executor: Executor, input: CreateSubscriptionInput): Promi
     secret,
     JSON.stringify(headers),
     maxInFlight,
+    validateOrderingOnDead(input.orderingOnDead) ?? 'block',
   ]);
   return toRecord(rows[0]!);
 }
@@ -253,7 +274,17 @@ async function list(executor: Executor, input: ListSubscriptionsInput): Promise<
   return { items, nextCursor: rows.length > limit ? items[items.length - 1]!.id : null };
 }
 
-const UPDATE_KEYS = ['tenantId', 'id', 'url', 'eventTypes', 'description', 'headers', 'active', 'maxInFlight'];
+const UPDATE_KEYS = [
+  'tenantId',
+  'id',
+  'url',
+  'eventTypes',
+  'description',
+  'headers',
+  'active',
+  'maxInFlight',
+  'orderingOnDead',
+];
 
 /** Changes the given fields (others untouched) and bumps `updatedAt`. */
 async function update(executor: Executor, input: UpdateSubscriptionInput): Promise<SubscriptionRecord> {
@@ -272,6 +303,8 @@ async function update(executor: Executor, input: UpdateSubscriptionInput): Promi
   }
   if (input.headers !== undefined) set('headers', JSON.stringify(validateHeaders(input.headers)), '::jsonb');
   if (input.maxInFlight !== undefined) set('max_in_flight', validateMaxInFlight(input.maxInFlight));
+  const orderingOnDead = validateOrderingOnDead(input.orderingOnDead);
+  if (orderingOnDead !== null) set('ordering_on_dead', orderingOnDead);
   const active = validateBoolean(input.active, 'active');
   if (active !== null) {
     values.push(active);

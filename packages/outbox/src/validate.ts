@@ -21,6 +21,13 @@ export interface EventInput<TType extends string = string, TPayload = unknown> {
   payload: TPayload;
   /** Optional; a second enqueue with the same key for the same tenant returns the first id. */
   idempotencyKey?: string | null;
+  /**
+   * Optional (e.g. `conversation:42`): the tenant's events with the same key are numbered
+   * in the commit order of their transactions and delivered to each subscription one at a
+   * time, in that order. 1 to 255 characters, no control characters. A transaction that
+   * enqueues with a key holds that key until it ends: others on the same key wait.
+   */
+  orderingKey?: string | null;
 }
 
 /** A validated event, its payload already serialised. */
@@ -31,6 +38,7 @@ export interface ValidEvent {
   /** UTF-8 bytes of payloadJson. */
   payloadBytes: number;
   idempotencyKey: string | null;
+  orderingKey: string | null;
 }
 
 export function validateTenantId(tenantId: unknown, field = 'tenantId'): string {
@@ -63,6 +71,21 @@ function validateIdempotencyKey(key: unknown, field: string): string | null {
   if (typeof key !== 'string' || key.length === 0 || [...key].length > MAX_IDEMPOTENCY_KEY_LENGTH) {
     throw new ValidationError(field, 'max_length', `must be a string of 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
   }
+  checkString(key, field);
+  return key;
+}
+
+export const MAX_ORDERING_KEY_LENGTH = 255;
+// C0 and C1 control characters and DEL: invisible in logs and headers (the key is sent in
+// the `webhook-ordering-key` header). The SQL function refuses the same range.
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+
+export function validateOrderingKey(key: unknown, field = 'orderingKey'): string | null {
+  if (key === undefined || key === null) return null;
+  if (typeof key !== 'string' || key.length === 0 || [...key].length > MAX_ORDERING_KEY_LENGTH) {
+    throw new ValidationError(field, 'max_length', `must be a string of 1 to ${MAX_ORDERING_KEY_LENGTH} characters`);
+  }
+  if (CONTROL_RE.test(key)) throw new ValidationError(field, 'control_chars', 'must not contain control characters');
   checkString(key, field);
   return key;
 }
@@ -310,5 +333,6 @@ export function validateEvent(input: EventInput, maxPayloadBytes: number, field 
     );
   }
   const idempotencyKey = validateIdempotencyKey(input.idempotencyKey, f('idempotencyKey'));
-  return { tenantId, type, payloadJson, payloadBytes: bytes, idempotencyKey };
+  const orderingKey = validateOrderingKey(input.orderingKey, f('orderingKey'));
+  return { tenantId, type, payloadJson, payloadBytes: bytes, idempotencyKey, orderingKey };
 }

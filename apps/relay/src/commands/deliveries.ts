@@ -66,6 +66,7 @@ interface ListFlags extends PageFlags {
   subscription?: string;
   eventType?: string;
   status?: string;
+  orderingKey?: string;
 }
 
 /** Registers `deliveries list` and `deliveries show`; returns the group. */
@@ -77,6 +78,7 @@ export function registerDeliveries(program: Command): Command {
     .option('--subscription <id>', 'only deliveries to this subscription')
     .option('--event-type <type>', 'only events of this type or pattern (message.new, message.*)')
     .option('--status <list>', 'only these statuses, comma-separated: pending, succeeded, dead, cancelled')
+    .option('--ordering-key <key>', 'only deliveries of events with this ordering key')
     .addHelpText(
       'after',
       examples(
@@ -84,6 +86,7 @@ export function registerDeliveries(program: Command): Command {
         'hookbox deliveries list --tenant acme --status dead --since 24h',
         "hookbox deliveries list --tenant acme --event-type 'message.*' --limit 200 --json",
         'hookbox deliveries list --all-tenants --status pending --cursor dlv_1234',
+        'hookbox deliveries list --tenant acme --ordering-key conversation:42 --status pending,dead',
       ),
     )
     .action(async (opts: ListFlags) => {
@@ -96,6 +99,7 @@ export function registerDeliveries(program: Command): Command {
         ...(opts.status === undefined
           ? {}
           : { status: opts.status.split(',').map((s) => s.trim()) as DeliveryStatus[] }),
+        ...(opts.orderingKey === undefined ? {} : { orderingKey: opts.orderingKey }),
       };
       const page = await run(LOG_FLAGS, opts.databaseUrl, (c) => deliveryLog.listDeliveries(c, input));
       if (opts.json) return printJson(page);
@@ -134,6 +138,7 @@ export function registerDeliveries(program: Command): Command {
           ['last error', d.lastError ?? '-'],
           ['last attempt', formatTime(d.lastAttemptAt)],
           ['replay of', d.replayOf === null ? '-' : String(d.replayOf)],
+          ['ordering', d.orderingKey === null ? '-' : `${d.orderingKey} #${d.orderingSeq}`],
           ['created', formatTime(d.createdAt)],
           ['completed', formatTime(d.completedAt)],
         ]),

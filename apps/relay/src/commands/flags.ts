@@ -98,6 +98,7 @@ export const LOG_FLAGS: Readonly<Record<string, string>> = {
   eventType: '--event-type',
   type: '--type',
   status: '--status',
+  orderingKey: '--ordering-key',
   since: '--since',
   until: '--until',
   limit: '--limit',

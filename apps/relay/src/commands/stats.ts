@@ -48,12 +48,15 @@ backlog now.${examples(
           formatMs(s.p95Ms),
           String(s.dead),
           String(s.pending),
+          String(s.blockedKeys),
           formatTime(s.lastSuccessAt),
           formatTime(s.lastFailureAt),
           s.active ? s.url : `${s.url} (disabled)`,
         ]);
         const headers = ['SUBSCRIPTION', ...(withTenant ? ['TENANT'] : []), 'ATTEMPTS', 'SUCCESS', 'P50', 'P95'];
-        console.log(formatTable([...headers, 'DEAD', 'PENDING', 'LAST SUCCESS', 'LAST FAILURE', 'URL'], rows));
+        console.log(
+          formatTable([...headers, 'DEAD', 'PENDING', 'BLOCKED KEYS', 'LAST SUCCESS', 'LAST FAILURE', 'URL'], rows),
+        );
       }
       console.log('');
       if (result.tenants.length === 0) return console.log('no events or deliveries in the window');

@@ -4,7 +4,7 @@
  * only by `create`, `rotate-secret` and `show --reveal-secret`; custom header values (often
  * tokens) are masked unless `list` or `show` is given `--reveal-headers`.
  */
-import { type SubscriptionRecord, subscriptions } from '@hookbox/outbox';
+import { type OrderingOnDead, type SubscriptionRecord, subscriptions } from '@hookbox/outbox';
 import { type Command, Option } from 'commander';
 import type pg from 'pg';
 import { databaseUrlOption } from '../config.js';
@@ -22,12 +22,21 @@ const FLAGS: Record<string, string> = {
   description: '--description',
   headers: '--header',
   maxInFlight: '--max-in-flight',
+  orderingOnDead: '--ordering-on-dead',
   reason: '--reason',
   eventType: '--event-type',
   limit: '--limit',
   after: '--after',
   previousSecretTtlMs: '--previous-ttl',
 };
+
+/** `--ordering-on-dead`: what a dead delivery of an ordering key does to the key's later events. */
+function orderingOnDeadOption(): Option {
+  return new Option(
+    '--ordering-on-dead <policy>',
+    "events with an ordering key whose delivery went dead: 'block' holds the key's later events until it is replayed; 'skip' moves on",
+  ).choices(['block', 'skip']);
+}
 
 const SAVE_SECRET_NOTE =
   'Save this secret now: it is shown only here (hookbox prints it again only with `subscriptions show --reveal-secret`).';
@@ -105,6 +114,7 @@ function details(
     ['description', sub.description ?? '-'],
     ['headers', headerNames.length > 0 ? `${headerNames.join('; ')}${headerNote}` : '-'],
     ['max in flight', sub.maxInFlight === null ? 'relay default' : String(sub.maxInFlight)],
+    ['ordering on dead', sub.orderingOnDead],
     ['failure streak', String(sub.failureStreak)],
     ['last success', formatTime(sub.lastSuccessAt)],
     ['last failure', formatTime(sub.lastFailureAt)],
@@ -157,6 +167,7 @@ export function registerSubscriptions(program: Command): void {
     .option('--description <text>', 'free text for operators')
     .option('--header <"Name: value">', 'extra request header (repeatable)', collect)
     .option('--max-in-flight <n>', 'concurrent requests to this endpoint (1–1000); default: the relay’s')
+    .addOption(orderingOnDeadOption().default('block'))
     .addHelpText(
       'after',
       examples(
@@ -173,6 +184,7 @@ export function registerSubscriptions(program: Command): void {
           description?: string;
           header?: string[];
           maxInFlight?: string;
+          orderingOnDead: OrderingOnDead;
         },
       ) => {
         // Flags are parsed before connecting: a typo never costs a connection.
@@ -186,6 +198,7 @@ export function registerSubscriptions(program: Command): void {
           ...(opts.maxInFlight === undefined
             ? {}
             : { maxInFlight: parseIntFlag(opts.maxInFlight, '--max-in-flight', 1, 1000) }),
+          orderingOnDead: opts.orderingOnDead,
         };
         const sub = await run(opts.databaseUrl, (c) => subscriptions.create(c, input));
         if (opts.json) return printJson(view(sub, 'current'));
@@ -277,6 +290,7 @@ export function registerSubscriptions(program: Command): void {
     )
     .option('--clear-headers', 'remove all custom headers')
     .option('--max-in-flight <n>', "concurrent requests (1–1000), or 'default' for the relay's")
+    .addOption(orderingOnDeadOption())
     .addHelpText(
       'after',
       examples(
@@ -295,6 +309,7 @@ export function registerSubscriptions(program: Command): void {
           header?: string[];
           clearHeaders?: boolean;
           maxInFlight?: string;
+          orderingOnDead?: OrderingOnDead;
         },
       ) => {
         const changes = {
@@ -310,6 +325,7 @@ export function registerSubscriptions(program: Command): void {
                 maxInFlight:
                   opts.maxInFlight === 'default' ? null : parseIntFlag(opts.maxInFlight, '--max-in-flight', 1, 1000),
               }),
+          ...(opts.orderingOnDead === undefined ? {} : { orderingOnDead: opts.orderingOnDead }),
         };
         if (Object.keys(changes).length === 0) {
           throw new UsageError('update: nothing to change (give --url, --events, --description, --header, …)');

@@ -44,6 +44,7 @@ export interface RelayInstruments {
   scheduledDeliveries: Gauge<never>;
   deadDeliveries: Gauge<never>;
   disabledSubscriptions: Gauge<never>;
+  blockedOrderingKeys: Gauge<never>;
   endpointFailureStreak: Gauge<'subscription_id' | 'tenant'>;
   sampleTimestamp: Gauge<never>;
   slowEndpoints: Gauge<never>;
@@ -157,6 +158,10 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Metric
       'Deliveries that exhausted their retries or were refused (sampled).',
     ),
     disabledSubscriptions: gauge('hookbox_disabled_subscriptions', 'Subscriptions that are disabled (sampled).'),
+    blockedOrderingKeys: gauge(
+      'hookbox_blocked_ordering_keys',
+      '(subscription, ordering key) pairs held by a dead delivery under the block policy: their later events wait until it is replayed (sampled).',
+    ),
     endpointFailureStreak: new Gauge({
       name: 'hookbox_endpoint_failure_streak',
       help: 'Consecutive failed attempts of the active subscriptions with the longest failure streaks (at most 20, sampled).',

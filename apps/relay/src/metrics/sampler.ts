@@ -33,6 +33,15 @@ const SAMPLE = `SELECT
   (SELECT count(*) FROM hookbox.deliveries WHERE status = 'pending' AND next_attempt_at > now())::float8 AS scheduled,
   (SELECT count(*) FROM hookbox.deliveries WHERE status = 'dead')::float8 AS dead,
   (SELECT count(*) FROM hookbox.subscriptions WHERE NOT active)::float8 AS disabled_subscriptions,
+  -- (subscription, ordering key) pairs held by a dead delivery under policy block (the rule
+  -- of orderingHead in relay/sql.ts); dead rows are few (deliveries_dead_idx).
+  (SELECT count(*) FROM (
+     SELECT DISTINCT d.subscription_id, d.ordering_key
+     FROM hookbox.deliveries d JOIN hookbox.subscriptions s ON s.id = d.subscription_id
+     WHERE d.status = 'dead' AND d.ordering_key IS NOT NULL AND s.ordering_on_dead = 'block'
+       AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries r
+                       WHERE r.event_id = d.event_id AND r.subscription_id = d.subscription_id
+                         AND r.id > d.id AND r.status <> 'cancelled')) b)::float8 AS blocked_keys,
   (SELECT coalesce(json_agg(json_build_array(f.id, f.tenant_id, f.failure_streak)), '[]'::json)
      FROM (SELECT id, tenant_id, failure_streak FROM hookbox.subscriptions
            WHERE active AND failure_streak > 0
@@ -46,6 +55,7 @@ interface SampleRow {
   scheduled: number;
   dead: number;
   disabled_subscriptions: number;
+  blocked_keys: number;
   failing: [string, string, number][];
 }
 
@@ -61,6 +71,7 @@ export async function sampleGauges(db: Pick<pg.Pool, 'query'>, i: RelayInstrumen
   i.scheduledDeliveries.set(r.scheduled);
   i.deadDeliveries.set(r.dead);
   i.disabledSubscriptions.set(r.disabled_subscriptions);
+  i.blockedOrderingKeys.set(r.blocked_keys);
   // Reset first: an endpoint that recovered must drop out instead of keeping its last value.
   i.endpointFailureStreak.reset();
   for (const [id, tenant, streak] of r.failing) {

@@ -28,6 +28,8 @@ const claim = (over: Partial<ClaimedDelivery> = {}): ClaimedDelivery => ({
   claimedAt: 0,
   origin: 'http://127.0.0.1:9',
   maxInFlight: null,
+  orderingKey: null,
+  orderingSeq: null,
   ...over,
 });
 const ctx = { signers: new SignerCache(), userAgent: 'hookbox-test', requireHttps: false, disabledSinceClaim: false };

@@ -6,9 +6,15 @@
 import { createSigner, type Signer, WEBHOOK_HEADERS } from '@hookbox/outbox';
 import type { ClaimedDelivery } from './sql.js';
 
-export function buildBody(d: Pick<ClaimedDelivery, 'eventId' | 'eventType' | 'eventCreatedAt' | 'payload'>): string {
+export function buildBody(
+  d: Pick<ClaimedDelivery, 'eventId' | 'eventType' | 'eventCreatedAt' | 'payload'> &
+    Partial<Pick<ClaimedDelivery, 'orderingKey' | 'orderingSeq'>>,
+): string {
   // id is a uuid, type matches [a-z0-9_.-]+ and the timestamp is ISO digits: none needs escaping.
-  return `{"id":"${d.eventId}","type":"${d.eventType}","timestamp":"${d.eventCreatedAt}","data":${d.payload}}`;
+  const head = `{"id":"${d.eventId}","type":"${d.eventType}","timestamp":"${d.eventCreatedAt}","data":${d.payload}`;
+  // Ordered events carry their key and sequence in the signed body too (the headers are not signed).
+  if (d.orderingKey === null || d.orderingKey === undefined) return `${head}}`;
+  return `${head},"ordering":{"key":${JSON.stringify(d.orderingKey)},"seq":${d.orderingSeq}}}`;
 }
 
 /** Signers keyed by their secrets, so keys are decoded once per subscription, not per delivery. */
@@ -43,5 +49,9 @@ export function buildHeaders(
   headers[WEBHOOK_HEADERS.id] = d.eventId;
   headers[WEBHOOK_HEADERS.timestamp] = String(nowSeconds);
   headers[WEBHOOK_HEADERS.signature] = signer(d.eventId, nowSeconds, body);
+  if (d.orderingKey !== null) {
+    headers[WEBHOOK_HEADERS.orderingKey] = encodeURIComponent(d.orderingKey);
+    headers[WEBHOOK_HEADERS.orderingSeq] = String(d.orderingSeq);
+  }
   return headers;
 }

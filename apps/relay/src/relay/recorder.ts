@@ -28,6 +28,8 @@ export class Recorder {
   private flushing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private idleWaiters: (() => void)[] = [];
+  /** Called after a batch is written (not awaited by writers; errors are logged). */
+  afterWrite: ((batch: readonly Outcome[]) => Promise<void>) | null = null;
 
   constructor(
     private readonly db: pg.Pool,
@@ -85,6 +87,9 @@ export class Recorder {
       }
     }
     for (const o of batch) this.unwritten.delete(o.deliveryId);
+    if (this.afterWrite) {
+      await this.afterWrite(batch).catch((err) => this.logger.warn({ err }, 'after-write step failed'));
+    }
   }
 
   /** Retries passing failures for ever; rejects at once on a permanent one. */

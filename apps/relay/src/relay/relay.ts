@@ -20,6 +20,7 @@ import {
   disableSubscription,
   fanOut,
   hasUnfinishedWork,
+  promoteHeads,
   releaseClaims,
 } from './sql.js';
 import { listenForWakeups, type Wakeup } from './wakeup.js';
@@ -29,6 +30,8 @@ const SHUTDOWN_DB_WAIT_MS = 15_000;
 
 /** Once no retry is due, how long before the relay looks again while it is busy fanning out. */
 const DUE_RECHECK_MS = 50;
+/** How often a relay looks for parked ordered deliveries whose wake-up was lost (a relay died). */
+const ORDERING_SWEEP_MS = 5_000;
 /** Buffered work that waited this long for a saturated endpoint is handed back... */
 const SATURATED_WAIT_MS = 250;
 /** ...for this long, before it is claimed again. */
@@ -118,6 +121,26 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       connect: guard.connector({ timeout: Math.min(options.requestTimeoutMs, 10_000) }),
     });
   const recorder = new Recorder(db, logger);
+  /** Ordered deliveries claimed here: when one reaches a final state, its successor is made due. */
+  const orderedClaims = new Set<number>();
+  let lastSweepAt = performance.now();
+  recorder.afterWrite = async (batch) => {
+    const finished: number[] = [];
+    for (const o of batch) {
+      if (!orderedClaims.delete(o.deliveryId)) continue;
+      if (o.status !== 'pending') finished.push(o.deliveryId);
+    }
+    if (finished.length > 0) await promote([], finished, false);
+  };
+
+  /** Makes the successors of finished ordered deliveries due, and claims them soon. */
+  async function promote(keys: [string, string][], deliveryIds: number[], sweep: boolean): Promise<void> {
+    const n = await pRetry(() => promoteHeads(db, keys, deliveryIds, sweep), dbRetry('promote'));
+    if (n > 0) {
+      dueDrainedAt = Number.NEGATIVE_INFINITY;
+      pump();
+    }
+  }
   const deadlines = new Deadlines();
   const signers = new SignerCache();
   // Subscriptions this relay disabled (410 Gone) -> performance.now() when the disable was
@@ -220,6 +243,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         )
       : [];
     if (lookForDue) dueDrainedAt = due.length < room ? now : Number.NEGATIVE_INFINITY;
+    for (const d of due) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
     queue.push(due);
     startQueued();
     return events + due.length;
@@ -237,7 +261,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
 
   /** Claims pending events, matches them and inserts their deliveries already leased: one statement. */
   async function fanOutBatch(limit: number): Promise<{ claimed: ClaimedDelivery[]; events: number }> {
-    const { events, matched, claimed } = await fanOut(db, limit, options.leaseMs);
+    const { events, matched, claimed, orderingKeys } = await fanOut(db, limit, options.leaseMs);
+    for (const d of claimed) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
+    if (orderingKeys.length > 0) await promote(orderingKeys, [], false);
     if (events > 0) {
       observer.fannedOut?.(matched, events - matched);
       logger.debug({ events, deliveries: claimed.length, unmatched: events - matched }, 'fanned out');
@@ -423,6 +449,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       // back here even when no delivery finishes to trigger it.
       if (queue.length > 0) startQueued(true);
       pump();
+      if (performance.now() - lastSweepAt >= ORDERING_SWEEP_MS) {
+        lastSweepAt = performance.now();
+        promote([], [], true).catch((err) => logger.warn({ err }, 'ordering sweep failed'));
+      }
       try {
         observer.isolation?.({
           slowEndpoints: queue.slowEndpoints().length,

@@ -37,10 +37,40 @@ export interface ClaimedDelivery {
   origin: string;
   /** The subscription's own cap on concurrent requests; null: only the relay's limits. */
   maxInFlight: number | null;
+  /** The event's ordering key, or null for an unordered event. */
+  orderingKey: string | null;
+  /** The event's position among its key's events; null for an unordered event. */
+  orderingSeq: number | null;
 }
 
 const TS_ISO = `to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 const TS_MS = '(extract(epoch FROM e.created_at) * 1000)::float8';
+
+// Ordered delivery (docs/ordering.md). A delivery with an ordering key may start only when
+// it is the head of its (subscription, key): no delivery of the same subscription and key
+// with a lower sequence is unfinished — pending (in flight or waiting for a retry), or dead
+// while the subscription's policy is `block` and no later delivery of that event to that
+// endpoint (a replay) exists — and no event of the key with a lower sequence still waits
+// for fan-out (it may yet add a delivery ahead of this one). Both probes are index range
+// scans (deliveries_ordering_idx, events_pending_ordering_idx) that stop at the first row.
+// Correctness rests on this predicate alone: final states never become pending again
+// except through a replay, which adds a row of the same sequence.
+export function orderingHead(d: string, excludeBatch = ''): string {
+  return `NOT EXISTS (
+    SELECT 1 FROM hookbox.deliveries p
+    WHERE p.tenant_id = ${d}.tenant_id AND p.ordering_key = ${d}.ordering_key
+      AND p.subscription_id = ${d}.subscription_id AND p.ordering_seq < ${d}.ordering_seq
+      AND p.status IN ('pending', 'dead')
+      AND (p.status = 'pending'
+           OR ((SELECT ps.ordering_on_dead FROM hookbox.subscriptions ps WHERE ps.id = p.subscription_id) = 'block'
+               AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries r
+                               WHERE r.event_id = p.event_id AND r.subscription_id = p.subscription_id AND r.id > p.id
+                                 AND r.status <> 'cancelled'))))
+  AND NOT EXISTS (
+    SELECT 1 FROM hookbox.events pe
+    WHERE pe.tenant_id = ${d}.tenant_id AND pe.ordering_key = ${d}.ordering_key
+      AND pe.ordering_seq < ${d}.ordering_seq AND pe.fanned_out_at IS NULL${excludeBatch})`;
+}
 
 // Fan-out in one statement, one round trip: claim pending events by state (never by an id
 // cursor: ids are taken at insert, not at commit, so a cursor would skip a transaction
@@ -49,8 +79,13 @@ const TS_MS = '(extract(epoch FROM e.created_at) * 1000)::float8';
 // their deliveries already leased to this relay, so the first attempt needs no claim of
 // its own. Every row carries the batch's counts; a batch with no deliveries returns one
 // row of counts only.
+//
+// Ordered events: of a batch's deliveries to one (subscription, key) only the lowest
+// sequence may be leased here, and only when it is the head (orderingHead, not counting
+// this batch's own events as waiting for fan-out); the others are inserted parked
+// (next_attempt_at = infinity, attempts 0) until promoteHeads makes them due.
 const FAN_OUT = `WITH ev AS (
-  SELECT e.id, e.tenant_id, e.type, e.payload, e.created_at
+  SELECT e.id, e.tenant_id, e.type, e.payload, e.created_at, e.ordering_key, e.ordering_seq
   FROM hookbox.events e
   WHERE e.fanned_out_at IS NULL
   ORDER BY e.id
@@ -58,29 +93,41 @@ const FAN_OUT = `WITH ev AS (
   FOR UPDATE SKIP LOCKED
 ), done AS (
   UPDATE hookbox.events e SET fanned_out_at = now() FROM ev WHERE e.id = ev.id
-), m AS (
-  SELECT ev.id AS event_id, s.id AS subscription_id, ev.tenant_id
+), m0 AS (
+  SELECT ev.id AS event_id, s.id AS subscription_id, ev.tenant_id, ev.ordering_key, ev.ordering_seq,
+    CASE WHEN ev.ordering_key IS NULL THEN 1
+         ELSE row_number() OVER (PARTITION BY s.id, ev.ordering_key ORDER BY ev.ordering_seq) END AS rn
   FROM ev JOIN hookbox.subscriptions s ON s.tenant_id = ev.tenant_id AND s.active
   WHERE hookbox.matches_any(s.event_types, ev.type)
+), m AS (
+  SELECT m0.*, m0.ordering_key IS NULL OR (m0.rn = 1 AND ${orderingHead('m0', ' AND NOT EXISTS (SELECT 1 FROM ev WHERE ev.id = pe.id)')}) AS lead
+  FROM m0
 ), ins AS (
-  INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, attempts, next_attempt_at, locked_until)
-  SELECT m.event_id, m.subscription_id, m.tenant_id, 1,
-         now() + $2 * interval '1 millisecond', now() + $2 * interval '1 millisecond'
+  INSERT INTO hookbox.deliveries
+    (event_id, subscription_id, tenant_id, attempts, next_attempt_at, locked_until, ordering_key, ordering_seq)
+  SELECT m.event_id, m.subscription_id, m.tenant_id, CASE WHEN m.lead THEN 1 ELSE 0 END,
+         CASE WHEN m.lead THEN now() + $2 * interval '1 millisecond' ELSE 'infinity' END,
+         CASE WHEN m.lead THEN now() + $2 * interval '1 millisecond' END,
+         m.ordering_key, m.ordering_seq
   FROM m
-  RETURNING id, event_id, subscription_id
+  RETURNING id, event_id, subscription_id, attempts
 ), counts AS (
-  SELECT (SELECT count(*) FROM ev)::int AS events, (SELECT count(DISTINCT event_id) FROM m)::int AS matched
+  SELECT (SELECT count(*) FROM ev)::int AS events, (SELECT count(DISTINCT event_id) FROM m)::int AS matched,
+    (SELECT jsonb_agg(DISTINCT jsonb_build_array(ev.tenant_id, ev.ordering_key)) FROM ev
+     WHERE ev.ordering_key IS NOT NULL) AS ordering_keys
 )
-SELECT counts.events, counts.matched, d.*
+SELECT counts.events, counts.matched, counts.ordering_keys, d.*
 FROM counts LEFT JOIN (
   SELECT ins.id, e.id AS event_id, e.tenant_id, e.type, e.payload::text AS payload,
     ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
     ins.subscription_id, s.url, s.secret,
     CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
-    CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight
+    CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight,
+    e.ordering_key, e.ordering_seq
   FROM ins
   JOIN ev e ON e.id = ins.event_id
   JOIN hookbox.subscriptions s ON s.id = ins.subscription_id
+  WHERE ins.attempts = 1
 ) d ON true`;
 
 export interface FanOutResult {
@@ -88,18 +135,25 @@ export interface FanOutResult {
   events: number;
   /** Of those, events that matched at least one subscription. */
   matched: number;
-  /** Their deliveries, leased to this relay. */
+  /** Their deliveries, leased to this relay (ordered ones only when they are their key's head). */
   claimed: ClaimedDelivery[];
+  /** The (tenant, ordering key) pairs of the batch's ordered events, for promoteHeads. */
+  orderingKeys: [string, string][];
 }
 
 /** Fans out up to `limit` pending events in one statement; see FAN_OUT. */
 export async function fanOut(db: pg.Pool, limit: number, leaseMs: number): Promise<FanOutResult> {
-  const { rows } = await db.query({ name: 'hookbox_fan_out_v2', text: FAN_OUT, values: [limit, leaseMs] });
-  const first = rows[0] as { events: number; matched: number } | undefined;
+  const { rows } = await db.query({ name: 'hookbox_fan_out_v3', text: FAN_OUT, values: [limit, leaseMs] });
+  const first = rows[0] as { events: number; matched: number; ordering_keys: [string, string][] | null } | undefined;
   const claimedAt = performance.now();
   const claimed: ClaimedDelivery[] = [];
   for (const r of rows) if (r.id !== null) claimed.push(toClaimed(r, 1, claimedAt));
-  return { events: first?.events ?? 0, matched: first?.matched ?? 0, claimed };
+  return {
+    events: first?.events ?? 0,
+    matched: first?.matched ?? 0,
+    claimed,
+    orderingKeys: first?.ordering_keys ?? [],
+  };
 }
 
 function toClaimed(r: Record<string, unknown>, attempt: number, claimedAt: number): ClaimedDelivery {
@@ -121,18 +175,22 @@ function toClaimed(r: Record<string, unknown>, attempt: number, claimedAt: numbe
     claimedAt,
     origin: parseTarget(url)?.origin ?? '',
     maxInFlight: (r.max_in_flight as number | null) ?? null,
+    orderingKey: (r.ordering_key as string | null) ?? null,
+    orderingSeq: r.ordering_seq === null || r.ordering_seq === undefined ? null : Number(r.ordering_seq),
   };
 }
 
 // Due retries and expired leases (a claim moves next_attempt_at to the lease end, so a
 // relay that died leaves rows that simply become due again).
+// An ordered delivery is claimed only as its key's head (orderingHead).
 const CLAIM_DUE = `WITH c AS (
-  SELECT id FROM hookbox.deliveries
+  SELECT id FROM hookbox.deliveries d
   WHERE status = 'pending' AND next_attempt_at <= now()
     -- not this relay's own deliveries whose outcome it has yet to write
     AND id <> ALL($3::bigint[])
     -- nor those of subscriptions this relay parked (slow or failing endpoints)
     AND subscription_id <> ALL($4::uuid[])
+    AND (d.ordering_key IS NULL OR ${orderingHead('d')})
   ORDER BY next_attempt_at
   LIMIT $1
   FOR UPDATE SKIP LOCKED
@@ -142,13 +200,14 @@ const CLAIM_DUE = `WITH c AS (
       next_attempt_at = now() + $2 * interval '1 millisecond',
       locked_until = now() + $2 * interval '1 millisecond'
   FROM c WHERE d.id = c.id
-  RETURNING d.id, d.attempts, d.event_id, d.subscription_id, d.tenant_id
+  RETURNING d.id, d.attempts, d.event_id, d.subscription_id, d.tenant_id, d.ordering_key, d.ordering_seq
 )
 SELECT u.id, u.attempts, u.event_id, u.tenant_id, e.type, e.payload::text AS payload,
   ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
   u.subscription_id, s.url, s.secret,
   CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
-  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight
+  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight,
+  u.ordering_key, u.ordering_seq
 FROM u
 JOIN hookbox.events e ON e.id = u.event_id
 JOIN hookbox.subscriptions s ON s.id = u.subscription_id`;
@@ -162,7 +221,7 @@ export async function claimDueDeliveries(
   parkedSubscriptions: readonly string[] = [],
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query({
-    name: 'hookbox_claim_due_v4',
+    name: 'hookbox_claim_due_v5',
     text: CLAIM_DUE,
     values: [limit, leaseMs, exclude, parkedSubscriptions],
   });
@@ -309,11 +368,57 @@ export async function releaseClaims(db: pg.Pool, claims: readonly ClaimedDeliver
   return res.rowCount ?? 0;
 }
 
-/** Whether any work remains: pending events, or deliveries not in a final state. */
+// Makes parked ordered deliveries due once they are their key's head: for the keys given,
+// the keys of the deliveries given (outcomes just written), or ($4) every key with a parked
+// delivery (the sweep). Only a latency matter: the claims check orderingHead themselves.
+// A wake-up cannot be lost between a fan-out that parks a delivery behind an unfinished one
+// and the outcome write that finishes it: each runs this after it committed, so the later
+// of the two sees the other's work.
+const PROMOTE = `WITH k AS (
+  SELECT DISTINCT x.tenant_id, x.ordering_key FROM (
+    SELECT * FROM unnest($1::text[], $2::text[]) AS x(tenant_id, ordering_key)
+    UNION ALL
+    SELECT d.tenant_id, d.ordering_key FROM hookbox.deliveries d
+    WHERE d.id = ANY($3::bigint[]) AND d.ordering_key IS NOT NULL
+    UNION ALL
+    SELECT d.tenant_id, d.ordering_key FROM hookbox.deliveries d
+    WHERE $4::boolean AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
+  ) x
+), heads AS (
+  SELECT DISTINCT ON (d.subscription_id, d.tenant_id, d.ordering_key)
+    d.id, d.tenant_id, d.ordering_key, d.subscription_id, d.ordering_seq, d.next_attempt_at
+  FROM k JOIN hookbox.deliveries d ON d.tenant_id = k.tenant_id AND d.ordering_key = k.ordering_key
+  WHERE d.status = 'pending'
+  ORDER BY d.subscription_id, d.tenant_id, d.ordering_key, d.ordering_seq, d.id
+)
+UPDATE hookbox.deliveries d SET next_attempt_at = now()
+FROM heads f
+WHERE d.id = f.id AND f.next_attempt_at = 'infinity' AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
+  AND ${orderingHead('f')}`;
+
+/** Makes parked ordered deliveries due once they head their key; returns how many. */
+export async function promoteHeads(
+  db: pg.Pool,
+  keys: readonly (readonly [string, string])[],
+  deliveryIds: readonly number[] = [],
+  sweep = false,
+): Promise<number> {
+  const res = await db.query({
+    name: 'hookbox_promote_heads_v1',
+    text: PROMOTE,
+    values: [keys.map((k) => k[0]), keys.map((k) => k[1]), deliveryIds, sweep],
+  });
+  return res.rowCount ?? 0;
+}
+
+/**
+ * Whether any work remains: pending events, or deliveries not in a final state. Ordered
+ * deliveries parked behind a dead head (policy block) are not work until it is replayed.
+ */
 export async function hasUnfinishedWork(db: pg.Pool): Promise<boolean> {
   const { rows } = await db.query(
     `SELECT EXISTS (SELECT 1 FROM hookbox.events WHERE fanned_out_at IS NULL)
-         OR EXISTS (SELECT 1 FROM hookbox.deliveries WHERE status = 'pending') AS busy`,
+         OR EXISTS (SELECT 1 FROM hookbox.deliveries WHERE status = 'pending' AND next_attempt_at < 'infinity') AS busy`,
   );
   return rows[0]?.busy === true;
 }

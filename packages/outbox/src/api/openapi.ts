@@ -4,7 +4,7 @@
  * (`additionalProperties: false`) so the tests, which validate real answers against them,
  * notice any drift between the document and the handlers.
  */
-import { DELIVERY_STATUSES } from '../schema.js';
+import { DELIVERY_STATUSES, ORDERING_ON_DEAD } from '../schema.js';
 import type { Route } from './routes.js';
 import { API_ERROR_STATUS } from './types.js';
 
@@ -36,6 +36,8 @@ const EVENT_PROPS: Record<string, Schema> = {
   tenantId: { type: 'string' },
   type: { type: 'string' },
   idempotencyKey: nullable('string'),
+  orderingKey: nullable('string'),
+  orderingSeq: { ...nullable('integer'), description: "Position among the key's events, in commit order" },
   createdAt: time,
   fannedOutAt: timeOrNull,
   deliveries: ref('Fanout'),
@@ -80,6 +82,11 @@ export const SCHEMAS: Record<string, Schema> = {
     disabledReason: nullable('string'),
     disabledAt: timeOrNull,
     maxInFlight: nullable('integer'),
+    orderingOnDead: {
+      type: 'string',
+      enum: [...ORDERING_ON_DEAD],
+      description: 'Ordered events whose delivery went dead: block the key, or skip',
+    },
     failureStreak: int,
     lastSuccessAt: timeOrNull,
     lastFailureAt: timeOrNull,
@@ -99,6 +106,11 @@ export const SCHEMAS: Record<string, Schema> = {
       description: nullable('string'),
       headers: headersMap,
       maxInFlight: nullable('integer'),
+      orderingOnDead: {
+        type: 'string',
+        enum: [...ORDERING_ON_DEAD],
+        description: 'Ordered events whose delivery went dead: block the key, or skip',
+      },
     },
     ['url', 'eventTypes'],
   ),
@@ -110,6 +122,11 @@ export const SCHEMAS: Record<string, Schema> = {
       headers: headersMap,
       active: { type: 'boolean' },
       maxInFlight: nullable('integer'),
+      orderingOnDead: {
+        type: 'string',
+        enum: [...ORDERING_ON_DEAD],
+        description: 'Ordered events whose delivery went dead: block the key, or skip',
+      },
     },
     [],
   ),
@@ -148,6 +165,8 @@ export const SCHEMAS: Record<string, Schema> = {
     replayOf: nullable('integer'),
     createdAt: time,
     completedAt: timeOrNull,
+    orderingKey: nullable('string'),
+    orderingSeq: nullable('integer'),
   }),
   DeliveryPage: page('Delivery'),
   Attempt: obj({
