@@ -263,7 +263,12 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   async function fanOutBatch(limit: number): Promise<{ claimed: ClaimedDelivery[]; events: number }> {
     const { events, matched, claimed, orderingKeys } = await fanOut(db, limit, options.leaseMs);
     for (const d of claimed) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
-    if (orderingKeys.length > 0) await promote(orderingKeys, [], false);
+    // Not fatal: the claims above are made already, and the sweep covers a missed promotion.
+    if (orderingKeys.length > 0) {
+      await promote(orderingKeys, [], false).catch((err) =>
+        logger.warn({ err }, 'promoting ordered deliveries failed'),
+      );
+    }
     if (events > 0) {
       observer.fannedOut?.(matched, events - matched);
       logger.debug({ events, deliveries: claimed.length, unmatched: events - matched }, 'fanned out');
@@ -320,6 +325,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
 
   /** Hands claims back (attempt count restored); stop() waits for these before returning. */
   function release(claims: ClaimedDelivery[], delayMs: number, what: string): void {
+    for (const d of claims) orderedClaims.delete(d.deliveryId);
     const p = pRetry(() => releaseClaims(db, claims, delayMs), dbRetry('release'))
       .then(() => undefined)
       .catch((err) => logger.warn({ err }, `could not release ${what} claims; their leases will expire`))
