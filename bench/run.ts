@@ -392,6 +392,7 @@ async function oneRun(url: string): Promise<RunResult> {
  */
 async function orderingRatio(url: string): Promise<{ ratio: number; plainRatio: number }> {
   const pool = new pg.Pool({ connectionString: url, max: WORKERS + 2 });
+  pool.on('error', (err) => console.error(`bench pool: ${err.message}`));
   try {
     await pool.query(
       'CREATE TABLE orders (id bigserial PRIMARY KEY, tenant_id text NOT NULL, body jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())',

@@ -134,6 +134,48 @@ describe('sequence numbers follow commit order', () => {
     expect(Object.fromEntries(seqs)).toEqual({ x1: 1, x2: 2, x3: 3, x4: 4, x5: 5 });
   });
 
+  it('a repeat racing the first writer of its idempotency key gives its number back', async () => {
+    const t = tenant();
+    const ev = (n: string) => ({
+      tenantId: t,
+      type: 'thing.changed',
+      payload: { key: 'k', n },
+      orderingKey: 'k',
+      idempotencyKey: 'same',
+    });
+    const a = await tx();
+    const first = await outbox.enqueue(a.client, ev('first'));
+    // B cannot see A's event yet: it takes a number (waiting for A's key), then finds the conflict.
+    const b = await tx();
+    const bOne = outbox.enqueue(b.client, ev('repeat'));
+    await sleep(100);
+    await a.commit();
+    expect(await bOne).toEqual({ id: first.id, created: false });
+    await b.commit();
+    // The same inside a batch, next to a new event of the key that must close the gap.
+    const a2 = await tx();
+    const second = await outbox.enqueue(a2.client, { ...ev('second'), idempotencyKey: 'same-2' });
+    const c = await tx();
+    const cMany = outbox.enqueueMany(c.client, [
+      { ...ev('repeat-in-batch'), idempotencyKey: 'same-2' },
+      { tenantId: t, type: 'thing.changed', payload: { key: 'k', n: 'c1' }, orderingKey: 'k' },
+    ]);
+    await sleep(100);
+    await a2.commit();
+    const many = await cMany;
+    expect(many.map((r) => r.created)).toEqual([false, true]);
+    expect(many[0]?.id).toBe(second.id);
+    await c.commit();
+    await outbox.enqueue(db.pool, {
+      tenantId: t,
+      type: 'thing.changed',
+      payload: { key: 'k', n: 'last' },
+      orderingKey: 'k',
+    });
+    const seqs = await seqsByLabel(db.pool, t);
+    expect(Object.fromEntries(seqs)).toEqual({ first: 1, second: 2, c1: 3, last: 4 });
+  });
+
   it('numbers the same through the SQL function, whose old signatures still work', async () => {
     const t = tenant();
     await db.pool.query(`SELECT hookbox.enqueue($1, 'thing.changed', '{"key":"k","n":"s1"}', NULL, 'k')`, [t]);

@@ -204,11 +204,18 @@ type ParityCase = {
   tenantId?: string | null;
   type?: string;
   key?: string | null;
+  orderingKey?: string | null;
   payload?: unknown;
   field: string | null;
 };
 const LIMIT = 100;
-const ok = { tenantId: 'tenant-1', type: 'message.new', key: null as string | null, payload: { a: 1 } as unknown };
+const ok = {
+  tenantId: 'tenant-1',
+  type: 'message.new',
+  key: null as string | null,
+  orderingKey: null as string | null,
+  payload: { a: 1 } as unknown,
+};
 const parity: ParityCase[] = [
   { name: 'a good event', field: null },
   { name: 'null tenant', tenantId: null, field: 'tenantId' },
@@ -237,6 +244,16 @@ const parity: ParityCase[] = [
   { name: 'empty key', key: '', field: 'idempotencyKey' },
   { name: 'key of 255 emoji', key: '🔑'.repeat(255), field: null },
   { name: 'key of 256 emoji', key: '🔑'.repeat(256), field: 'idempotencyKey' },
+  { name: 'ordering key', orderingKey: 'conversation:42', field: null },
+  { name: 'ordering key at 255', orderingKey: 'k'.repeat(255), field: null },
+  { name: 'ordering key of 255 emoji', orderingKey: '🔑'.repeat(255), field: null },
+  { name: 'ordering key at 256', orderingKey: 'k'.repeat(256), field: 'orderingKey' },
+  { name: 'ordering key of 256 emoji', orderingKey: '🔑'.repeat(256), field: 'orderingKey' },
+  { name: 'empty ordering key', orderingKey: '', field: 'orderingKey' },
+  { name: 'ordering key with a newline', orderingKey: 'a\nb', field: 'orderingKey' },
+  { name: 'ordering key with DEL', orderingKey: 'a\u007fb', field: 'orderingKey' },
+  { name: 'ordering key with a C1 control', orderingKey: 'a\u0085b', field: 'orderingKey' },
+  { name: 'ordering key with a space and unicode', orderingKey: 'conversation 42 – ünïcode', field: null },
   // A JSON string has the same text in JSON.stringify and in jsonb's output.
   { name: `payload at ${LIMIT} bytes`, payload: 'x'.repeat(LIMIT - 2), field: null },
   { name: `payload over ${LIMIT} bytes`, payload: 'x'.repeat(LIMIT - 1), field: 'payload' },
@@ -252,6 +269,7 @@ async function bothPaths(c: pg.PoolClient, p: ParityCase) {
       type: input.type,
       payload: input.payload,
       idempotencyKey: input.key,
+      orderingKey: input.orderingKey,
     })
     .then(
       () => null,
@@ -260,11 +278,12 @@ async function bothPaths(c: pg.PoolClient, p: ParityCase) {
   await c.query(`SET LOCAL hookbox.max_payload_bytes = '${LIMIT}'`);
   await c.query('SAVEPOINT before_sql');
   const sqlErr = await c
-    .query('SELECT hookbox.enqueue($1, $2, $3::jsonb, $4) AS id', [
+    .query('SELECT hookbox.enqueue($1, $2, $3::jsonb, $4, $5) AS id', [
       input.tenantId,
       input.type,
       JSON.stringify(input.payload),
       input.key,
+      input.orderingKey,
     ])
     .then(
       () => null,

@@ -28,7 +28,10 @@ export class Recorder {
   private flushing: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private idleWaiters: (() => void)[] = [];
-  /** Called after a batch is written (not awaited by writers; errors are logged). */
+  /**
+   * Called after each batch is written, before the next one is (the relay makes the
+   * successors of finished ordered deliveries due). A failure is logged, never thrown.
+   */
   afterWrite: ((batch: readonly Outcome[]) => Promise<void>) | null = null;
 
   constructor(

@@ -215,12 +215,20 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   }
 
   async function claim(free: number): Promise<number> {
-    const { claimed: fanned, events } = await pRetry(
-      () => fanOutBatch(Math.min(options.batchSize, free)),
-      dbRetry('fan-out'),
-    );
+    const {
+      claimed: fanned,
+      events,
+      orderingKeys,
+    } = await pRetry(() => fanOutBatch(Math.min(options.batchSize, free)), dbRetry('fan-out'));
     // Buffer the fan-out's claims before the next query: if that one fails, they still go out.
     queue.push(fanned);
+    // Ordered events: make due what this batch parked behind a head that has finished since
+    // (see PROMOTE in sql.ts), alongside the due-claim below rather than before it. Not
+    // fatal: the claims are made already, and the sweep covers a missed promotion.
+    const promoting =
+      orderingKeys.length > 0
+        ? promote(orderingKeys, [], false).catch((err) => logger.warn({ err }, 'promoting ordered deliveries failed'))
+        : null;
     const room = Math.max(free - fanned.length, Math.ceil(free / 4));
     // Retries are scheduled seconds apart: while fan-out keeps the relay busy, look for
     // due ones at most every DUE_RECHECK_MS once a look found fewer than asked for.
@@ -246,6 +254,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     for (const d of due) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
     queue.push(due);
     startQueued();
+    await promoting;
     return events + due.length;
   }
 
@@ -260,15 +269,16 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   }
 
   /** Claims pending events, matches them and inserts their deliveries already leased: one statement. */
-  async function fanOutBatch(limit: number): Promise<{ claimed: ClaimedDelivery[]; events: number }> {
+  async function fanOutBatch(
+    limit: number,
+  ): Promise<{ claimed: ClaimedDelivery[]; events: number; orderingKeys: [string, string][] }> {
     const { events, matched, claimed, orderingKeys } = await fanOut(db, limit, options.leaseMs);
     for (const d of claimed) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
-    if (orderingKeys.length > 0) await promote(orderingKeys, [], false);
     if (events > 0) {
       observer.fannedOut?.(matched, events - matched);
       logger.debug({ events, deliveries: claimed.length, unmatched: events - matched }, 'fanned out');
     }
-    return { claimed, events };
+    return { claimed, events, orderingKeys };
   }
 
   function dbRetry(what: string) {
@@ -320,6 +330,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
 
   /** Hands claims back (attempt count restored); stop() waits for these before returning. */
   function release(claims: ClaimedDelivery[], delayMs: number, what: string): void {
+    for (const d of claims) orderedClaims.delete(d.deliveryId);
     const p = pRetry(() => releaseClaims(db, claims, delayMs), dbRetry('release'))
       .then(() => undefined)
       .catch((err) => logger.warn({ err }, `could not release ${what} claims; their leases will expire`))

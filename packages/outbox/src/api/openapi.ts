@@ -232,6 +232,7 @@ export const SCHEMAS: Record<string, Schema> = {
     p95Ms: nullable('number'),
     dead: int,
     pending: int,
+    blockedKeys: { ...int, description: 'Ordering keys held by a dead delivery (policy block), now' },
     lastSuccessAt: timeOrNull,
     lastFailureAt: timeOrNull,
   }),
