@@ -7,7 +7,8 @@
  * (a redelivery of the in-flight head is allowed, going back is not).
  */
 import { randomUUID } from 'node:crypto';
-import { createOutbox, retryDelivery, stats, subscriptions, ValidationError, verify } from '@hookbox/outbox';
+import { createOutbox, subscriptions, ValidationError, verify } from '@hookbox/outbox';
+import { retryDelivery, stats } from '@hookbox/outbox/admin';
 import type pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMetricsRegistry } from '../apps/relay/src/metrics/metrics.js';
