@@ -103,6 +103,7 @@ function relayOptions(databaseUrl: string): RelayOptions {
     slowAfterMs: 1_000,
     slowConcurrency: 1,
     userAgent: 'hookbox-test',
+    breaker: { failAfter: 1_000_000, cooldownMs: 1_000, maxCooldownMs: 1_000, disableAfterMs: null },
   };
 }
 

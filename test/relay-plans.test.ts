@@ -48,19 +48,19 @@ describe('prepared relay statements', () => {
     );
     // No ANALYZE here: the plans must hold up even before autovacuum gets round to it.
 
-    const fan = await plan('hookbox_fan_out_v2', '100, 60000');
+    const fan = await plan('hookbox_fan_out_v3', '100, 60000');
     expect(fan).toContain('events_pending_idx');
     expect(fan).not.toMatch(/Seq Scan on events/);
-    const due = await plan('hookbox_claim_due_v4', "100, 60000, '{}', '{}'");
+    const due = await plan('hookbox_claim_due_v5', "100, 60000, '{}', '{}'");
     expect(due).toContain('deliveries_due_idx');
     expect(due).not.toMatch(/Seq Scan on deliveries/);
     // Recording a batch looks each delivery up by primary key: never a scan of the pending
     // rows (the due index) or of the whole table, whose size grows with the backlog.
     const record = await plan(
-      'hookbox_record_v3',
+      'hookbox_record_v4',
       `'{1,2}'::bigint[], '{1,1}'::int[], '{succeeded,succeeded}'::text[], '{0,0}'::bigint[], '{200,200}'::int[],
        '{NULL,NULL}'::text[], '{NULL,NULL}'::text[], ARRAY[now(), now()], '{1,1}'::int[], '{NULL,NULL}'::text[],
-       ARRAY['${rows[0]?.id}', '${rows[0]?.id}']::uuid[], '{t,t}'::bool[], 2`,
+       ARRAY['${rows[0]?.id}', '${rows[0]?.id}']::uuid[], '{t,t}'::bool[], 2, 5, 30000, 300000, NULL`,
     );
     expect(record).not.toMatch(/Seq Scan on deliveries|deliveries_due_idx|Bitmap Heap Scan on deliveries/);
   });

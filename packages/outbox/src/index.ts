@@ -47,7 +47,7 @@ export type {
   SubscriptionRef,
   UpdateSubscriptionInput,
 } from './subscriptions.js';
-export { activeSecrets, subscriptions } from './subscriptions.js';
+export { activeSecrets, circuitState, subscriptions } from './subscriptions.js';
 export { parseIsoTime } from './time.js';
 export type { EventInput, ValidEvent } from './validate.js';
 export {

@@ -42,6 +42,10 @@ export interface SubscriptionStats {
   lastSuccessAt: Date | null;
   /** Latest failed attempt, likewise. */
   lastFailureAt: Date | null;
+  /** The circuit breaker now: `open` holds its deliveries, `half-open` probes one at a time. */
+  circuit: 'closed' | 'open' | 'half-open';
+  /** When an open circuit lets its next probe through; null while closed. */
+  circuitOpenUntil: Date | null;
 }
 
 export interface TenantUsage {
@@ -123,7 +127,10 @@ SELECT s.id, s.tenant_id, s.url, s.active,
        coalesce(att.attempts, 0) AS attempts, coalesce(att.successes, 0) AS successes,
        att.p50, att.p95, coalesce(dead.dead, 0) AS dead, coalesce(backlog.pending, 0) AS pending,
        ${epochMs('greatest(s.last_success_at, att.last_ok)', 'last_success_at')},
-       ${epochMs('greatest(s.last_failure_at, att.last_fail)', 'last_failure_at')}
+       ${epochMs('greatest(s.last_failure_at, att.last_fail)', 'last_failure_at')},
+       CASE WHEN s.circuit_open_until IS NULL THEN 'closed'
+            WHEN s.circuit_open_until > now() THEN 'open' ELSE 'half-open' END AS circuit,
+       ${epochMs('s.circuit_open_until', 'circuit_open_until')}
 FROM hookbox.subscriptions s
 LEFT JOIN att ON att.subscription_id = s.id
 LEFT JOIN dead ON dead.subscription_id = s.id
@@ -173,6 +180,8 @@ function toSubscriptionStats(r: Row): SubscriptionStats {
     pending: Number(r.pending),
     lastSuccessAt: toDate(r.last_success_at),
     lastFailureAt: toDate(r.last_failure_at),
+    circuit: r.circuit as SubscriptionStats['circuit'],
+    circuitOpenUntil: toDate(r.circuit_open_until),
   };
 }
 

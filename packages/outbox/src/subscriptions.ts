@@ -119,6 +119,10 @@ const COLUMNS = [
   'failure_streak',
   ts('last_success_at'),
   ts('last_failure_at'),
+  ts('failing_since'),
+  ts('circuit_open_until'),
+  'circuit_cooldown_ms',
+  ts('probe_until'),
   ts('created_at'),
   ts('updated_at'),
 ].join(', ');
@@ -190,6 +194,10 @@ function toRecord(r: Row): SubscriptionRecord {
     failureStreak: Number(r.failure_streak),
     lastSuccessAt: toDate(r.last_success_at),
     lastFailureAt: toDate(r.last_failure_at),
+    failingSince: toDate(r.failing_since),
+    circuitOpenUntil: toDate(r.circuit_open_until),
+    circuitCooldownMs: (r.circuit_cooldown_ms as number | null) ?? null,
+    probeUntil: toDate(r.probe_until),
     createdAt: toDate(r.created_at)!,
     updatedAt: toDate(r.updated_at)!,
   };
@@ -345,6 +353,20 @@ export function activeSecrets(
   return out;
 }
 
+/**
+ * The subscription's circuit breaker at `now` (the relay opens and closes it; README
+ * "Fairness"): `closed` delivers normally; `open` holds its deliveries until
+ * `circuitOpenUntil`, spending no attempts; `half-open` lets one probe through at a time.
+ */
+export function circuitState(
+  sub: Pick<SubscriptionRecord, 'circuitOpenUntil'>,
+  now: Date = new Date(),
+): 'closed' | 'open' | 'half-open' {
+  const until = sub.circuitOpenUntil;
+  if (until === null) return 'closed';
+  return new Date(until).getTime() > now.getTime() ? 'open' : 'half-open';
+}
+
 /** Subscription management, executor first; see the module comment for the tenant rule. */
 export const subscriptions = {
   create,
@@ -356,4 +378,5 @@ export const subscriptions = {
   delete: remove,
   rotateSecret,
   activeSecrets,
+  circuitState,
 } as const;

@@ -50,10 +50,13 @@ backlog now.${examples(
           String(s.pending),
           formatTime(s.lastSuccessAt),
           formatTime(s.lastFailureAt),
+          s.circuit,
           s.active ? s.url : `${s.url} (disabled)`,
         ]);
         const headers = ['SUBSCRIPTION', ...(withTenant ? ['TENANT'] : []), 'ATTEMPTS', 'SUCCESS', 'P50', 'P95'];
-        console.log(formatTable([...headers, 'DEAD', 'PENDING', 'LAST SUCCESS', 'LAST FAILURE', 'URL'], rows));
+        console.log(
+          formatTable([...headers, 'DEAD', 'PENDING', 'LAST SUCCESS', 'LAST FAILURE', 'CIRCUIT', 'URL'], rows),
+        );
       }
       console.log('');
       if (result.tenants.length === 0) return console.log('no events or deliveries in the window');

@@ -4,7 +4,7 @@
  * only by `create`, `rotate-secret` and `show --reveal-secret`; custom header values (often
  * tokens) are masked unless `list` or `show` is given `--reveal-headers`.
  */
-import { type SubscriptionRecord, subscriptions } from '@hookbox/outbox';
+import { circuitState, type SubscriptionRecord, subscriptions } from '@hookbox/outbox';
 import { type Command, Option } from 'commander';
 import type pg from 'pg';
 import { databaseUrlOption } from '../config.js';
@@ -53,7 +53,7 @@ function view(
   revealHeaders = false,
 ): Record<string, unknown> {
   const { secret, previousSecret, ...all } = sub;
-  const rest = { ...all, headers: maskHeaders(sub.headers, revealHeaders) };
+  const rest = { ...all, headers: maskHeaders(sub.headers, revealHeaders), circuit: circuitState(sub) };
   if (secrets === 'none') return rest;
   if (secrets === 'current') return { ...rest, secret };
   return { ...rest, secret, previousSecret };
@@ -79,8 +79,19 @@ function parseHeaders(values: readonly string[]): Record<string, string> {
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function status(sub: SubscriptionRecord): string {
-  if (sub.active) return 'active';
-  return `disabled${sub.disabledReason ? ` (${sub.disabledReason})` : ''}`;
+  if (!sub.active) return `disabled${sub.disabledReason ? ` (${sub.disabledReason})` : ''}`;
+  const circuit = circuitState(sub);
+  return circuit === 'closed' ? 'active' : `active, circuit ${circuit}`;
+}
+
+/** The breaker in words: closed, open until when, or half-open (probing). */
+function circuitText(sub: SubscriptionRecord): string {
+  const state = circuitState(sub);
+  const cooldown = sub.circuitCooldownMs === null ? '' : `, cooldown ${formatDuration(sub.circuitCooldownMs)}`;
+  if (state === 'open')
+    return `open until ${formatTime(sub.circuitOpenUntil)} (deliveries held, no attempts spent${cooldown})`;
+  if (state === 'half-open') return `half-open (one probe at a time${cooldown})`;
+  return 'closed';
 }
 
 function details(
@@ -105,7 +116,9 @@ function details(
     ['description', sub.description ?? '-'],
     ['headers', headerNames.length > 0 ? `${headerNames.join('; ')}${headerNote}` : '-'],
     ['max in flight', sub.maxInFlight === null ? 'relay default' : String(sub.maxInFlight)],
+    ['circuit', circuitText(sub)],
     ['failure streak', String(sub.failureStreak)],
+    ['failing since', formatTime(sub.failingSince)],
     ['last success', formatTime(sub.lastSuccessAt)],
     ['last failure', formatTime(sub.lastFailureAt)],
     ['created', formatTime(sub.createdAt)],

@@ -45,6 +45,9 @@ export interface RelayInstruments {
   deadDeliveries: Gauge<never>;
   disabledSubscriptions: Gauge<never>;
   endpointFailureStreak: Gauge<'subscription_id' | 'tenant'>;
+  openCircuits: Gauge<never>;
+  endpointCircuitOpen: Gauge<'subscription_id' | 'tenant'>;
+  heldDeliveries: Gauge<never>;
   sampleTimestamp: Gauge<never>;
   slowEndpoints: Gauge<never>;
   slowInFlight: Gauge<never>;
@@ -163,6 +166,20 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Metric
       labelNames: ['subscription_id', 'tenant'],
       registers,
     }),
+    openCircuits: gauge(
+      'hookbox_open_circuits',
+      'Active subscriptions whose circuit breaker is open or half-open: deliveries held, one probe at a time (sampled).',
+    ),
+    endpointCircuitOpen: new Gauge({
+      name: 'hookbox_endpoint_circuit_open',
+      help: 'Per subscription whose circuit is not closed (at most 20, longest failure streaks first, sampled): 1 open, 0.5 half-open (probing).',
+      labelNames: ['subscription_id', 'tenant'],
+      registers,
+    }),
+    heldDeliveries: gauge(
+      'hookbox_held_deliveries',
+      'Pending deliveries held for disabled subscriptions; they resume when the subscription is enabled (sampled).',
+    ),
     slowEndpoints: gauge(
       'hookbox_relay_slow_endpoints',
       'Endpoint origins this relay marks slow: a request took longer than --slow-after; they send only from --slow-concurrency.',

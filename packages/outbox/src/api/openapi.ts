@@ -83,6 +83,16 @@ export const SCHEMAS: Record<string, Schema> = {
     failureStreak: int,
     lastSuccessAt: timeOrNull,
     lastFailureAt: timeOrNull,
+    failingSince: { ...timeOrNull, description: 'Start of the current run of failures; null while healthy' },
+    circuit: {
+      type: 'string',
+      enum: ['closed', 'open', 'half-open'],
+      description:
+        'Circuit breaker: open holds deliveries (no attempts spent) until circuitOpenUntil; half-open sends one probe at a time',
+    },
+    circuitOpenUntil: timeOrNull,
+    circuitCooldownMs: nullable('integer'),
+    probeUntil: timeOrNull,
     createdAt: time,
     updatedAt: time,
   }),
@@ -215,6 +225,8 @@ export const SCHEMAS: Record<string, Schema> = {
     pending: int,
     lastSuccessAt: timeOrNull,
     lastFailureAt: timeOrNull,
+    circuit: { type: 'string', enum: ['closed', 'open', 'half-open'] },
+    circuitOpenUntil: timeOrNull,
   }),
   TenantUsage: obj({
     tenantId: { type: 'string' },

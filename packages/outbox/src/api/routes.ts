@@ -11,7 +11,7 @@ import { recoverDead, replayEvent, retryDelivery } from '../replay.js';
 import { sendTest } from '../send-test.js';
 import { WEBHOOK_HEADERS } from '../signing.js';
 import { stats } from '../stats.js';
-import { type SubscriptionRecord, subscriptions } from '../subscriptions.js';
+import { circuitState, type SubscriptionRecord, subscriptions } from '../subscriptions.js';
 import { validateTime } from '../time.js';
 import { boolParam, checkQuery, intParam, listParam, objectBody, resolveTenant, single } from './params.js';
 import { attemptSeries, seenEventTypes } from './series.js';
@@ -67,7 +67,7 @@ export function subscriptionView(s: SubscriptionRecord): Record<string, unknown>
   const { secret: _secret, previousSecret, ...rest } = s;
   const rotating =
     previousSecret !== null && s.previousSecretExpiresAt !== null && s.previousSecretExpiresAt > new Date();
-  return { ...rest, rotating };
+  return { ...rest, rotating, circuit: circuitState(s) };
 }
 
 const ok = (body: unknown, status = 200): ApiResponse => ({ status, body });
