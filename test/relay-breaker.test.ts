@@ -167,4 +167,76 @@ describe('circuit breaker', () => {
     expect(text).toMatch(/^hookbox_open_circuits [1-9]/m);
     expect(text).toContain(`hookbox_endpoint_circuit_open{subscription_id="${sub.id}",tenant="${t}"} 1`);
   });
+
+  it('auto-disables after sustained failure, keeps the pending deliveries, and enable resumes them with the count', async () => {
+    const rx = await startReceiver();
+    defer(() => rx.close());
+    let failing = true;
+    rx.on('/ep', () => (failing ? { status: 500 } : { status: 200 }));
+    const t = tenant();
+    const sub = await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/ep'), eventTypes: ['*'] });
+    const r = relay({
+      breaker: { failAfter: 3, cooldownMs: 200, maxCooldownMs: 200, disableAfterMs: 1_500 },
+    });
+    const ids = await enqueueEvents(db.pool, events(t, 10, 'kept'));
+    const disabled = await waitFor(
+      async () => {
+        const got = await subscriptions.get(db.pool, { tenantId: t, id: sub.id });
+        return got.active ? undefined : got;
+      },
+      { timeoutMs: 30_000, what: 'the subscription to be auto-disabled' },
+    );
+    expect(disabled.disabledReason).toMatch(/^auto-disabled: every attempt failed since \d{4}-\d\d-\d\dT/);
+    expect(disabled.disabledAt).not.toBeNull();
+    expect(r.logs.lines.some((l) => String(l.msg).startsWith('subscription auto-disabled') && l.level === 40)).toBe(
+      true,
+    );
+    // Nothing is lost: every delivery is still pending, and no more requests go out.
+    await new Promise((res) => setTimeout(res, 1_000));
+    const sent = rx.requests('/ep').length;
+    await new Promise((res) => setTimeout(res, 1_000));
+    expect(rx.requests('/ep').length).toBe(sent);
+    const kept = await deliveries(db.pool, 'event_id = ANY($1)', [ids]);
+    expect(kept).toHaveLength(10);
+    expect(kept.every((d) => d.status === 'pending')).toBe(true);
+
+    failing = false;
+    const out = await hookbox('subscriptions', 'enable', sub.id, '--tenant', t);
+    expect(out.trim()).toBe(`enabled subscription ${sub.id}; resumed 10 pending deliveries`);
+    const final = await waitForAllFinal(db.pool, { tenants: [t], atLeast: 10, timeoutMs: 30_000 });
+    expect(final.map((d) => d.status)).toEqual(Array(10).fill('succeeded'));
+    const after = await subscriptions.get(db.pool, { tenantId: t, id: sub.id });
+    expect(after).toMatchObject({ active: true, disabledReason: null, failureStreak: 0, circuitOpenUntil: null });
+  });
+
+  it('manual disable keeps pending deliveries too; enable through the library returns the count', async () => {
+    const rx = await startReceiver();
+    defer(() => rx.close());
+    const t = tenant();
+    const sub = await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/ep'), eventTypes: ['*'] });
+    await subscriptions.disable(db.pool, { tenantId: t, id: sub.id, reason: 'maintenance' });
+    // Deliveries made before the disable (fan-out makes none for a disabled subscription).
+    const ids = await enqueueEvents(db.pool, events(t, 3, 'm'));
+    await db.pool.query('UPDATE hookbox.events SET fanned_out_at = now() WHERE id = ANY($1)', [ids]);
+    await db.pool.query(
+      `INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id) SELECT unnest($1::uuid[]), $2, $3`,
+      [ids, sub.id, t],
+    );
+    relay();
+    await waitFor(async () => {
+      const { rows } = await db.pool.query(
+        `SELECT count(*)::int AS n FROM hookbox.deliveries WHERE subscription_id = $1 AND next_attempt_at = 'infinity'`,
+        [sub.id],
+      );
+      return rows[0]?.n === 3;
+    });
+    expect((await deliveries(db.pool, 'subscription_id = $1', [sub.id])).map((d) => [d.status, d.attempts])).toEqual(
+      Array(3).fill(['pending', 0]),
+    );
+    expect(rx.requests('/ep')).toHaveLength(0);
+    const enabled = await subscriptions.enable(db.pool, { tenantId: t, id: sub.id });
+    expect(enabled.resumedDeliveries).toBe(3);
+    await waitForAllFinal(db.pool, { tenants: [t], atLeast: 3 });
+    expect(rx.requests('/ep')).toHaveLength(3);
+  });
 });

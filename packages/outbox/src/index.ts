@@ -40,6 +40,7 @@ export { RESERVED_HEADER_NAMES, SUBSCRIPTION_LIMITS } from './subscription-valid
 export type {
   CreateSubscriptionInput,
   DisableSubscriptionInput,
+  EnabledSubscription,
   ListSubscriptionsInput,
   RotateSecretInput,
   SubscriptionPage,

@@ -157,10 +157,25 @@ SET active = false, disabled_reason = $3,
 ${WHERE_REF}
 RETURNING ${COLUMNS}`;
 
-const ENABLE = `UPDATE hookbox.subscriptions
-SET active = true, disabled_reason = NULL, disabled_at = NULL, failure_streak = 0, updated_at = now()
-${WHERE_REF}
-RETURNING ${COLUMNS}`;
+// Enabling also closes the circuit and resumes the pending deliveries held while the
+// subscription was disabled ('infinity', set by the relay's due claim). The held test is in
+// SET, not WHERE: a row a relay is holding at this moment is waited for and then seen held.
+const ENABLE = `WITH s AS (
+  UPDATE hookbox.subscriptions
+  SET active = true, disabled_reason = NULL, disabled_at = NULL, failure_streak = 0, failing_since = NULL,
+      circuit_open_until = NULL, circuit_cooldown_ms = NULL, probe_until = NULL, updated_at = now()
+  ${WHERE_REF}
+  RETURNING *
+), r AS (
+  UPDATE hookbox.deliveries d
+  SET next_attempt_at = CASE WHEN d.next_attempt_at = 'infinity' THEN now() ELSE d.next_attempt_at END
+  FROM s WHERE d.subscription_id = s.id AND d.status = 'pending'
+  RETURNING d.id
+)
+SELECT ${COLUMNS}, (SELECT count(*) FROM r)::int AS resumed FROM s`;
+
+const RESUME = `UPDATE hookbox.deliveries SET next_attempt_at = now()
+WHERE subscription_id = $1 AND status = 'pending' AND next_attempt_at = 'infinity'`;
 
 const DELETE = `DELETE FROM hookbox.subscriptions ${WHERE_REF} RETURNING id`;
 
@@ -298,10 +313,17 @@ async function update(executor: Executor, input: UpdateSubscriptionInput): Promi
   const text = `UPDATE hookbox.subscriptions SET ${sets.join(', ')}, updated_at = now()
 ${WHERE_REF}
 RETURNING ${COLUMNS}`;
-  return one(executor, text, values, id);
+  const sub = await one(executor, text, values, id);
+  // Enabling through update resumes held deliveries as enable() does.
+  if (active === true) await runQuery(executor, RESUME, [id]);
+  return sub;
 }
 
-/** Stops new deliveries to the endpoint, recording why. Disabling twice keeps the first `disabledAt`. */
+/**
+ * Stops new deliveries to the endpoint, recording why. Disabling twice keeps the first
+ * `disabledAt`. Its pending deliveries are kept, not cancelled: the relay holds them (no
+ * attempt spent) until `enable` resumes them; delete the subscription to drop them.
+ */
 async function disable(executor: Executor, input: DisableSubscriptionInput): Promise<SubscriptionRecord> {
   checkInput(input, ['tenantId', 'id', 'reason'], 'disable options');
   const [tenantId, id] = ref(input);
@@ -309,11 +331,22 @@ async function disable(executor: Executor, input: DisableSubscriptionInput): Pro
   return one(executor, DISABLE, [tenantId, id, reason], id);
 }
 
-/** Re-activates the endpoint and clears the disable reason and the failure streak. */
-async function enable(executor: Executor, input: SubscriptionRef): Promise<SubscriptionRecord> {
+/** What `enable` returns: the subscription, and how many pending deliveries resume. */
+export type EnabledSubscription = SubscriptionRecord & {
+  /** Pending deliveries of the subscription (those held while it was disabled are now due). */
+  resumedDeliveries: number;
+};
+
+/**
+ * Re-activates the endpoint: clears the disable reason, the failure streak and the circuit
+ * breaker, and resumes the pending deliveries kept while it was disabled.
+ */
+async function enable(executor: Executor, input: SubscriptionRef): Promise<EnabledSubscription> {
   checkInput(input, ['tenantId', 'id'], 'enable options');
   const [tenantId, id] = ref(input);
-  return one(executor, ENABLE, [tenantId, id], id);
+  const row = (await runQuery(executor, ENABLE, [tenantId, id]))[0];
+  if (!row) throw new NotFoundError('subscription', id);
+  return { ...toRecord(row), resumedDeliveries: Number(row.resumed) };
 }
 
 /** Deletes the subscription and (by cascade) its deliveries. NotFoundError when absent. */

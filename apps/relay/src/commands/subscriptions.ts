@@ -335,7 +335,7 @@ export function registerSubscriptions(program: Command): void {
     );
 
   common(group.command('disable'))
-    .description('stop new deliveries to a subscription')
+    .description('stop deliveries to a subscription; its pending deliveries are kept and resume on enable')
     .argument('<id>', 'subscription id')
     .option('--reason <text>', 'why (shown by show and list)')
     .addHelpText('after', examples("hookbox subscriptions disable $ID --tenant acme --reason 'endpoint migrating'"))
@@ -347,14 +347,17 @@ export function registerSubscriptions(program: Command): void {
     });
 
   common(group.command('enable'))
-    .description('re-activate a subscription (clears the reason and the failure streak)')
+    .description(
+      're-activate a subscription (clears the reason, the failure streak and the circuit breaker) and resume its pending deliveries',
+    )
     .argument('<id>', 'subscription id')
     .addHelpText('after', examples('hookbox subscriptions enable $ID --tenant acme'))
     .action(async (id: string, opts: Common) => {
       const ref = { tenantId: opts.tenant, id: subId(id) };
-      const sub = await run(opts.databaseUrl, (c) => subscriptions.enable(c, ref));
-      if (opts.json) return printJson(view(sub, 'none'));
-      console.log(`enabled subscription ${sub.id}`);
+      const { resumedDeliveries, ...sub } = await run(opts.databaseUrl, (c) => subscriptions.enable(c, ref));
+      if (opts.json) return printJson({ ...view(sub, 'none'), resumedDeliveries });
+      const n = resumedDeliveries;
+      console.log(`enabled subscription ${sub.id}; resumed ${n} pending ${n === 1 ? 'delivery' : 'deliveries'}`);
     });
 
   common(group.command('delete'))

@@ -243,10 +243,14 @@ export const ROUTES: Route[] = [
     method: 'POST',
     path: '/v1/subscriptions/{id}/enable',
     operationId: 'enableSubscription',
-    summary: 'Re-activate an endpoint (clears the failure streak)',
+    summary: 'Re-activate an endpoint (clears the failure streak and circuit, resumes held deliveries)',
     tag: 'subscriptions',
     tenant: 'required',
-    response: { status: 200, schema: 'Subscription', description: 'The enabled endpoint' },
+    response: {
+      status: 200,
+      schema: 'EnabledSubscription',
+      description: 'The enabled endpoint, and how many pending deliveries it resumes',
+    },
     async handler(ctx, req) {
       checkQuery(req.query, []);
       const body = objectBody(req.body);
@@ -255,7 +259,8 @@ export const ROUTES: Route[] = [
         tenantId: tenant(req, 'required'),
         id: req.params.id as string,
       });
-      return ok(subscriptionView(sub));
+      const { resumedDeliveries, ...record } = sub;
+      return ok({ ...subscriptionView(record), resumedDeliveries });
     },
   },
   {
