@@ -143,7 +143,7 @@ WHERE tenant_id = $1
   AND ($2::boolean IS NULL OR active = $2::boolean)
   AND ($3::text IS NULL OR EXISTS (
     SELECT 1 FROM unnest(event_types) AS p(pattern)
-    WHERE p.pattern = '*' OR p.pattern = $3::text
+    WHERE (p.pattern = '*' AND NOT starts_with($3::text, 'hookbox.')) OR p.pattern = $3::text
        OR (right(p.pattern, 2) = '.*' AND length($3::text) > length(p.pattern) - 1
            AND starts_with($3::text, left(p.pattern, -1)))))
   AND ($4::uuid IS NULL OR id > $4::uuid)
