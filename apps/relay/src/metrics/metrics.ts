@@ -48,6 +48,7 @@ export interface RelayInstruments {
   openCircuits: Gauge<never>;
   endpointCircuitOpen: Gauge<'subscription_id' | 'tenant'>;
   heldDeliveries: Gauge<never>;
+  autoDisabledSubscriptions: Gauge<never>;
   sampleTimestamp: Gauge<never>;
   slowEndpoints: Gauge<never>;
   slowInFlight: Gauge<never>;
@@ -176,6 +177,10 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Metric
       labelNames: ['subscription_id', 'tenant'],
       registers,
     }),
+    autoDisabledSubscriptions: gauge(
+      'hookbox_auto_disabled_subscriptions',
+      'Subscriptions disabled automatically after failing without a success for --disable-after (sampled).',
+    ),
     heldDeliveries: gauge(
       'hookbox_held_deliveries',
       'Pending deliveries held for disabled subscriptions; they resume when the subscription is enabled (sampled).',

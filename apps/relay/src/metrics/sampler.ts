@@ -34,6 +34,8 @@ const SAMPLE = `SELECT
      WHERE status = 'pending' AND next_attempt_at > now() AND next_attempt_at < 'infinity')::float8 AS scheduled,
   (SELECT count(*) FROM hookbox.deliveries WHERE status = 'dead')::float8 AS dead,
   (SELECT count(*) FROM hookbox.subscriptions WHERE NOT active)::float8 AS disabled_subscriptions,
+  (SELECT count(*) FROM hookbox.subscriptions
+     WHERE NOT active AND disabled_reason LIKE 'auto-disabled:%')::float8 AS auto_disabled,
   (SELECT coalesce(json_agg(json_build_array(f.id, f.tenant_id, f.failure_streak)), '[]'::json)
      FROM (SELECT id, tenant_id, failure_streak FROM hookbox.subscriptions
            WHERE active AND failure_streak > 0
@@ -54,6 +56,7 @@ interface SampleRow {
   scheduled: number;
   dead: number;
   disabled_subscriptions: number;
+  auto_disabled: number;
   failing: [string, string, number][];
   open_circuits: number;
   circuits: [string, string, boolean][];
@@ -72,6 +75,7 @@ export async function sampleGauges(db: Pick<pg.Pool, 'query'>, i: RelayInstrumen
   i.scheduledDeliveries.set(r.scheduled);
   i.deadDeliveries.set(r.dead);
   i.disabledSubscriptions.set(r.disabled_subscriptions);
+  i.autoDisabledSubscriptions.set(r.auto_disabled);
   // Reset first: an endpoint that recovered must drop out instead of keeping its last value.
   i.endpointFailureStreak.reset();
   for (const [id, tenant, streak] of r.failing) {
