@@ -114,7 +114,7 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Metric
     }),
     deliveries: new Counter({
       name: 'hookbox_deliveries_total',
-      help: 'Delivery outcomes: succeeded, retry (an attempt failed, another is scheduled), dead, disabled (410 Gone), cancelled (subscription disabled before sending).',
+      help: 'Delivery outcomes: succeeded, retry (an attempt failed, another is scheduled), dead, disabled (410 Gone), cancelled (its subscription was disabled by 410 Gone after the claim; other disables keep deliveries pending).',
       labelNames: ['outcome'],
       registers,
     }),
