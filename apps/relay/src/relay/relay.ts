@@ -21,6 +21,7 @@ import {
   disableSubscription,
   fanOut,
   hasUnfinishedWork,
+  holdWhileProbing,
   releaseClaims,
   resumeClosedCircuit,
   type SubscriptionChange,
@@ -229,6 +230,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         )
       : [];
     if (lookForDue) dueDrainedAt = due.length < room ? now : Number.NEGATIVE_INFINITY;
+    for (const d of due) if (d.probe) holdOthersWhileProbing(d);
     queue.push(due);
     startQueued();
     return events + due.length;
@@ -299,6 +301,17 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       logger.debug({ deliveries: parked.length }, 'endpoint slow or failing; parking its claims');
       release(parked, PARK_MS, 'parked');
     }
+  }
+
+  /** A probe went out: the subscription's other due deliveries wait a cooldown more (sql.ts). */
+  function holdOthersWhileProbing(d: ClaimedDelivery): void {
+    const log = { subscriptionId: d.subscriptionId, tenantId: d.tenantId, deliveryId: d.deliveryId };
+    logger.debug(log, 'circuit half-open: probing');
+    const p = pRetry(() => holdWhileProbing(db, d.subscriptionId), dbRetry('hold'))
+      .then((n) => (n > 0 ? logger.debug({ ...log, deliveries: n }, 'held while probing') : undefined))
+      .catch((err) => logger.warn({ err, ...log }, 'could not hold deliveries while probing; claims hold them'))
+      .finally(() => releases.delete(p));
+    releases.add(p);
   }
 
   /** Logs a breaker transition or auto-disable; after a close, the held backlog is made due at once. */

@@ -37,6 +37,8 @@ export interface ClaimedDelivery {
   origin: string;
   /** The subscription's own cap on concurrent requests; null: only the relay's limits. */
   maxInFlight: number | null;
+  /** The single probe of a half-open circuit (see CLAIM_DUE). */
+  probe: boolean;
 }
 
 const TS_ISO = `to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
@@ -129,6 +131,7 @@ function toClaimed(r: Record<string, unknown>, attempt: number, claimedAt: numbe
     claimedAt,
     origin: parseTarget(url)?.origin ?? '',
     maxInFlight: (r.max_in_flight as number | null) ?? null,
+    probe: r.probe === true,
   };
 }
 
@@ -163,7 +166,7 @@ const CLAIM_DUE = `WITH c AS (
     AND s.active AND s.circuit_open_until <= now() AND (s.probe_until IS NULL OR s.probe_until <= now())
   RETURNING s.id
 ), k AS (
-  SELECT h.id,
+  SELECT h.id, h.rn = 1 AND h.subscription_id IN (SELECT id FROM p) AS probe,
     CASE WHEN NOT h.active THEN 'infinity'::timestamptz
          WHEN h.circuit_open_until IS NULL THEN NULL
          WHEN h.rn = 1 AND h.subscription_id IN (SELECT id FROM p) THEN NULL
@@ -176,9 +179,9 @@ const CLAIM_DUE = `WITH c AS (
       next_attempt_at = coalesce(k.hold_until, now() + $2 * interval '1 millisecond'),
       locked_until = CASE WHEN k.hold_until IS NULL THEN now() + $2 * interval '1 millisecond' END
   FROM k WHERE d.id = k.id
-  RETURNING d.id, d.attempts, d.event_id, d.subscription_id, d.tenant_id, k.hold_until IS NULL AS send
+  RETURNING d.id, d.attempts, d.event_id, d.subscription_id, d.tenant_id, k.hold_until IS NULL AS send, k.probe
 )
-SELECT u.id, u.attempts, u.event_id, u.tenant_id, e.type, e.payload::text AS payload,
+SELECT u.id, u.attempts, u.probe, u.event_id, u.tenant_id, e.type, e.payload::text AS payload,
   ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
   u.subscription_id, s.url, s.secret,
   CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
@@ -416,6 +419,24 @@ const RESUME_CLOSED = `UPDATE hookbox.deliveries d SET next_attempt_at = now()
 FROM hookbox.subscriptions s
 WHERE s.id = $1 AND s.circuit_open_until IS NULL AND s.active
   AND d.subscription_id = s.id AND d.status = 'pending' AND d.locked_until IS NULL AND d.next_attempt_at > now()`;
+
+// When a half-open circuit's probe goes out, the subscription's other deliveries that are
+// due (all of its held backlog came due at the reopen time) wait a cooldown more, in one
+// statement: otherwise the due claims would hold them back a claim's worth at a time, each
+// claim spent on them instead of on other tenants' work. A probe that succeeds releases
+// them at once (RESUME_CLOSED).
+const HOLD_WHILE_PROBING = `UPDATE hookbox.deliveries d
+SET next_attempt_at = now() + coalesce(s.circuit_cooldown_ms, 1000) * interval '1 millisecond'
+FROM hookbox.subscriptions s
+WHERE s.id = $1 AND s.circuit_open_until IS NOT NULL AND s.active
+  AND d.subscription_id = s.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+  AND (d.locked_until IS NULL OR d.locked_until <= now())`;
+
+/** Holds a probing subscription's other due deliveries for a cooldown; returns how many. */
+export async function holdWhileProbing(db: pg.Pool, subscriptionId: string): Promise<number> {
+  const res = await db.query(HOLD_WHILE_PROBING, [subscriptionId]);
+  return res.rowCount ?? 0;
+}
 
 /** Makes a closed circuit's held deliveries due now; returns how many. */
 export async function resumeClosedCircuit(db: pg.Pool, subscriptionId: string): Promise<number> {
