@@ -119,7 +119,7 @@ describe('delivery log without a foreign key', () => {
       // The recording waits for the deleter's row locks.
       await waitUntilBlocked();
       await deleter.query('COMMIT');
-      expect([...(await recording)]).toEqual([]);
+      expect([...(await recording).changed]).toEqual([]);
     } finally {
       deleter.release();
     }

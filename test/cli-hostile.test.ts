@@ -58,6 +58,10 @@ const BAD: Record<string, [args: string[], says: string][]> = {
   relay: [
     [['--allow-private-network', 'not a cidr!'], '--allow-private-network'],
     [['--concurrency', '0'], '--concurrency'],
+    [['--breaker-threshold', '0'], '--breaker-threshold'],
+    [['--breaker-cooldown', 'soon'], '--breaker-cooldown'],
+    [['--breaker-cooldown', '1m', '--breaker-max-cooldown', '30s'], '--breaker-max-cooldown'],
+    [['--disable-after', '0s'], '--disable-after'],
   ],
   listen: [[['--port', 'eighty'], '--port']],
   replay: [

@@ -142,7 +142,7 @@ describe('hookbox subscriptions (spawned)', () => {
     expect((inactive.items as { id: string }[]).map((s) => s.id)).toEqual([id]);
     await db.pool.query('UPDATE hookbox.subscriptions SET failure_streak = 5 WHERE id = $1', [id]);
     const enabled = ok(await hookbox('enable', id, '--tenant', tenant));
-    expect(enabled.stdout.trim()).toBe(`enabled subscription ${id}`);
+    expect(enabled.stdout.trim()).toBe(`enabled subscription ${id}; resumed 0 pending deliveries`);
     expect(await rawRow(id)).toMatchObject({ active: true, disabled_reason: null, failure_streak: 0 });
 
     // rotate-secret: new secret printed once, the old one kept as previous for the ttl.

@@ -452,6 +452,7 @@ describe('with the real relay', () => {
           slowAfterMs: 1_000,
           slowConcurrency: 1,
           userAgent: 'hookbox-test',
+          breaker: { failAfter: 1_000_000, cooldownMs: 1_000, maxCooldownMs: 1_000, disableAfterMs: null },
         },
       });
       relay.start();

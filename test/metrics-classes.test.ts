@@ -1,6 +1,6 @@
 /**
  * The attempt classes and outcomes the main metrics test never produces: a redirect (3xx),
- * a timeout, a refused connection (network) and a delivery cancelled because its
+ * a timeout, a refused connection (network) and a delivery held (not sent) because its
  * subscription was disabled — each counted exactly once.
  */
 import { createServer } from 'node:net';
@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createMetricsRegistry } from '../apps/relay/src/metrics/metrics.js';
 import { useTestDatabase } from './harness/db.js';
 import { startReceiver } from './harness/receiver.js';
-import { enqueueEvents, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
+import { deliveries, enqueueEvents, startRelay, useCleanup, waitFor } from './harness/relay.js';
 
 const db = useTestDatabase();
 const defer = useCleanup(afterEach);
@@ -75,8 +75,23 @@ describe('metrics for 3xx, timeout, network and cancelled', () => {
       { tenantId: t, type: 'hang', payload: {} },
       { tenantId: t, type: 'refused', payload: {} },
     ]);
-    const rows = await waitForAllFinal(db.pool, { atLeast: 4, tenants: [t] });
-    expect(rows.map((d) => d.status).sort()).toEqual(['cancelled', 'dead', 'dead', 'dead']);
+    // The disabled subscription's delivery is kept, not cancelled: held (no attempt spent)
+    // until the subscription is enabled again.
+    await waitFor(async () => {
+      const { rows } = await db.pool.query(
+        `SELECT attempts, next_attempt_at = 'infinity' AS held FROM hookbox.deliveries WHERE event_id = $1`,
+        [offEvent],
+      );
+      return rows[0]?.held === true && rows[0]?.attempts === 0;
+    });
+    const rows = await waitFor(
+      async () => {
+        const all = await deliveries(db.pool, 'tenant_id = $1', [t]);
+        return all.filter((d) => d.status !== 'pending').length >= 3 ? all : undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
+    expect(rows.map((d) => d.status).sort()).toEqual(['dead', 'dead', 'dead', 'pending']);
 
     const reg = metrics.registry;
     // The counters move once an outcome is recorded, which may be a moment after the
@@ -91,8 +106,8 @@ describe('metrics for 3xx, timeout, network and cancelled', () => {
     expect(await value(reg, 'hookbox_delivery_attempts_total', { status_class: 'network' })).toBe(1);
     expect(await value(reg, 'hookbox_delivery_attempts_total', { status_class: '2xx' })).toBe(0);
     expect(await value(reg, 'hookbox_deliveries_total', { outcome: 'dead' })).toBe(3);
-    expect(await value(reg, 'hookbox_deliveries_total', { outcome: 'cancelled' })).toBe(1);
-    // A cancelled delivery makes no HTTP attempt.
+    expect(await value(reg, 'hookbox_deliveries_total', { outcome: 'cancelled' })).toBe(0);
+    // A held delivery makes no HTTP attempt.
     expect(r.requests('/off')).toHaveLength(0);
   });
 });

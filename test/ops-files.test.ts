@@ -204,6 +204,8 @@ describe('ops/prometheus/alerts.yml', () => {
       'HookboxRelayDown',
       'HookboxFanOutStalled',
       'HookboxDispatchStalled',
+      'HookboxCircuitOpen',
+      'HookboxSubscriptionAutoDisabled',
     ]) {
       expect(names).toContain(required);
     }

@@ -58,10 +58,10 @@ describe('prepared relay statements', () => {
     // Recording a batch looks each delivery up by primary key: never a scan of the pending
     // rows (the due index) or of the whole table, whose size grows with the backlog.
     const record = await plan(
-      'hookbox_record_v3',
+      'hookbox_record_v4',
       `'{1,2}'::bigint[], '{1,1}'::int[], '{succeeded,succeeded}'::text[], '{0,0}'::bigint[], '{200,200}'::int[],
        '{NULL,NULL}'::text[], '{NULL,NULL}'::text[], ARRAY[now(), now()], '{1,1}'::int[], '{NULL,NULL}'::text[],
-       ARRAY['${rows[0]?.id}', '${rows[0]?.id}']::uuid[], '{t,t}'::bool[], 2`,
+       ARRAY['${rows[0]?.id}', '${rows[0]?.id}']::uuid[], '{t,t}'::bool[], 2, 5, 30000, 300000, NULL`,
     );
     expect(record).not.toMatch(/Seq Scan on deliveries|deliveries_due_idx|Bitmap Heap Scan on deliveries/);
     // Promoting the successors of ordered deliveries reads only their keys' chains.

@@ -204,7 +204,8 @@ export function eventsReference(): string {
     '(`additionalProperties: false`); new optional fields may be added in a minor version, so',
     'receivers should not break on them.',
     '',
-    'Subscribe with exact types (`message.new`), a family (`message.*`) or everything (`*`).',
+    'Subscribe with exact types (`message.new`), a family (`message.*`) or everything (`*`, which',
+    "leaves out hookbox's own `hookbox.*` operational events).",
     '',
     '| type | fires when |',
     '| --- | --- |',
@@ -232,9 +233,10 @@ export function eventsReference(): string {
   out.push(
     '## Operational events',
     '',
-    "hookbox's own operational events (an endpoint disabled, a delivery gone dead) are not",
-    'available yet as webhooks; see [operational events](operational-events.md) for where the',
-    'same facts are today.',
+    "hookbox's own operational events (`hookbox.subscription.disabled`, `hookbox.subscription.enabled`,",
+    '`hookbox.delivery.dead`, `hookbox.circuit.opened`, `hookbox.circuit.closed`) are delivered as',
+    'webhooks too, to subscriptions whose patterns name them (`hookbox.*`; `*` does not match them).',
+    'Their payloads: [operational events](operational-events.md).',
   );
   return `${out.join('\n').trimEnd()}\n`;
 }

@@ -80,6 +80,9 @@ export function testRelayOptions(databaseUrl: string, overrides: TestRelayOption
     slowAfterMs: 1_000,
     slowConcurrency: 2,
     userAgent: `hookbox/${VERSION}`,
+    // Off unless a test asks for it: retry tests count attempts to endpoints that fail on
+    // purpose, and a breaker opening after 5 failures would hold those for its cooldown.
+    breaker: { failAfter: 1_000_000, cooldownMs: 1_000, maxCooldownMs: 1_000, disableAfterMs: null },
     ...rest,
   };
 }
@@ -154,6 +157,9 @@ const CLI_DEFAULTS: CliFlags = {
   requestTimeout: '1s',
   pollInterval: '20ms',
   logLevel: 'info',
+  // As in testRelayOptions: the breaker is off unless a test turns it on.
+  breakerThreshold: '1000000',
+  disableAfter: 'off',
 };
 
 /**

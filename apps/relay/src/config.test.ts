@@ -35,6 +35,27 @@ describe('RELAY_SETTINGS', () => {
     expect(resolve({ slowAfter: '250ms' }, { HOOKBOX_SLOW_AFTER: '3s' }).slowAfterMs).toBe(250);
   });
 
+  it('resolves the breaker and auto-disable settings: 5 failures, 30s doubling to 5m, disable after 5d or off', () => {
+    expect(resolve().breaker).toEqual({
+      failAfter: 5,
+      cooldownMs: 30_000,
+      maxCooldownMs: 300_000,
+      disableAfterMs: 5 * 86_400_000,
+    });
+    expect(
+      resolve({ breakerThreshold: '3', disableAfter: 'off' }, { HOOKBOX_BREAKER_COOLDOWN: '10s' }).breaker,
+    ).toEqual({
+      failAfter: 3,
+      cooldownMs: 10_000,
+      maxCooldownMs: 300_000,
+      disableAfterMs: null,
+    });
+    expect(() => resolve({ breakerCooldown: '10m' })).toThrow(
+      /--breaker-max-cooldown: must be from --breaker-cooldown/,
+    );
+    expect(() => resolve({ disableAfter: '10ms' })).toThrow(/--disable-after: must be at least 1s/);
+  });
+
   it('refuses bad isolation settings, naming the flag and the rule', () => {
     expect(() => resolve({ slowConcurrency: '0' })).toThrow(/--slow-concurrency: must be a whole number from 1/);
     expect(() => resolve({ slowAfter: '0ms' })).toThrow(/--slow-after: must be at least 1ms/);

@@ -122,6 +122,30 @@ export const RELAY_SETTINGS = {
     defaultText: '--concurrency / 8, at least 1',
     help: 'requests that slow endpoints may start at once, all of them together',
   },
+  breakerThreshold: {
+    flags: '--breaker-threshold <n>',
+    env: 'HOOKBOX_BREAKER_THRESHOLD',
+    default: 5,
+    help: "consecutive failed attempts (timeouts, connection errors, 429, 5xx) that open a subscription's circuit: its deliveries are held, no attempts spent, until a single probe succeeds (shared by every relay)",
+  },
+  breakerCooldown: {
+    flags: '--breaker-cooldown <dur>',
+    env: 'HOOKBOX_BREAKER_COOLDOWN',
+    default: '30s',
+    help: 'how long an open circuit waits before its probe; doubled after each failed probe',
+  },
+  breakerMaxCooldown: {
+    flags: '--breaker-max-cooldown <dur>',
+    env: 'HOOKBOX_BREAKER_MAX_COOLDOWN',
+    default: '5m',
+    help: 'the longest cooldown of an open circuit',
+  },
+  disableAfter: {
+    flags: '--disable-after <dur>',
+    env: 'HOOKBOX_DISABLE_AFTER',
+    default: '5d',
+    help: 'disable a subscription that has failed without a single success for this long (its pending deliveries are kept and resume on enable); "off" never does',
+  },
   maxResponseBytes: {
     flags: '--max-response-bytes <n>',
     env: 'HOOKBOX_MAX_RESPONSE_BYTES',
@@ -236,6 +260,34 @@ function bool(text: string, field: string): boolean {
   throw new UsageError(`${field}: must be true or false (got "${text}")`);
 }
 
+/** The circuit breaker and auto-disable settings. */
+function resolveBreaker(
+  pick: (key: RelaySetting) => string | undefined,
+  flag: (key: RelaySetting) => string,
+): RelayOptions['breaker'] {
+  const failAfter = intIn(
+    pick('breakerThreshold') ?? String(RELAY_DEFAULTS.breakerThreshold),
+    '--breaker-threshold',
+    1,
+    1_000_000,
+  );
+  const cooldownMs = parseDuration(pick('breakerCooldown') ?? RELAY_DEFAULTS.breakerCooldown, flag('breakerCooldown'));
+  const maxCooldownMs = parseDuration(
+    pick('breakerMaxCooldown') ?? RELAY_DEFAULTS.breakerMaxCooldown,
+    flag('breakerMaxCooldown'),
+  );
+  const DAY = 86_400_000;
+  if (cooldownMs < 1 || cooldownMs > DAY) throw new UsageError('--breaker-cooldown: must be from 1ms to 1d');
+  if (maxCooldownMs < cooldownMs || maxCooldownMs > DAY) {
+    throw new UsageError('--breaker-max-cooldown: must be from --breaker-cooldown to 1d');
+  }
+  const disableText = pick('disableAfter') ?? RELAY_DEFAULTS.disableAfter;
+  const disableAfterMs =
+    disableText.trim().toLowerCase() === 'off' ? null : parseDuration(disableText, flag('disableAfter'));
+  if (disableAfterMs !== null && disableAfterMs < 1_000) throw new UsageError('--disable-after: must be at least 1s');
+  return { failAfter, cooldownMs, maxCooldownMs, disableAfterMs };
+}
+
 /**
  * Resolves the relay's configuration: flag > environment > default, validated once here.
  * Every message names the flag and the rule.
@@ -329,6 +381,7 @@ export function resolveRelayConfig(
         ? Math.max(1, Math.floor(concurrency / 8))
         : intIn(slowConcurrencyText, '--slow-concurrency', 1, 10_000),
     userAgent,
+    breaker: resolveBreaker(pick, flag),
   };
   const metricsPortText = pick('metricsPort') ?? RELAY_DEFAULTS.metricsPort;
   const metricsHost = (pick('metricsHost') ?? RELAY_DEFAULTS.metricsHost).trim();

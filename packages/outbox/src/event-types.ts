@@ -19,13 +19,18 @@ export function isValidEventPattern(pattern: string): boolean {
   return pattern.length <= MAX_EVENT_TYPE_LENGTH && PATTERN_RE.test(pattern);
 }
 
+/** Prefix of hookbox's own operational event types (docs/operational-events.md). */
+export const OPERATIONAL_PREFIX = 'hookbox.';
+
 /**
- * Does `type` match `pattern`? `*` matches everything; `message.*` matches `message.new`
- * and `message.status.read` but not `message` itself nor `messages.new`; anything else
- * must be equal.
+ * Does `type` match `pattern`? `*` matches every type except hookbox's operational events
+ * (`hookbox.…`), which only patterns that name them match (`hookbox.*`, `hookbox.delivery.*`,
+ * the exact type); `message.*` matches `message.new` and `message.status.read` but not
+ * `message` itself nor `messages.new`; anything else must be equal. Same rule as the SQL
+ * function hookbox.matches_any.
  */
 export function matchesEventType(pattern: string, type: string): boolean {
-  if (pattern === '*') return true;
+  if (pattern === '*') return !type.startsWith(OPERATIONAL_PREFIX);
   if (pattern.endsWith('.*')) {
     const prefix = pattern.slice(0, -1); // keeps the dot: `message.`
     return type.length > prefix.length && type.startsWith(prefix);

@@ -46,6 +46,7 @@ export { RESERVED_HEADER_NAMES, SUBSCRIPTION_LIMITS } from './subscription-valid
 export type {
   CreateSubscriptionInput,
   DisableSubscriptionInput,
+  EnabledSubscription,
   ListSubscriptionsInput,
   RotateSecretInput,
   SubscriptionPage,
@@ -53,7 +54,7 @@ export type {
   SubscriptionRef,
   UpdateSubscriptionInput,
 } from './subscriptions.js';
-export { activeSecrets, subscriptions } from './subscriptions.js';
+export { activeSecrets, circuitState, subscriptions } from './subscriptions.js';
 export { parseIsoTime } from './time.js';
 export type { EventInput, ValidEvent } from './validate.js';
 export {

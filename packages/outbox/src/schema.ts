@@ -70,6 +70,18 @@ export const subscriptions = hookboxSchema.table(
     failureStreak: integer('failure_streak').notNull().default(0),
     lastSuccessAt: timestamp('last_success_at', tz),
     lastFailureAt: timestamp('last_failure_at', tz),
+    /** Start of the current run of failed attempts (no success since); null while healthy. Auto-disable counts from it. */
+    failingSince: timestamp('failing_since', tz),
+    /**
+     * Circuit breaker, shared by every relay. Null: closed. In the future: open, its
+     * deliveries are held (not claimed, no attempt spent) until then. In the past: half-open,
+     * one probe at a time (see `probeUntil`) until one succeeds (closed) or fails (open again).
+     */
+    circuitOpenUntil: timestamp('circuit_open_until', tz),
+    /** The cooldown of the last opening, in ms; the next one doubles it (capped). Null while closed. */
+    circuitCooldownMs: integer('circuit_cooldown_ms'),
+    /** Lease of the half-open circuit's single probe, across relays; null when no probe is out. */
+    probeUntil: timestamp('probe_until', tz),
     createdAt: timestamp('created_at', tz).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', tz).notNull().defaultNow(),
   },
@@ -79,6 +91,8 @@ export const subscriptions = hookboxSchema.table(
     index('subscriptions_tenant_active_idx').on(t.tenantId).where(sql`${t.active}`),
     // Listing a tenant's subscriptions, keyset-paginated by id.
     index('subscriptions_tenant_id_idx').on(t.tenantId, t.id),
+    // Probe claims and the open-circuit gauge read the few subscriptions whose circuit is not closed.
+    index('subscriptions_circuit_idx').on(t.circuitOpenUntil).where(sql`${t.circuitOpenUntil} is not null`),
   ],
 );
 

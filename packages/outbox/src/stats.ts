@@ -47,6 +47,10 @@ export interface SubscriptionStats {
   lastSuccessAt: Date | null;
   /** Latest failed attempt, likewise. */
   lastFailureAt: Date | null;
+  /** The circuit breaker now: `open` holds its deliveries, `half-open` probes one at a time. */
+  circuit: 'closed' | 'open' | 'half-open';
+  /** When an open circuit lets its next probe through; null while closed. */
+  circuitOpenUntil: Date | null;
 }
 
 export interface TenantUsage {
@@ -139,7 +143,10 @@ SELECT s.id, s.tenant_id, s.url, s.active,
        att.p50, att.p95, coalesce(dead.dead, 0) AS dead, coalesce(backlog.pending, 0) AS pending,
        coalesce(blocked.keys, 0) AS blocked_keys,
        ${epochMs('greatest(s.last_success_at, att.last_ok)', 'last_success_at')},
-       ${epochMs('greatest(s.last_failure_at, att.last_fail)', 'last_failure_at')}
+       ${epochMs('greatest(s.last_failure_at, att.last_fail)', 'last_failure_at')},
+       CASE WHEN s.circuit_open_until IS NULL THEN 'closed'
+            WHEN s.circuit_open_until > now() THEN 'open' ELSE 'half-open' END AS circuit,
+       ${epochMs('s.circuit_open_until', 'circuit_open_until')}
 FROM hookbox.subscriptions s
 LEFT JOIN att ON att.subscription_id = s.id
 LEFT JOIN dead ON dead.subscription_id = s.id
@@ -191,6 +198,8 @@ function toSubscriptionStats(r: Row): SubscriptionStats {
     blockedKeys: Number(r.blocked_keys),
     lastSuccessAt: toDate(r.last_success_at),
     lastFailureAt: toDate(r.last_failure_at),
+    circuit: r.circuit as SubscriptionStats['circuit'],
+    circuitOpenUntil: toDate(r.circuit_open_until),
   };
 }
 

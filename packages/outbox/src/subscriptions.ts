@@ -129,6 +129,10 @@ const COLUMNS = [
   'failure_streak',
   ts('last_success_at'),
   ts('last_failure_at'),
+  ts('failing_since'),
+  ts('circuit_open_until'),
+  'circuit_cooldown_ms',
+  ts('probe_until'),
   ts('created_at'),
   ts('updated_at'),
 ].join(', ');
@@ -149,7 +153,7 @@ WHERE tenant_id = $1
   AND ($2::boolean IS NULL OR active = $2::boolean)
   AND ($3::text IS NULL OR EXISTS (
     SELECT 1 FROM unnest(event_types) AS p(pattern)
-    WHERE p.pattern = '*' OR p.pattern = $3::text
+    WHERE (p.pattern = '*' AND NOT starts_with($3::text, 'hookbox.')) OR p.pattern = $3::text
        OR (right(p.pattern, 2) = '.*' AND length($3::text) > length(p.pattern) - 1
            AND starts_with($3::text, left(p.pattern, -1)))))
   AND ($4::uuid IS NULL OR id > $4::uuid)
@@ -163,10 +167,35 @@ SET active = false, disabled_reason = $3,
 ${WHERE_REF}
 RETURNING ${COLUMNS}`;
 
-const ENABLE = `UPDATE hookbox.subscriptions
-SET active = true, disabled_reason = NULL, disabled_at = NULL, failure_streak = 0, updated_at = now()
-${WHERE_REF}
-RETURNING ${COLUMNS}`;
+// Enabling also closes the circuit and resumes the pending deliveries held while the
+// subscription was disabled ('infinity', set by the relay's due claim). The held test is in
+// SET, not WHERE: a row a relay is holding at this moment is waited for and then seen held.
+// Held ('infinity') deliveries made due again by enable: unordered ones, and ordered ones
+// with no earlier pending delivery of their key (the rest stay parked behind their head
+// and are made due one by one as each head finishes; the relay's claims check the full
+// ordering rule anyway).
+const RESUMABLE = `(d.ordering_key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM hookbox.deliveries p
+    WHERE p.tenant_id = d.tenant_id AND p.ordering_key = d.ordering_key AND p.subscription_id = d.subscription_id
+      AND p.ordering_seq < d.ordering_seq AND p.status = 'pending'))`;
+
+const ENABLE = `WITH s AS (
+  UPDATE hookbox.subscriptions
+  SET active = true, disabled_reason = NULL, disabled_at = NULL, failure_streak = 0, failing_since = NULL,
+      circuit_open_until = NULL, circuit_cooldown_ms = NULL, probe_until = NULL, updated_at = now()
+  ${WHERE_REF}
+  RETURNING *
+), r AS (
+  UPDATE hookbox.deliveries d SET next_attempt_at = now()
+  FROM s WHERE d.subscription_id = s.id AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
+    AND ${RESUMABLE}
+)
+SELECT ${COLUMNS},
+  (SELECT count(*) FROM hookbox.deliveries d, s WHERE d.subscription_id = s.id AND d.status = 'pending')::int AS resumed
+FROM s`;
+
+const RESUME = `UPDATE hookbox.deliveries d SET next_attempt_at = now()
+WHERE d.subscription_id = $1 AND d.status = 'pending' AND d.next_attempt_at = 'infinity' AND ${RESUMABLE}`;
 
 const DELETE = `DELETE FROM hookbox.subscriptions ${WHERE_REF} RETURNING id`;
 
@@ -201,6 +230,10 @@ function toRecord(r: Row): SubscriptionRecord {
     failureStreak: Number(r.failure_streak),
     lastSuccessAt: toDate(r.last_success_at),
     lastFailureAt: toDate(r.last_failure_at),
+    failingSince: toDate(r.failing_since),
+    circuitOpenUntil: toDate(r.circuit_open_until),
+    circuitCooldownMs: (r.circuit_cooldown_ms as number | null) ?? null,
+    probeUntil: toDate(r.probe_until),
     createdAt: toDate(r.created_at)!,
     updatedAt: toDate(r.updated_at)!,
   };
@@ -323,10 +356,17 @@ async function update(executor: Executor, input: UpdateSubscriptionInput): Promi
   const text = `UPDATE hookbox.subscriptions SET ${sets.join(', ')}, updated_at = now()
 ${WHERE_REF}
 RETURNING ${COLUMNS}`;
-  return one(executor, text, values, id);
+  const sub = await one(executor, text, values, id);
+  // Enabling through update resumes held deliveries as enable() does.
+  if (active === true) await runQuery(executor, RESUME, [id]);
+  return sub;
 }
 
-/** Stops new deliveries to the endpoint, recording why. Disabling twice keeps the first `disabledAt`. */
+/**
+ * Stops new deliveries to the endpoint, recording why. Disabling twice keeps the first
+ * `disabledAt`. Its pending deliveries are kept, not cancelled: the relay holds them (no
+ * attempt spent) until `enable` resumes them; delete the subscription to drop them.
+ */
 async function disable(executor: Executor, input: DisableSubscriptionInput): Promise<SubscriptionRecord> {
   checkInput(input, ['tenantId', 'id', 'reason'], 'disable options');
   const [tenantId, id] = ref(input);
@@ -334,11 +374,22 @@ async function disable(executor: Executor, input: DisableSubscriptionInput): Pro
   return one(executor, DISABLE, [tenantId, id, reason], id);
 }
 
-/** Re-activates the endpoint and clears the disable reason and the failure streak. */
-async function enable(executor: Executor, input: SubscriptionRef): Promise<SubscriptionRecord> {
+/** What `enable` returns: the subscription, and how many pending deliveries resume. */
+export type EnabledSubscription = SubscriptionRecord & {
+  /** Pending deliveries of the subscription (those held while it was disabled are now due). */
+  resumedDeliveries: number;
+};
+
+/**
+ * Re-activates the endpoint: clears the disable reason, the failure streak and the circuit
+ * breaker, and resumes the pending deliveries kept while it was disabled.
+ */
+async function enable(executor: Executor, input: SubscriptionRef): Promise<EnabledSubscription> {
   checkInput(input, ['tenantId', 'id'], 'enable options');
   const [tenantId, id] = ref(input);
-  return one(executor, ENABLE, [tenantId, id], id);
+  const row = (await runQuery(executor, ENABLE, [tenantId, id]))[0];
+  if (!row) throw new NotFoundError('subscription', id);
+  return { ...toRecord(row), resumedDeliveries: Number(row.resumed) };
 }
 
 /** Deletes the subscription and (by cascade) its deliveries. NotFoundError when absent. */
@@ -378,6 +429,20 @@ export function activeSecrets(
   return out;
 }
 
+/**
+ * The subscription's circuit breaker at `now` (the relay opens and closes it; README
+ * "Fairness"): `closed` delivers normally; `open` holds its deliveries until
+ * `circuitOpenUntil`, spending no attempts; `half-open` lets one probe through at a time.
+ */
+export function circuitState(
+  sub: Pick<SubscriptionRecord, 'circuitOpenUntil'>,
+  now: Date = new Date(),
+): 'closed' | 'open' | 'half-open' {
+  const until = sub.circuitOpenUntil;
+  if (until === null) return 'closed';
+  return new Date(until).getTime() > now.getTime() ? 'open' : 'half-open';
+}
+
 /** Subscription management, executor first; see the module comment for the tenant rule. */
 export const subscriptions = {
   create,
@@ -389,4 +454,5 @@ export const subscriptions = {
   delete: remove,
   rotateSecret,
   activeSecrets,
+  circuitState,
 } as const;

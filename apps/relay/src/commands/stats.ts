@@ -51,11 +51,12 @@ backlog now.${examples(
           String(s.blockedKeys),
           formatTime(s.lastSuccessAt),
           formatTime(s.lastFailureAt),
+          s.circuit,
           s.active ? s.url : `${s.url} (disabled)`,
         ]);
         const headers = ['SUBSCRIPTION', ...(withTenant ? ['TENANT'] : []), 'ATTEMPTS', 'SUCCESS', 'P50', 'P95'];
         console.log(
-          formatTable([...headers, 'DEAD', 'PENDING', 'BLOCKED KEYS', 'LAST SUCCESS', 'LAST FAILURE', 'URL'], rows),
+          formatTable([...headers, 'DEAD', 'PENDING', 'BLOCKED KEYS', 'LAST SUCCESS', 'LAST FAILURE', 'CIRCUIT', 'URL'], rows),
         );
       }
       console.log('');

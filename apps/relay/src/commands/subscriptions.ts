@@ -4,7 +4,7 @@
  * only by `create`, `rotate-secret` and `show --reveal-secret`; custom header values (often
  * tokens) are masked unless `list` or `show` is given `--reveal-headers`.
  */
-import { type OrderingOnDead, type SubscriptionRecord, subscriptions } from '@hookbox/outbox';
+import { circuitState, type OrderingOnDead, type SubscriptionRecord, subscriptions } from '@hookbox/outbox';
 import { type Command, Option } from 'commander';
 import type pg from 'pg';
 import { databaseUrlOption } from '../config.js';
@@ -62,7 +62,7 @@ function view(
   revealHeaders = false,
 ): Record<string, unknown> {
   const { secret, previousSecret, ...all } = sub;
-  const rest = { ...all, headers: maskHeaders(sub.headers, revealHeaders) };
+  const rest = { ...all, headers: maskHeaders(sub.headers, revealHeaders), circuit: circuitState(sub) };
   if (secrets === 'none') return rest;
   if (secrets === 'current') return { ...rest, secret };
   return { ...rest, secret, previousSecret };
@@ -88,8 +88,19 @@ function parseHeaders(values: readonly string[]): Record<string, string> {
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function status(sub: SubscriptionRecord): string {
-  if (sub.active) return 'active';
-  return `disabled${sub.disabledReason ? ` (${sub.disabledReason})` : ''}`;
+  if (!sub.active) return `disabled${sub.disabledReason ? ` (${sub.disabledReason})` : ''}`;
+  const circuit = circuitState(sub);
+  return circuit === 'closed' ? 'active' : `active, circuit ${circuit}`;
+}
+
+/** The breaker in words: closed, open until when, or half-open (probing). */
+function circuitText(sub: SubscriptionRecord): string {
+  const state = circuitState(sub);
+  const cooldown = sub.circuitCooldownMs === null ? '' : `, cooldown ${formatDuration(sub.circuitCooldownMs)}`;
+  if (state === 'open')
+    return `open until ${formatTime(sub.circuitOpenUntil)} (deliveries held, no attempts spent${cooldown})`;
+  if (state === 'half-open') return `half-open (one probe at a time${cooldown})`;
+  return 'closed';
 }
 
 function details(
@@ -115,7 +126,9 @@ function details(
     ['headers', headerNames.length > 0 ? `${headerNames.join('; ')}${headerNote}` : '-'],
     ['max in flight', sub.maxInFlight === null ? 'relay default' : String(sub.maxInFlight)],
     ['ordering on dead', sub.orderingOnDead],
+    ['circuit', circuitText(sub)],
     ['failure streak', String(sub.failureStreak)],
+    ['failing since', formatTime(sub.failingSince)],
     ['last success', formatTime(sub.lastSuccessAt)],
     ['last failure', formatTime(sub.lastFailureAt)],
     ['created', formatTime(sub.createdAt)],
@@ -338,7 +351,7 @@ export function registerSubscriptions(program: Command): void {
     );
 
   common(group.command('disable'))
-    .description('stop new deliveries to a subscription')
+    .description('stop deliveries to a subscription; its pending deliveries are kept and resume on enable')
     .argument('<id>', 'subscription id')
     .option('--reason <text>', 'why (shown by show and list)')
     .addHelpText('after', examples("hookbox subscriptions disable $ID --tenant acme --reason 'endpoint migrating'"))
@@ -350,14 +363,17 @@ export function registerSubscriptions(program: Command): void {
     });
 
   common(group.command('enable'))
-    .description('re-activate a subscription (clears the reason and the failure streak)')
+    .description(
+      're-activate a subscription (clears the reason, the failure streak and the circuit breaker) and resume its pending deliveries',
+    )
     .argument('<id>', 'subscription id')
     .addHelpText('after', examples('hookbox subscriptions enable $ID --tenant acme'))
     .action(async (id: string, opts: Common) => {
       const ref = { tenantId: opts.tenant, id: subId(id) };
-      const sub = await run(opts.databaseUrl, (c) => subscriptions.enable(c, ref));
-      if (opts.json) return printJson(view(sub, 'none'));
-      console.log(`enabled subscription ${sub.id}`);
+      const { resumedDeliveries, ...sub } = await run(opts.databaseUrl, (c) => subscriptions.enable(c, ref));
+      if (opts.json) return printJson({ ...view(sub, 'none'), resumedDeliveries });
+      const n = resumedDeliveries;
+      console.log(`enabled subscription ${sub.id}; resumed ${n} pending ${n === 1 ? 'delivery' : 'deliveries'}`);
     });
 
   common(group.command('delete'))

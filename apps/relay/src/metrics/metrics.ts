@@ -46,6 +46,10 @@ export interface RelayInstruments {
   disabledSubscriptions: Gauge<never>;
   blockedOrderingKeys: Gauge<never>;
   endpointFailureStreak: Gauge<'subscription_id' | 'tenant'>;
+  openCircuits: Gauge<never>;
+  endpointCircuitOpen: Gauge<'subscription_id' | 'tenant'>;
+  heldDeliveries: Gauge<never>;
+  autoDisabledSubscriptions: Gauge<never>;
   sampleTimestamp: Gauge<never>;
   slowEndpoints: Gauge<never>;
   slowInFlight: Gauge<never>;
@@ -111,7 +115,7 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Metric
     }),
     deliveries: new Counter({
       name: 'hookbox_deliveries_total',
-      help: 'Delivery outcomes: succeeded, retry (an attempt failed, another is scheduled), dead, disabled (410 Gone), cancelled (subscription disabled before sending).',
+      help: 'Delivery outcomes: succeeded, retry (an attempt failed, another is scheduled), dead, disabled (410 Gone), cancelled (its subscription was disabled by 410 Gone after the claim; other disables keep deliveries pending).',
       labelNames: ['outcome'],
       registers,
     }),
@@ -168,6 +172,24 @@ export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): Metric
       labelNames: ['subscription_id', 'tenant'],
       registers,
     }),
+    openCircuits: gauge(
+      'hookbox_open_circuits',
+      'Active subscriptions whose circuit breaker is open or half-open: deliveries held, one probe at a time (sampled).',
+    ),
+    endpointCircuitOpen: new Gauge({
+      name: 'hookbox_endpoint_circuit_open',
+      help: 'Per subscription whose circuit is not closed (at most 20, longest failure streaks first, sampled): 1 open, 0.5 half-open (probing).',
+      labelNames: ['subscription_id', 'tenant'],
+      registers,
+    }),
+    autoDisabledSubscriptions: gauge(
+      'hookbox_auto_disabled_subscriptions',
+      'Subscriptions disabled automatically after failing without a success for --disable-after (sampled).',
+    ),
+    heldDeliveries: gauge(
+      'hookbox_held_deliveries',
+      'Pending deliveries held for disabled subscriptions; they resume when the subscription is enabled (sampled).',
+    ),
     slowEndpoints: gauge(
       'hookbox_relay_slow_endpoints',
       'Endpoint origins this relay marks slow: a request took longer than --slow-after; they send only from --slow-concurrency.',

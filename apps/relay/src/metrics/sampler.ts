@@ -30,7 +30,8 @@ const SAMPLE = `SELECT
   (SELECT count(*) FROM hookbox.deliveries WHERE status = 'pending' AND next_attempt_at <= now())::float8 AS due,
   (SELECT coalesce(extract(epoch FROM now() - min(next_attempt_at)), 0)
      FROM hookbox.deliveries WHERE status = 'pending' AND next_attempt_at <= now())::float8 AS oldest_due_age,
-  (SELECT count(*) FROM hookbox.deliveries WHERE status = 'pending' AND next_attempt_at > now())::float8 AS scheduled,
+  (SELECT count(*) FROM hookbox.deliveries
+     WHERE status = 'pending' AND next_attempt_at > now() AND next_attempt_at < 'infinity')::float8 AS scheduled,
   (SELECT count(*) FROM hookbox.deliveries WHERE status = 'dead')::float8 AS dead,
   (SELECT count(*) FROM hookbox.subscriptions WHERE NOT active)::float8 AS disabled_subscriptions,
   -- (subscription, ordering key) pairs held by a dead delivery under policy block (the rule
@@ -42,10 +43,19 @@ const SAMPLE = `SELECT
        AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries r
                        WHERE r.event_id = d.event_id AND r.subscription_id = d.subscription_id
                          AND r.id > d.id AND r.status <> 'cancelled')) b)::float8 AS blocked_keys,
+  (SELECT count(*) FROM hookbox.subscriptions
+     WHERE NOT active AND disabled_reason LIKE 'auto-disabled:%')::float8 AS auto_disabled,
   (SELECT coalesce(json_agg(json_build_array(f.id, f.tenant_id, f.failure_streak)), '[]'::json)
      FROM (SELECT id, tenant_id, failure_streak FROM hookbox.subscriptions
            WHERE active AND failure_streak > 0
-           ORDER BY failure_streak DESC, id LIMIT $1) f) AS failing`;
+           ORDER BY failure_streak DESC, id LIMIT $1) f) AS failing,
+  (SELECT count(*) FROM hookbox.subscriptions WHERE circuit_open_until IS NOT NULL AND active)::float8 AS open_circuits,
+  (SELECT coalesce(json_agg(json_build_array(c.id, c.tenant_id, c.open)), '[]'::json)
+     FROM (SELECT id, tenant_id, circuit_open_until > now() AS open FROM hookbox.subscriptions
+           WHERE circuit_open_until IS NOT NULL AND active
+           ORDER BY failure_streak DESC, id LIMIT $1) c) AS circuits,
+  -- held until enable: 'infinity' sits at the end of the due index
+  (SELECT count(*) FROM hookbox.deliveries WHERE status = 'pending' AND next_attempt_at = 'infinity')::float8 AS held`;
 
 interface SampleRow {
   pending_events: number;
@@ -56,7 +66,11 @@ interface SampleRow {
   dead: number;
   disabled_subscriptions: number;
   blocked_keys: number;
+  auto_disabled: number;
   failing: [string, string, number][];
+  open_circuits: number;
+  circuits: [string, string, boolean][];
+  held: number;
 }
 
 /** Reads the database once and sets every sampled gauge. Throws on a database error. */
@@ -72,11 +86,18 @@ export async function sampleGauges(db: Pick<pg.Pool, 'query'>, i: RelayInstrumen
   i.deadDeliveries.set(r.dead);
   i.disabledSubscriptions.set(r.disabled_subscriptions);
   i.blockedOrderingKeys.set(r.blocked_keys);
+  i.autoDisabledSubscriptions.set(r.auto_disabled);
   // Reset first: an endpoint that recovered must drop out instead of keeping its last value.
   i.endpointFailureStreak.reset();
   for (const [id, tenant, streak] of r.failing) {
     i.endpointFailureStreak.set({ subscription_id: id, tenant }, streak);
   }
+  i.openCircuits.set(r.open_circuits);
+  i.endpointCircuitOpen.reset();
+  for (const [id, tenant, open] of r.circuits) {
+    i.endpointCircuitOpen.set({ subscription_id: id, tenant }, open ? 1 : 0.5);
+  }
+  i.heldDeliveries.set(r.held);
   i.sampleTimestamp.set(Date.now() / 1000);
 }
 

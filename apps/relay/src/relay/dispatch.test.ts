@@ -30,6 +30,7 @@ const claim = (over: Partial<ClaimedDelivery> = {}): ClaimedDelivery => ({
   maxInFlight: null,
   orderingKey: null,
   orderingSeq: null,
+  probe: false,
   ...over,
 });
 const ctx = { signers: new SignerCache(), userAgent: 'hookbox-test', requireHttps: false, disabledSinceClaim: false };

@@ -10,7 +10,7 @@
 import pRetry from 'p-retry';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { type Outcome, recordOutcomes } from './sql.js';
+import { type BreakerSettings, DEFAULT_BREAKER, type Outcome, recordOutcomes, type SubscriptionChange } from './sql.js';
 
 /** Errors that retrying the same statement cannot fix. */
 export function isPermanentDbError(err: unknown): boolean {
@@ -39,6 +39,9 @@ export class Recorder {
     private readonly logger: Logger,
     private readonly flushMs = 10,
     private readonly maxBatch = 500,
+    private readonly breaker: BreakerSettings = DEFAULT_BREAKER,
+    /** Called with the breaker transitions and auto-disables each write made; must not throw. */
+    private readonly onChanges: (changes: SubscriptionChange[]) => void = () => {},
   ) {}
 
   get pending(): number {
@@ -97,7 +100,7 @@ export class Recorder {
 
   /** Retries passing failures for ever; rejects at once on a permanent one. */
   private async writeRetrying(batch: Outcome[]): Promise<void> {
-    await pRetry(() => recordOutcomes(this.db, batch), {
+    const result = await pRetry(() => recordOutcomes(this.db, batch, this.breaker), {
       retries: Number.POSITIVE_INFINITY,
       minTimeout: 100,
       maxTimeout: 5_000,
@@ -112,6 +115,7 @@ export class Recorder {
       },
     });
     this.healthy = true;
+    if (result.subscriptions.length > 0) this.onChanges(result.subscriptions);
   }
 
   /** Gives up: no more retries (shutdown with the database gone). Buffered outcomes are lost to the log. */

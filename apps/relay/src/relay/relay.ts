@@ -15,13 +15,17 @@ import { DispatchQueue, type Feedback } from './dispatch-queue.js';
 import { SignerCache } from './envelope.js';
 import { Recorder } from './recorder.js';
 import {
+  type BreakerSettings,
   type ClaimedDelivery,
   claimDueDeliveries,
   disableSubscription,
   fanOut,
   hasUnfinishedWork,
   promoteHeads,
+  holdWhileProbing,
   releaseClaims,
+  resumeClosedCircuit,
+  type SubscriptionChange,
 } from './sql.js';
 import { listenForWakeups, type Wakeup } from './wakeup.js';
 
@@ -71,6 +75,8 @@ export interface RelayOptions {
   slowConcurrency: number;
   /** Sent as `user-agent`. */
   userAgent: string;
+  /** The circuit breaker and auto-disable, shared through the database (README "Fairness"). */
+  breaker: BreakerSettings;
 }
 
 /** Hooks for metrics; every one is optional and must not throw. */
@@ -80,6 +86,8 @@ export interface RelayObserver {
   outcome?(d: ClaimedDelivery, outcome: 'succeeded' | 'retry' | 'dead' | 'disabled' | 'cancelled'): void;
   /** The dispatch queue's isolation state, on every poll tick. */
   isolation?(state: IsolationState): void;
+  /** A subscription's circuit opened, reopened or closed, or it was auto-disabled (by this relay's write). */
+  subscriptionChange?(change: SubscriptionChange): void;
 }
 
 /** How many endpoints this relay holds back (dispatch-queue.ts). */
@@ -120,7 +128,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       keepAliveTimeout: 30_000,
       connect: guard.connector({ timeout: Math.min(options.requestTimeoutMs, 10_000) }),
     });
-  const recorder = new Recorder(db, logger);
+  const recorder = new Recorder(db, logger, undefined, undefined, options.breaker, (changes) => {
+    for (const c of changes) onSubscriptionChange(c);
+  });
   /** Ordered deliveries claimed here: when one reaches a final state, its successor is made due. */
   const orderedClaims = new Set<number>();
   let lastSweepAt = performance.now();
@@ -252,6 +262,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       : [];
     if (lookForDue) dueDrainedAt = due.length < room ? now : Number.NEGATIVE_INFINITY;
     for (const d of due) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
+    for (const d of due) if (d.probe) holdOthersWhileProbing(d);
     queue.push(due);
     startQueued();
     await promoting;
@@ -325,6 +336,53 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       for (const d of parked) parkedUntil.set(d.subscriptionId, until);
       logger.debug({ deliveries: parked.length }, 'endpoint slow or failing; parking its claims');
       release(parked, PARK_MS, 'parked');
+    }
+  }
+
+  /** A probe went out: the subscription's other due deliveries wait a cooldown more (sql.ts). */
+  function holdOthersWhileProbing(d: ClaimedDelivery): void {
+    const log = { subscriptionId: d.subscriptionId, tenantId: d.tenantId, deliveryId: d.deliveryId };
+    logger.debug(log, 'circuit half-open: probing');
+    const p = pRetry(() => holdWhileProbing(db, d.subscriptionId), dbRetry('hold'))
+      .then((n) => (n > 0 ? logger.debug({ ...log, deliveries: n }, 'held while probing') : undefined))
+      .catch((err) => logger.warn({ err, ...log }, 'could not hold deliveries while probing; claims hold them'))
+      .finally(() => releases.delete(p));
+    releases.add(p);
+  }
+
+  /** Logs a breaker transition or auto-disable; after a close, the held backlog is made due at once. */
+  function onSubscriptionChange(c: SubscriptionChange): void {
+    const log = { subscriptionId: c.subscriptionId, tenantId: c.tenantId, failureStreak: c.failureStreak };
+    switch (c.change) {
+      case 'opened':
+      case 'reopened':
+        logger.warn(
+          { ...log, cooldownMs: c.cooldownMs },
+          c.change === 'opened'
+            ? 'circuit opened: endpoint failing; its deliveries are held (no attempts spent) until a probe succeeds'
+            : 'circuit probe failed; circuit open again with a longer cooldown',
+        );
+        break;
+      case 'closed': {
+        logger.info(log, 'circuit closed: probe succeeded; resuming held deliveries');
+        const p = pRetry(() => resumeClosedCircuit(db, c.subscriptionId), dbRetry('resume'))
+          .then((n) => logger.debug({ ...log, deliveries: n }, 'held deliveries resumed'))
+          .catch((err) => logger.warn({ err, ...log }, 'could not resume held deliveries; they come due on their own'))
+          .finally(() => releases.delete(p));
+        releases.add(p);
+        break;
+      }
+      case 'disabled':
+        logger.warn(
+          { ...log, reason: c.reason },
+          'subscription auto-disabled: failing without a success for --disable-after; its pending deliveries are kept until it is enabled',
+        );
+        break;
+    }
+    try {
+      observer.subscriptionChange?.(c);
+    } catch {
+      // Observers must not throw; if one does, it changes nothing here.
     }
   }
 

@@ -41,6 +41,8 @@ export interface ClaimedDelivery {
   orderingKey: string | null;
   /** The event's position among its key's events; null for an unordered event. */
   orderingSeq: number | null;
+  /** The single probe of a half-open circuit (see CLAIM_DUE). */
+  probe: boolean;
 }
 
 const TS_ISO = `to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
@@ -95,22 +97,32 @@ const FAN_OUT = `WITH ev AS (
   UPDATE hookbox.events e SET fanned_out_at = now() FROM ev WHERE e.id = ev.id
 ), m0 AS (
   SELECT ev.id AS event_id, s.id AS subscription_id, ev.tenant_id, ev.ordering_key, ev.ordering_seq,
+    s.circuit_open_until,
     CASE WHEN ev.ordering_key IS NULL THEN 1
          ELSE row_number() OVER (PARTITION BY s.id, ev.ordering_key ORDER BY ev.ordering_seq) END AS rn
   FROM ev JOIN hookbox.subscriptions s ON s.tenant_id = ev.tenant_id AND s.active
   WHERE hookbox.matches_any(s.event_types, ev.type)
+    -- an operational event is never delivered to the subscription it is about
+    AND NOT (starts_with(ev.type, 'hookbox.') AND ev.payload->>'subscriptionId' = s.id::text)
 ), m AS (
   SELECT m0.*, m0.ordering_key IS NULL OR (m0.rn = 1 AND ${orderingHead('m0', ' AND NOT EXISTS (SELECT 1 FROM ev WHERE ev.id = pe.id)')}) AS lead
   FROM m0
 ), ins AS (
+  -- Leased to this relay: a head (or unordered) delivery whose circuit is closed. A
+  -- subscription whose circuit is not closed gets its heads unleased, no attempt spent, due
+  -- when the circuit half-opens (the due claim then probes or holds them); an ordered
+  -- delivery that is not its key's head is parked (infinity) until promoteHeads.
   INSERT INTO hookbox.deliveries
     (event_id, subscription_id, tenant_id, attempts, next_attempt_at, locked_until, ordering_key, ordering_seq)
-  SELECT m.event_id, m.subscription_id, m.tenant_id, CASE WHEN m.lead THEN 1 ELSE 0 END,
-         CASE WHEN m.lead THEN now() + $2 * interval '1 millisecond' ELSE 'infinity' END,
-         CASE WHEN m.lead THEN now() + $2 * interval '1 millisecond' END,
+  SELECT m.event_id, m.subscription_id, m.tenant_id,
+         CASE WHEN m.lead AND m.circuit_open_until IS NULL THEN 1 ELSE 0 END,
+         CASE WHEN NOT m.lead THEN 'infinity'
+              WHEN m.circuit_open_until IS NULL THEN now() + $2 * interval '1 millisecond'
+              ELSE greatest(m.circuit_open_until, now()) END,
+         CASE WHEN m.lead AND m.circuit_open_until IS NULL THEN now() + $2 * interval '1 millisecond' END,
          m.ordering_key, m.ordering_seq
   FROM m
-  RETURNING id, event_id, subscription_id, attempts
+  RETURNING id, event_id, subscription_id, locked_until
 ), counts AS (
   SELECT (SELECT count(*) FROM ev)::int AS events, (SELECT count(DISTINCT event_id) FROM m)::int AS matched,
     (SELECT jsonb_agg(DISTINCT jsonb_build_array(ev.tenant_id, ev.ordering_key)) FROM ev
@@ -127,7 +139,7 @@ FROM counts LEFT JOIN (
   FROM ins
   JOIN ev e ON e.id = ins.event_id
   JOIN hookbox.subscriptions s ON s.id = ins.subscription_id
-  WHERE ins.attempts = 1
+  WHERE ins.locked_until IS NOT NULL
 ) d ON true`;
 
 export interface FanOutResult {
@@ -135,7 +147,7 @@ export interface FanOutResult {
   events: number;
   /** Of those, events that matched at least one subscription. */
   matched: number;
-  /** Their deliveries, leased to this relay (ordered ones only when they are their key's head). */
+  /** Their deliveries, leased to this relay: not those held by an open circuit, and ordered ones only when they are their key's head. */
   claimed: ClaimedDelivery[];
   /** The (tenant, ordering key) pairs of the batch's ordered events, for promoteHeads. */
   orderingKeys: [string, string][];
@@ -177,14 +189,23 @@ function toClaimed(r: Record<string, unknown>, attempt: number, claimedAt: numbe
     maxInFlight: (r.max_in_flight as number | null) ?? null,
     orderingKey: (r.ordering_key as string | null) ?? null,
     orderingSeq: r.ordering_seq === null || r.ordering_seq === undefined ? null : Number(r.ordering_seq),
+    probe: r.probe === true,
   };
 }
 
 // Due retries and expired leases (a claim moves next_attempt_at to the lease end, so a
 // relay that died leaves rows that simply become due again).
 // An ordered delivery is claimed only as its key's head (orderingHead).
+//
+// The circuit breaker is applied here, in the same statement, so held work never costs an
+// attempt nor stays at the front of the due index: a due row of a subscription whose
+// circuit is open is pushed to the reopen time; of a half-open one, the first row becomes
+// the single probe if the subscription's probe lease is free (taken atomically on the
+// subscription row, so one probe at a time across relays) and the rest wait a cooldown
+// (or until the probe closes the circuit); of a disabled subscription, it is held until
+// `enable` ('infinity'). Held rows keep their attempt count and are not returned.
 const CLAIM_DUE = `WITH c AS (
-  SELECT id FROM hookbox.deliveries d
+  SELECT id, subscription_id FROM hookbox.deliveries d
   WHERE status = 'pending' AND next_attempt_at <= now()
     -- not this relay's own deliveries whose outcome it has yet to write
     AND id <> ALL($3::bigint[])
@@ -194,15 +215,34 @@ const CLAIM_DUE = `WITH c AS (
   ORDER BY next_attempt_at
   LIMIT $1
   FOR UPDATE SKIP LOCKED
+), h AS (
+  SELECT c.id, c.subscription_id, s.active, s.circuit_open_until, s.circuit_cooldown_ms,
+         row_number() OVER (PARTITION BY c.subscription_id ORDER BY c.id) AS rn
+  FROM c JOIN hookbox.subscriptions s ON s.id = c.subscription_id
+), p AS (
+  UPDATE hookbox.subscriptions s SET probe_until = now() + $2 * interval '1 millisecond'
+  FROM h
+  WHERE s.id = h.subscription_id AND h.rn = 1 AND h.active AND h.circuit_open_until <= now()
+    AND s.active AND s.circuit_open_until <= now() AND (s.probe_until IS NULL OR s.probe_until <= now())
+  RETURNING s.id
+), k AS (
+  SELECT h.id, h.rn = 1 AND h.subscription_id IN (SELECT id FROM p) AS probe,
+    CASE WHEN NOT h.active THEN 'infinity'::timestamptz
+         WHEN h.circuit_open_until IS NULL THEN NULL
+         WHEN h.rn = 1 AND h.subscription_id IN (SELECT id FROM p) THEN NULL
+         WHEN h.circuit_open_until > now() THEN h.circuit_open_until
+         ELSE now() + coalesce(h.circuit_cooldown_ms, 1000) * interval '1 millisecond' END AS hold_until
+  FROM h
 ), u AS (
   UPDATE hookbox.deliveries d
-  SET attempts = d.attempts + 1,
-      next_attempt_at = now() + $2 * interval '1 millisecond',
-      locked_until = now() + $2 * interval '1 millisecond'
-  FROM c WHERE d.id = c.id
-  RETURNING d.id, d.attempts, d.event_id, d.subscription_id, d.tenant_id, d.ordering_key, d.ordering_seq
+  SET attempts = d.attempts + CASE WHEN k.hold_until IS NULL THEN 1 ELSE 0 END,
+      next_attempt_at = coalesce(k.hold_until, now() + $2 * interval '1 millisecond'),
+      locked_until = CASE WHEN k.hold_until IS NULL THEN now() + $2 * interval '1 millisecond' END
+  FROM k WHERE d.id = k.id
+  RETURNING d.id, d.attempts, d.event_id, d.subscription_id, d.tenant_id, d.ordering_key, d.ordering_seq,
+    k.hold_until IS NULL AS send, k.probe
 )
-SELECT u.id, u.attempts, u.event_id, u.tenant_id, e.type, e.payload::text AS payload,
+SELECT u.id, u.attempts, u.probe, u.event_id, u.tenant_id, e.type, e.payload::text AS payload,
   ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
   u.subscription_id, s.url, s.secret,
   CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
@@ -210,7 +250,8 @@ SELECT u.id, u.attempts, u.event_id, u.tenant_id, e.type, e.payload::text AS pay
   u.ordering_key, u.ordering_seq
 FROM u
 JOIN hookbox.events e ON e.id = u.event_id
-JOIN hookbox.subscriptions s ON s.id = u.subscription_id`;
+JOIN hookbox.subscriptions s ON s.id = u.subscription_id
+WHERE u.send`;
 
 /** Claims up to `limit` due deliveries, bumping their attempt and leasing them. */
 export async function claimDueDeliveries(
@@ -297,25 +338,105 @@ const RECORD = `WITH o AS (
          bool_or(o.error_class IS NULL) AS any_ok,
          count(*) FILTER (WHERE o.error_class IS NOT NULL) AS failures,
          max(o.started_at) FILTER (WHERE o.error_class IS NULL) AS last_ok,
-         max(o.started_at) FILTER (WHERE o.error_class IS NOT NULL) AS last_fail
+         max(o.started_at) FILTER (WHERE o.error_class IS NOT NULL) AS last_fail,
+         min(o.started_at) FILTER (WHERE o.error_class IS NOT NULL) AS first_fail
   FROM o WHERE o.attempted GROUP BY o.subscription_id
+), next AS (
+  -- The breaker and auto-disable (README "Fairness"): a success closes the circuit; a
+  -- failure opens it once the streak reaches $14, or reopens a half-open one (the probe
+  -- failed) with the cooldown doubled ($15 at first, at most $16); failing with no success
+  -- since failing_since for $17 ms (null: never) disables the subscription, keeping its
+  -- pending deliveries (the due claim holds them until enable).
+  SELECT prev.id, st.any_ok, st.failures, st.last_ok, st.last_fail,
+         prev.active AS was_active, prev.circuit_open_until AS was_open_until,
+         CASE WHEN st.any_ok THEN NULL ELSE coalesce(prev.failing_since, st.first_fail) END AS failing_since,
+         NOT st.any_ok AND (
+           (prev.circuit_open_until IS NULL AND prev.failure_streak + st.failures >= $14)
+           OR prev.circuit_open_until <= now()) AS opens,
+         least(coalesce(prev.circuit_cooldown_ms::bigint * 2, $15::bigint), $16::bigint) AS cooldown_ms,
+         prev.active AND NOT st.any_ok AND $17::bigint IS NOT NULL
+           AND coalesce(prev.failing_since, st.first_fail) <= now() - $17::bigint * interval '1 millisecond' AS disables
+  FROM stats st JOIN hookbox.subscriptions prev ON prev.id = st.subscription_id
 ), sub AS (
   UPDATE hookbox.subscriptions s SET
-    failure_streak = CASE WHEN st.any_ok THEN 0 ELSE s.failure_streak + st.failures END,
-    last_success_at = coalesce(st.last_ok, s.last_success_at),
-    last_failure_at = coalesce(st.last_fail, s.last_failure_at)
-  FROM stats st WHERE s.id = st.subscription_id
+    failure_streak = CASE WHEN n.any_ok THEN 0 ELSE s.failure_streak + n.failures END,
+    last_success_at = coalesce(n.last_ok, s.last_success_at),
+    last_failure_at = coalesce(n.last_fail, s.last_failure_at),
+    failing_since = n.failing_since,
+    circuit_open_until = CASE WHEN n.any_ok THEN NULL
+                              WHEN n.opens THEN now() + n.cooldown_ms * interval '1 millisecond'
+                              ELSE s.circuit_open_until END,
+    circuit_cooldown_ms = CASE WHEN n.any_ok THEN NULL WHEN n.opens THEN n.cooldown_ms ELSE s.circuit_cooldown_ms END,
+    probe_until = CASE WHEN n.any_ok OR n.opens THEN NULL ELSE s.probe_until END,
+    active = s.active AND NOT n.disables,
+    disabled_reason = CASE WHEN n.disables
+      THEN 'auto-disabled: every attempt failed since ' || to_char(n.failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+      ELSE s.disabled_reason END,
+    disabled_at = CASE WHEN n.disables THEN now() ELSE s.disabled_at END,
+    updated_at = CASE WHEN n.disables THEN now() ELSE s.updated_at END
+  FROM next n WHERE s.id = n.id
     -- A healthy endpoint's row is touched at most once a second: every update of it would
     -- contend with the fan-out's foreign-key share locks (multixacts) for no new information.
-    AND (st.failures > 0 OR s.failure_streak <> 0 OR s.last_success_at IS NULL
-         OR s.last_success_at < st.last_ok - interval '1 second')
+    AND (n.failures > 0 OR s.failure_streak <> 0 OR s.last_success_at IS NULL OR s.circuit_open_until IS NOT NULL
+         OR s.last_success_at < n.last_ok - interval '1 second')
+  RETURNING s.id, s.tenant_id, s.failure_streak, s.circuit_cooldown_ms, s.disabled_reason,
+    CASE WHEN n.disables THEN 'disabled'
+         WHEN n.opens AND n.was_open_until IS NULL THEN 'opened'
+         WHEN n.opens THEN 'reopened'
+         WHEN n.any_ok AND n.was_open_until IS NOT NULL THEN 'closed' END AS change
 )
-SELECT id FROM upd`;
+SELECT id, NULL::uuid AS subscription_id, NULL::text AS tenant_id, NULL::text AS change, NULL::int AS failure_streak,
+       NULL::int AS cooldown_ms, NULL::text AS reason
+FROM upd
+UNION ALL
+SELECT NULL, id, tenant_id, change, failure_streak, circuit_cooldown_ms, disabled_reason FROM sub WHERE change IS NOT NULL`;
 
-/** Writes a batch of outcomes in one statement; returns the ids whose state changed. */
-export async function recordOutcomes(db: pg.Pool, outcomes: readonly Outcome[]): Promise<Set<number>> {
+/** A subscription whose breaker or active state an outcome write changed. */
+export interface SubscriptionChange {
+  subscriptionId: string;
+  tenantId: string;
+  change: 'opened' | 'reopened' | 'closed' | 'disabled';
+  failureStreak: number;
+  /** The cooldown of an opening, in ms. */
+  cooldownMs: number | null;
+  /** Why it was disabled. */
+  reason: string | null;
+}
+
+/** Breaker settings the outcome write applies (README "Fairness"). */
+export interface BreakerSettings {
+  /** Consecutive failed attempts that open a subscription's circuit. */
+  failAfter: number;
+  /** Cooldown of the first opening, in ms; doubled on each failed probe... */
+  cooldownMs: number;
+  /** ...up to this, in ms. */
+  maxCooldownMs: number;
+  /** Failing with no success for this long disables the subscription, in ms; null: never. */
+  disableAfterMs: number | null;
+}
+
+export const DEFAULT_BREAKER: BreakerSettings = {
+  failAfter: 5,
+  cooldownMs: 30_000,
+  maxCooldownMs: 5 * 60_000,
+  disableAfterMs: 5 * 24 * 3_600_000,
+};
+
+export interface RecordResult {
+  /** Deliveries whose state changed. */
+  changed: Set<number>;
+  /** Subscriptions whose circuit opened, reopened or closed, or that were auto-disabled. */
+  subscriptions: SubscriptionChange[];
+}
+
+/** Writes a batch of outcomes in one statement; returns the ids whose state changed and breaker transitions. */
+export async function recordOutcomes(
+  db: pg.Pool,
+  outcomes: readonly Outcome[],
+  breaker: BreakerSettings = DEFAULT_BREAKER,
+): Promise<RecordResult> {
   const { rows } = await db.query({
-    name: 'hookbox_record_v3',
+    name: 'hookbox_record_v4',
     text: RECORD,
     values: [
       outcomes.map((o) => o.deliveryId),
@@ -331,9 +452,60 @@ export async function recordOutcomes(db: pg.Pool, outcomes: readonly Outcome[]):
       outcomes.map((o) => o.subscriptionId),
       outcomes.map((o) => o.attempted),
       outcomes.length,
+      breaker.failAfter,
+      breaker.cooldownMs,
+      breaker.maxCooldownMs,
+      breaker.disableAfterMs,
     ],
   });
-  return new Set(rows.map((r) => Number(r.id)));
+  const changed = new Set<number>();
+  const subscriptions: SubscriptionChange[] = [];
+  for (const r of rows) {
+    if (r.id !== null) changed.add(Number(r.id));
+    else
+      subscriptions.push({
+        subscriptionId: r.subscription_id,
+        tenantId: r.tenant_id,
+        change: r.change,
+        failureStreak: r.failure_streak,
+        cooldownMs: r.cooldown_ms,
+        reason: r.reason,
+      });
+  }
+  return { changed, subscriptions };
+}
+
+// After a probe closed a circuit: the backlog it held is due now instead of at the end of
+// its hold (best effort; rows missed here simply come due at their hold time).
+const RESUME_CLOSED = `UPDATE hookbox.deliveries d SET next_attempt_at = now()
+FROM hookbox.subscriptions s
+WHERE s.id = $1 AND s.circuit_open_until IS NULL AND s.active
+  AND d.subscription_id = s.id AND d.status = 'pending' AND d.locked_until IS NULL AND d.next_attempt_at > now()
+  -- ordered deliveries parked behind their key's head stay parked (promoteHeads)
+  AND (d.ordering_key IS NULL OR d.next_attempt_at < 'infinity')`;
+
+// When a half-open circuit's probe goes out, the subscription's other deliveries that are
+// due (all of its held backlog came due at the reopen time) wait a cooldown more, in one
+// statement: otherwise the due claims would hold them back a claim's worth at a time, each
+// claim spent on them instead of on other tenants' work. A probe that succeeds releases
+// them at once (RESUME_CLOSED).
+const HOLD_WHILE_PROBING = `UPDATE hookbox.deliveries d
+SET next_attempt_at = now() + coalesce(s.circuit_cooldown_ms, 1000) * interval '1 millisecond'
+FROM hookbox.subscriptions s
+WHERE s.id = $1 AND s.circuit_open_until IS NOT NULL AND s.active
+  AND d.subscription_id = s.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+  AND (d.locked_until IS NULL OR d.locked_until <= now())`;
+
+/** Holds a probing subscription's other due deliveries for a cooldown; returns how many. */
+export async function holdWhileProbing(db: pg.Pool, subscriptionId: string): Promise<number> {
+  const res = await db.query(HOLD_WHILE_PROBING, [subscriptionId]);
+  return res.rowCount ?? 0;
+}
+
+/** Makes a closed circuit's held deliveries due now; returns how many. */
+export async function resumeClosedCircuit(db: pg.Pool, subscriptionId: string): Promise<number> {
+  const res = await db.query(RESUME_CLOSED, [subscriptionId]);
+  return res.rowCount ?? 0;
 }
 
 const DISABLE = `WITH s AS (
@@ -373,7 +545,8 @@ export async function releaseClaims(db: pg.Pool, claims: readonly ClaimedDeliver
 // delivery (the sweep). Only a latency matter: the claims check orderingHead themselves.
 // A wake-up cannot be lost between a fan-out that parks a delivery behind an unfinished one
 // and the outcome write that finishes it: each runs this after it committed, so the later
-// of the two sees the other's work.
+// of the two sees the other's work. A disabled subscription's deliveries stay held
+// ('infinity') until `enable` resumes them.
 const PROMOTE = `WITH k AS (
   SELECT DISTINCT x.tenant_id, x.ordering_key FROM (
     SELECT * FROM unnest($1::text[], $2::text[]) AS x(tenant_id, ordering_key)
@@ -394,6 +567,7 @@ const PROMOTE = `WITH k AS (
 UPDATE hookbox.deliveries d SET next_attempt_at = now()
 FROM heads f
 WHERE d.id = f.id AND f.next_attempt_at = 'infinity' AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
+  AND EXISTS (SELECT 1 FROM hookbox.subscriptions s WHERE s.id = f.subscription_id AND s.active)
   AND ${orderingHead('f')}`;
 
 /** Makes parked ordered deliveries due once they head their key; returns how many. */
@@ -413,7 +587,8 @@ export async function promoteHeads(
 
 /**
  * Whether any work remains: pending events, or deliveries not in a final state. Ordered
- * deliveries parked behind a dead head (policy block) are not work until it is replayed.
+ * deliveries parked behind a dead head (policy block) are not work until it is replayed,
+ * nor are deliveries held for a disabled subscription until it is enabled.
  */
 export async function hasUnfinishedWork(db: pg.Pool): Promise<boolean> {
   const { rows } = await db.query(

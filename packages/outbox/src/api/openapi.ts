@@ -31,6 +31,42 @@ const page = (item: string): Schema =>
 const statusEnum: Schema = { type: 'string', enum: [...DELIVERY_STATUSES] };
 const headersMap: Schema = { type: 'object', additionalProperties: { type: 'string' } };
 
+/** The subscription object, shared by Subscription and EnabledSubscription. */
+const SUBSCRIPTION: Record<string, Schema> = {
+  id: { type: 'string', format: 'uuid' },
+  tenantId: { type: 'string' },
+  url: { type: 'string' },
+  eventTypes: arrayOf({ type: 'string' }),
+  description: nullable('string'),
+  previousSecretExpiresAt: timeOrNull,
+  rotating: { type: 'boolean', description: 'The previous secret still signs' },
+  headers: headersMap,
+  active: { type: 'boolean' },
+  disabledReason: nullable('string'),
+  disabledAt: timeOrNull,
+  maxInFlight: nullable('integer'),
+  orderingOnDead: {
+    type: 'string',
+    enum: [...ORDERING_ON_DEAD],
+    description: 'Ordered events whose delivery went dead: block the key, or skip',
+  },
+  failureStreak: int,
+  lastSuccessAt: timeOrNull,
+  lastFailureAt: timeOrNull,
+  failingSince: { ...timeOrNull, description: 'Start of the current run of failures; null while healthy' },
+  circuit: {
+    type: 'string',
+    enum: ['closed', 'open', 'half-open'],
+    description:
+      'Circuit breaker: open holds deliveries (no attempts spent) until circuitOpenUntil; half-open sends one probe at a time',
+  },
+  circuitOpenUntil: timeOrNull,
+  circuitCooldownMs: nullable('integer'),
+  probeUntil: timeOrNull,
+  createdAt: time,
+  updatedAt: time,
+};
+
 const EVENT_PROPS: Record<string, Schema> = {
   id: { type: 'string', format: 'uuid' },
   tenantId: { type: 'string' },
@@ -69,29 +105,10 @@ export const SCHEMAS: Record<string, Schema> = {
     ['type', 'inCatalog', 'seen'],
   ),
   EventTypeList: obj({ items: arrayOf(ref('EventType')) }),
-  Subscription: obj({
-    id: { type: 'string', format: 'uuid' },
-    tenantId: { type: 'string' },
-    url: { type: 'string' },
-    eventTypes: arrayOf({ type: 'string' }),
-    description: nullable('string'),
-    previousSecretExpiresAt: timeOrNull,
-    rotating: { type: 'boolean', description: 'The previous secret still signs' },
-    headers: headersMap,
-    active: { type: 'boolean' },
-    disabledReason: nullable('string'),
-    disabledAt: timeOrNull,
-    maxInFlight: nullable('integer'),
-    orderingOnDead: {
-      type: 'string',
-      enum: [...ORDERING_ON_DEAD],
-      description: 'Ordered events whose delivery went dead: block the key, or skip',
-    },
-    failureStreak: int,
-    lastSuccessAt: timeOrNull,
-    lastFailureAt: timeOrNull,
-    createdAt: time,
-    updatedAt: time,
+  Subscription: obj(SUBSCRIPTION),
+  EnabledSubscription: obj({
+    ...SUBSCRIPTION,
+    resumedDeliveries: { ...int, description: 'Pending deliveries of the endpoint, resumed (held ones due now)' },
   }),
   SubscriptionWithSecret: obj({
     subscription: ref('Subscription'),
@@ -235,6 +252,8 @@ export const SCHEMAS: Record<string, Schema> = {
     blockedKeys: { ...int, description: 'Ordering keys held by a dead delivery (policy block), now' },
     lastSuccessAt: timeOrNull,
     lastFailureAt: timeOrNull,
+    circuit: { type: 'string', enum: ['closed', 'open', 'half-open'] },
+    circuitOpenUntil: timeOrNull,
   }),
   TenantUsage: obj({
     tenantId: { type: 'string' },

@@ -11,7 +11,7 @@ import { recoverDead, replayEvent, retryDelivery } from '../replay.js';
 import { sendTest } from '../send-test.js';
 import { WEBHOOK_HEADERS } from '../signing.js';
 import { stats } from '../stats.js';
-import { type SubscriptionRecord, subscriptions } from '../subscriptions.js';
+import { circuitState, type SubscriptionRecord, subscriptions } from '../subscriptions.js';
 import { validateTime } from '../time.js';
 import { boolParam, checkQuery, intParam, listParam, objectBody, resolveTenant, single } from './params.js';
 import { attemptSeries, seenEventTypes } from './series.js';
@@ -67,7 +67,7 @@ export function subscriptionView(s: SubscriptionRecord): Record<string, unknown>
   const { secret: _secret, previousSecret, ...rest } = s;
   const rotating =
     previousSecret !== null && s.previousSecretExpiresAt !== null && s.previousSecretExpiresAt > new Date();
-  return { ...rest, rotating };
+  return { ...rest, rotating, circuit: circuitState(s) };
 }
 
 const ok = (body: unknown, status = 200): ApiResponse => ({ status, body });
@@ -243,10 +243,14 @@ export const ROUTES: Route[] = [
     method: 'POST',
     path: '/v1/subscriptions/{id}/enable',
     operationId: 'enableSubscription',
-    summary: 'Re-activate an endpoint (clears the failure streak)',
+    summary: 'Re-activate an endpoint (clears the failure streak and circuit, resumes held deliveries)',
     tag: 'subscriptions',
     tenant: 'required',
-    response: { status: 200, schema: 'Subscription', description: 'The enabled endpoint' },
+    response: {
+      status: 200,
+      schema: 'EnabledSubscription',
+      description: 'The enabled endpoint, and how many pending deliveries it resumes',
+    },
     async handler(ctx, req) {
       checkQuery(req.query, []);
       const body = objectBody(req.body);
@@ -255,7 +259,8 @@ export const ROUTES: Route[] = [
         tenantId: tenant(req, 'required'),
         id: req.params.id as string,
       });
-      return ok(subscriptionView(sub));
+      const { resumedDeliveries, ...record } = sub;
+      return ok({ ...subscriptionView(record), resumedDeliveries });
     },
   },
   {
