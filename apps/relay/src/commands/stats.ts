@@ -56,7 +56,10 @@ backlog now.${examples(
         ]);
         const headers = ['SUBSCRIPTION', ...(withTenant ? ['TENANT'] : []), 'ATTEMPTS', 'SUCCESS', 'P50', 'P95'];
         console.log(
-          formatTable([...headers, 'DEAD', 'PENDING', 'BLOCKED KEYS', 'LAST SUCCESS', 'LAST FAILURE', 'CIRCUIT', 'URL'], rows),
+          formatTable(
+            [...headers, 'DEAD', 'PENDING', 'BLOCKED KEYS', 'LAST SUCCESS', 'LAST FAILURE', 'CIRCUIT', 'URL'],
+            rows,
+          ),
         );
       }
       console.log('');
