@@ -48,8 +48,8 @@ describe('prepared relay statements', () => {
     );
     // No ANALYZE here: the plans must hold up even before autovacuum gets round to it.
 
-    const fan = await plan('hookbox_fan_out_v2', '100, 60000');
-    expect(fan).toContain('events_pending_idx');
+    const fan = await plan('hookbox_fan_out_v3', "100, 60000, '{}', '', 0, '{}'");
+    expect(fan).toContain('events_pending_tenant_idx');
     expect(fan).not.toMatch(/Seq Scan on events/);
     const due = await plan('hookbox_claim_due_v4', "100, 60000, '{}', '{}'");
     expect(due).toContain('deliveries_due_idx');

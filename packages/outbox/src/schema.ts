@@ -97,8 +97,9 @@ export const events = hookboxSchema.table(
     uniqueIndex('events_tenant_idempotency_key_uq')
       .on(t.tenantId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),
-    // The relay's fan-out claim: pending events in enqueue order.
-    index('events_pending_idx').on(t.id).where(sql`${t.fannedOutAt} is null`),
+    // The relay's fan-out claim: the tenants with pending events (a skip scan), then each
+    // one's pending events in enqueue order, a bounded number per tenant per batch.
+    index('events_pending_tenant_idx').on(t.tenantId, t.id).where(sql`${t.fannedOutAt} is null`),
     index('events_tenant_id_idx').on(t.tenantId, t.id),
   ],
 );

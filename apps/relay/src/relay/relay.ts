@@ -33,6 +33,10 @@ const DUE_RECHECK_MS = 50;
 const SATURATED_WAIT_MS = 250;
 /** ...for this long, before it is claimed again. */
 const SATURATED_DEFER_MS = 1_000;
+/** The whole buffer, all tenants together, in rounds (× --concurrency). */
+const MAX_BUFFER = 4;
+/** After a claim that left full tenants out found nothing, how long before the next one (without a wake-up). */
+const FULL_RECHECK_MS = 20;
 /** Work for a slow or failing endpoint is handed back for this long, its subscription left out of due claims meanwhile. */
 const PARK_MS = 5_000;
 
@@ -142,6 +146,11 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   const releases = new Set<Promise<void>>();
   /** Set when shutdown cuts in-flight requests: their attempts are not the endpoint's fault. */
   let cutting = false;
+  /** The last tenant the previous fan-out batch served: the next one starts after it. */
+  let fanOutCursor = '';
+  /** When a claim that left full tenants out found nothing; and whether a wake-up came since. */
+  let emptyFanOutAt = Number.NEGATIVE_INFINITY;
+  let woken = false;
   /** When a due-claim last came back short (nothing more was due then). */
   let dueDrainedAt = Number.NEGATIVE_INFINITY;
   const stats = { inFlight: 0, queued: 0, delivered: 0, attempts: 0 };
@@ -158,7 +167,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   });
 
   /** Claims more work when there is room for at least half a round (see below). */
-  function pump(): void {
+  function pump(wakeup = false): void {
+    if (wakeup) woken = true;
     if (!running) return;
     if (claiming) {
       again = true;
@@ -167,20 +177,39 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     // Buffer up to one more round beyond what is in flight, so the next claim overlaps the
     // deliveries under way instead of waiting for them (a claim is a few round trips).
     // Work waiting on a saturated endpoint, and requests of slow endpoints (they do not hold
-    // main slots), do not count: fan-out never waits on them.
+    // main slots), do not count: fan-out never waits on them. Neither does the load of a
+    // tenant over twice its fair share of the slots (in flight plus buffered): fan-out
+    // leaves that tenant's events pending for now and goes on with the others, so one
+    // tenant's flood never stops another tenant's fan-out.
+    const loads = queue.tenantLoads();
+    const share = Math.ceil(options.concurrency / Math.max(1, loads.size));
+    const full: string[] = [];
+    let fullLoad = 0;
+    for (const [tenant, load] of loads) {
+      if (load >= 2 * Math.max(share, options.concurrency / 2)) {
+        full.push(tenant);
+        fullLoad += load;
+      }
+    }
+    const now = performance.now();
+    // A batch that left tenants out and found nothing else is not repeated at once: until a
+    // wake-up or the poll tick, or FULL_RECHECK_MS later.
+    if (full.length > 0 && !woken && now - emptyFanOutAt < FULL_RECHECK_MS) return;
+    woken = false;
     const free = Math.min(
-      2 * options.concurrency - queue.inFlightMain - (queue.length - queue.blocked),
+      2 * options.concurrency - (queue.inFlightMain + queue.length - queue.blocked - fullLoad),
       // and the buffer as a whole stays bounded
-      4 * options.concurrency - queue.length,
+      MAX_BUFFER * options.concurrency - queue.length,
     );
     // Claim in rounds of at least half the concurrency: each round has a fixed cost in
     // round trips and planning, so fewer, fuller rounds deliver more per second.
     if (free < Math.max(1, Math.floor(options.concurrency / 2))) return;
     claiming = true;
     again = false;
-    claim(free)
+    claim(free, full)
       .then((n) => {
         claiming = false;
+        emptyFanOutAt = n === 0 && full.length > 0 ? performance.now() : Number.NEGATIVE_INFINITY;
         // A full round means more is waiting: go again at once instead of waiting for a poll.
         if (n > 0 || again) setImmediate(pump);
         else if (options.exitWhenIdle) void checkIdle();
@@ -191,9 +220,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       });
   }
 
-  async function claim(free: number): Promise<number> {
+  async function claim(free: number, fullTenants: string[]): Promise<number> {
     const { claimed: fanned, events } = await pRetry(
-      () => fanOutBatch(Math.min(options.batchSize, free)),
+      () => fanOutBatch(Math.min(options.batchSize, free), parkedSubscriptions(performance.now()), fullTenants),
       dbRetry('fan-out'),
     );
     // Buffer the fan-out's claims before the next query: if that one fails, they still go out.
@@ -235,12 +264,33 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     return [...ids];
   }
 
-  /** Claims pending events, matches them and inserts their deliveries already leased: one statement. */
-  async function fanOutBatch(limit: number): Promise<{ claimed: ClaimedDelivery[]; events: number }> {
-    const { events, matched, claimed } = await fanOut(db, limit, options.leaseMs);
+  /** Claims pending events (fairly across tenants), matches them and inserts their deliveries already leased: one statement. */
+  async function fanOutBatch(
+    limit: number,
+    parked: string[],
+    skipTenants: string[],
+  ): Promise<{ claimed: ClaimedDelivery[]; events: number }> {
+    // Deliveries of parked subscriptions are inserted unleased, due when the park ends.
+    const t0 = performance.now();
+    const { events, matched, claimed, lastTenant } = await fanOut(db, limit, options.leaseMs, {
+      afterTenant: fanOutCursor,
+      parkedSubscriptions: parked,
+      parkMs: PARK_MS,
+      skipTenants,
+    });
+    if (events > 0) fanOutCursor = lastTenant;
     if (events > 0) {
       observer.fannedOut?.(matched, events - matched);
-      logger.debug({ events, deliveries: claimed.length, unmatched: events - matched }, 'fanned out');
+      logger.debug(
+        {
+          events,
+          deliveries: claimed.length,
+          unmatched: events - matched,
+          parked: parked.length,
+          ms: Math.round(performance.now() - t0),
+        },
+        'fanned out',
+      );
     }
     return { claimed, events };
   }
@@ -417,12 +467,12 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     if (running) return;
     running = true;
     db.on('error', onPoolError);
-    wakeup = listenForWakeups(options.databaseUrl, pump, logger);
+    wakeup = listenForWakeups(options.databaseUrl, () => pump(true), logger);
     pollTimer = setInterval(() => {
       // Re-sort the buffer on every tick too: work stuck behind a slow endpoint is handed
       // back here even when no delivery finishes to trigger it.
       if (queue.length > 0) startQueued(true);
-      pump();
+      pump(true);
       try {
         observer.isolation?.({
           slowEndpoints: queue.slowEndpoints().length,

@@ -49,29 +49,76 @@ const TS_MS = '(extract(epoch FROM e.created_at) * 1000)::float8';
 // their deliveries already leased to this relay, so the first attempt needs no claim of
 // its own. Every row carries the batch's counts; a batch with no deliveries returns one
 // row of counts only.
-const FAN_OUT = `WITH ev AS (
-  SELECT e.id, e.tenant_id, e.type, e.payload, e.created_at
-  FROM hookbox.events e
-  WHERE e.fanned_out_at IS NULL
-  ORDER BY e.id
+//
+// Fair across tenants: the batch takes the tenants with pending events in turn, starting
+// after the last tenant of the previous batch ($4, wrapping around), found by a skip scan
+// of events_pending_tenant_idx (one index probe per tenant, at most $1 tenants), and then
+// at most ceil($1 / tenants) events of each, oldest first. One tenant alone still fills
+// whole batches; a tenant with a backlog of any size takes only its share of each batch,
+// so another tenant's new event waits for one batch at most, not for the backlog. Tenants
+// in $6 (whose work already fills this relay's buffer) are left out of the batch.
+//
+// Deliveries for subscriptions this relay has parked ($3: slow or failing endpoints) are
+// inserted unleased and not due before $5 ms, and are not returned: the relay would only
+// hand them back (due claims leave those subscriptions out meanwhile).
+const FAN_OUT = `WITH RECURSIVE after_cursor(tenant_id) AS (
+  (SELECT tenant_id FROM hookbox.events WHERE fanned_out_at IS NULL AND tenant_id > $4::text
+   ORDER BY tenant_id LIMIT 1)
+  UNION ALL
+  SELECT (SELECT e.tenant_id FROM hookbox.events e
+          WHERE e.fanned_out_at IS NULL AND e.tenant_id > a.tenant_id ORDER BY e.tenant_id LIMIT 1)
+  FROM after_cursor a WHERE a.tenant_id IS NOT NULL
+), up_to_cursor(tenant_id) AS (
+  (SELECT tenant_id FROM hookbox.events WHERE fanned_out_at IS NULL AND tenant_id <= $4::text
+   ORDER BY tenant_id LIMIT 1)
+  UNION ALL
+  SELECT (SELECT e.tenant_id FROM hookbox.events e
+          WHERE e.fanned_out_at IS NULL AND e.tenant_id > u.tenant_id AND e.tenant_id <= $4::text
+          ORDER BY e.tenant_id LIMIT 1)
+  FROM up_to_cursor u WHERE u.tenant_id IS NOT NULL
+), tenants AS MATERIALIZED (
+  SELECT tenant_id, row_number() OVER () AS turn
+  FROM (SELECT tenant_id, 1 AS part FROM after_cursor WHERE tenant_id IS NOT NULL
+        UNION ALL
+        SELECT tenant_id, 2 FROM up_to_cursor WHERE tenant_id IS NOT NULL) t
+  -- tenants whose work already fills this relay's buffer wait for the next batch
+  WHERE tenant_id <> ALL($6::text[])
   LIMIT $1
-  FOR UPDATE SKIP LOCKED
+), share AS (
+  SELECT ceil($1::int::numeric / greatest(1, count(*)))::int AS per_tenant FROM tenants
+), ev AS MATERIALIZED (
+  SELECT p.id, p.tenant_id, p.type, p.payload, p.created_at, t.turn
+  FROM tenants t CROSS JOIN share
+  CROSS JOIN LATERAL (
+    SELECT e.id, e.tenant_id, e.type, e.payload, e.created_at
+    FROM hookbox.events e
+    WHERE e.tenant_id = t.tenant_id AND e.fanned_out_at IS NULL
+    ORDER BY e.id
+    LIMIT share.per_tenant
+    FOR UPDATE SKIP LOCKED
+  ) p
+  -- never more than the batch (the shares round up); also keeps the generic plan's estimate
+  -- of the batch small, so marking it fanned out looks each event up by key
+  LIMIT $1
 ), done AS (
   UPDATE hookbox.events e SET fanned_out_at = now() FROM ev WHERE e.id = ev.id
 ), m AS (
-  SELECT ev.id AS event_id, s.id AS subscription_id, ev.tenant_id
+  SELECT ev.id AS event_id, s.id AS subscription_id, ev.tenant_id, s.id = ANY($3::uuid[]) AS parked
   FROM ev JOIN hookbox.subscriptions s ON s.tenant_id = ev.tenant_id AND s.active
   WHERE hookbox.matches_any(s.event_types, ev.type)
 ), ins AS (
   INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, attempts, next_attempt_at, locked_until)
-  SELECT m.event_id, m.subscription_id, m.tenant_id, 1,
-         now() + $2 * interval '1 millisecond', now() + $2 * interval '1 millisecond'
+  SELECT m.event_id, m.subscription_id, m.tenant_id,
+         CASE WHEN m.parked THEN 0 ELSE 1 END,
+         now() + CASE WHEN m.parked THEN $5::int ELSE $2::int END * interval '1 millisecond',
+         CASE WHEN NOT m.parked THEN now() + $2 * interval '1 millisecond' END
   FROM m
-  RETURNING id, event_id, subscription_id
+  RETURNING id, event_id, subscription_id, locked_until IS NOT NULL AS leased
 ), counts AS (
-  SELECT (SELECT count(*) FROM ev)::int AS events, (SELECT count(DISTINCT event_id) FROM m)::int AS matched
+  SELECT (SELECT count(*) FROM ev)::int AS events, (SELECT count(DISTINCT event_id) FROM m)::int AS matched,
+         (SELECT tenant_id FROM tenants ORDER BY turn DESC LIMIT 1) AS last_tenant
 )
-SELECT counts.events, counts.matched, d.*
+SELECT counts.events, counts.matched, counts.last_tenant, d.*
 FROM counts LEFT JOIN (
   SELECT ins.id, e.id AS event_id, e.tenant_id, e.type, e.payload::text AS payload,
     ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
@@ -81,6 +128,7 @@ FROM counts LEFT JOIN (
   FROM ins
   JOIN ev e ON e.id = ins.event_id
   JOIN hookbox.subscriptions s ON s.id = ins.subscription_id
+  WHERE ins.leased
 ) d ON true`;
 
 export interface FanOutResult {
@@ -88,18 +136,40 @@ export interface FanOutResult {
   events: number;
   /** Of those, events that matched at least one subscription. */
   matched: number;
-  /** Their deliveries, leased to this relay. */
+  /** Their deliveries, leased to this relay (not those of parked subscriptions). */
   claimed: ClaimedDelivery[];
+  /** The last tenant this batch took events of: where the next batch starts ('' when none). */
+  lastTenant: string;
 }
 
-/** Fans out up to `limit` pending events in one statement; see FAN_OUT. */
-export async function fanOut(db: pg.Pool, limit: number, leaseMs: number): Promise<FanOutResult> {
-  const { rows } = await db.query({ name: 'hookbox_fan_out_v2', text: FAN_OUT, values: [limit, leaseMs] });
-  const first = rows[0] as { events: number; matched: number } | undefined;
+/** Where fan-out starts and what it leaves unleased; see FAN_OUT. */
+export interface FanOutOptions {
+  /** The previous batch's `lastTenant`: this batch starts with the tenant after it. */
+  afterTenant?: string;
+  /** Subscriptions whose new deliveries are inserted unleased, due in `parkMs`. */
+  parkedSubscriptions?: readonly string[];
+  parkMs?: number;
+  /** Tenants left out of this batch (their work already fills the relay's buffer). */
+  skipTenants?: readonly string[];
+}
+
+/** Fans out up to `limit` pending events in one statement, fairly across tenants; see FAN_OUT. */
+export async function fanOut(
+  db: pg.Pool,
+  limit: number,
+  leaseMs: number,
+  { afterTenant = '', parkedSubscriptions = [], parkMs = 0, skipTenants = [] }: FanOutOptions = {},
+): Promise<FanOutResult> {
+  const { rows } = await db.query({
+    name: 'hookbox_fan_out_v3',
+    text: FAN_OUT,
+    values: [limit, leaseMs, parkedSubscriptions, afterTenant, parkMs, skipTenants],
+  });
+  const first = rows[0] as { events: number; matched: number; last_tenant: string | null } | undefined;
   const claimedAt = performance.now();
   const claimed: ClaimedDelivery[] = [];
   for (const r of rows) if (r.id !== null) claimed.push(toClaimed(r, 1, claimedAt));
-  return { events: first?.events ?? 0, matched: first?.matched ?? 0, claimed };
+  return { events: first?.events ?? 0, matched: first?.matched ?? 0, claimed, lastTenant: first?.last_tenant ?? '' };
 }
 
 function toClaimed(r: Record<string, unknown>, attempt: number, claimedAt: number): ClaimedDelivery {
