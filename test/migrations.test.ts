@@ -111,6 +111,7 @@ describe('migrate() on an empty database', () => {
       'delivery_attempts',
       'events',
       'portal_keys',
+      'rate_windows',
       'subscriptions',
     ]);
     await withClient(url, async (c) => {
@@ -141,6 +142,7 @@ describe('migrate() on an empty database', () => {
         { proname: 'enqueue', n: 1 },
         { proname: 'json_compact_bytes', n: 1 },
         { proname: 'matches_any', n: 1 },
+        { proname: 'take_rate_tokens', n: 1 },
         { proname: 'uuid_v7', n: 1 },
       ]);
       // And the migrated schema works.

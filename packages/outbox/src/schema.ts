@@ -55,6 +55,11 @@ export const subscriptions = hookboxSchema.table(
     disabledAt: timestamp('disabled_at', tz),
     /** Per-endpoint cap on concurrent requests; null means the relay's default. */
     maxInFlight: integer('max_in_flight'),
+    /**
+     * Most requests per second to this endpoint, counted across every relay sharing the
+     * database (hookbox.take_rate_tokens, table rate_windows); null: no limit.
+     */
+    rateLimit: integer('rate_limit'),
     /** Consecutive failed attempts; reset by a success. */
     failureStreak: integer('failure_streak').notNull().default(0),
     lastSuccessAt: timestamp('last_success_at', tz),
@@ -185,6 +190,21 @@ export const deliveryAttempts = hookboxSchema.table(
     index('delivery_attempts_started_brin').using('brin', t.startedAt),
   ],
 );
+
+/**
+ * The current one-second window of each rate-limited subscription: how many requests the
+ * relays have been allowed in it. Written only by hookbox.take_rate_tokens (migration 0012),
+ * which every relay calls before sending to a subscription with a rate limit.
+ */
+export const rateWindows = hookboxSchema.table('rate_windows', {
+  subscriptionId: uuid('subscription_id')
+    .primaryKey()
+    .references(() => subscriptions.id, { onDelete: 'cascade' }),
+  /** Start of the current window (a whole second of the database's clock). */
+  windowStart: timestamp('window_start', tz).notNull(),
+  /** Requests allowed in that window so far. */
+  used: integer('used').notNull().default(0),
+});
 
 /**
  * Operator API keys of `hookbox serve` (every tenant). Only a SHA-256 hash of each key is

@@ -26,6 +26,9 @@ export const SUBSCRIPTION_LIMITS = {
   /** Bounds of `maxInFlight`. */
   minInFlight: 1,
   maxInFlight: 1000,
+  /** Bounds of `rateLimit` (requests per second). */
+  minRateLimit: 1,
+  maxRateLimit: 10_000,
   /** Default and largest page of `list`. */
   defaultListLimit: 50,
   maxListLimit: 500,
@@ -189,6 +192,13 @@ export function validateMaxInFlight(value: unknown, field = 'maxInFlight'): numb
   if (value === null || value === undefined) return null;
   const { minInFlight, maxInFlight } = SUBSCRIPTION_LIMITS;
   return intInRange(value, field, minInFlight, maxInFlight, { suffix: ', or null' });
+}
+
+/** Requests per second, an integer 1..10000, or null for no limit. */
+export function validateRateLimit(value: unknown, field = 'rateLimit'): number | null {
+  if (value === null || value === undefined) return null;
+  const { minRateLimit, maxRateLimit } = SUBSCRIPTION_LIMITS;
+  return intInRange(value, field, minRateLimit, maxRateLimit, { suffix: ' requests per second, or null' });
 }
 
 /** A `whsec_` secret (checked by parseSecret); returns the secret string. */

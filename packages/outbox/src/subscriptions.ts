@@ -20,6 +20,7 @@ import {
   validateListLimit,
   validateMaxInFlight,
   validatePreviousSecretTtl,
+  validateRateLimit,
   validateSecret,
   validateText,
   validateUrl,
@@ -49,6 +50,11 @@ export interface CreateSubscriptionInput {
   headers?: Record<string, string>;
   /** Concurrent requests to this endpoint, 1..1000. Default null (the relay's default). */
   maxInFlight?: number | null;
+  /**
+   * Most requests per second to this endpoint, 1..10000, counted across every relay that
+   * shares the database; work over the limit waits without spending attempts. Default null (no limit).
+   */
+  rateLimit?: number | null;
 }
 
 export interface UpdateSubscriptionInput extends SubscriptionRef {
@@ -62,6 +68,8 @@ export interface UpdateSubscriptionInput extends SubscriptionRef {
   active?: boolean;
   /** null returns to the relay's default. */
   maxInFlight?: number | null;
+  /** Requests per second, 1..10000; null removes the limit. */
+  rateLimit?: number | null;
 }
 
 export interface ListSubscriptionsInput {
@@ -116,6 +124,7 @@ const COLUMNS = [
   'disabled_reason',
   ts('disabled_at'),
   'max_in_flight',
+  'rate_limit',
   'failure_streak',
   ts('last_success_at'),
   ts('last_failure_at'),
@@ -126,8 +135,8 @@ const COLUMNS = [
 const WHERE_REF = 'WHERE tenant_id = $1 AND id = $2';
 
 const INSERT = `INSERT INTO hookbox.subscriptions
-  (tenant_id, url, event_types, description, secret, headers, max_in_flight)
-VALUES ($1, $2, $3::text[], $4, $5, $6::jsonb, $7)
+  (tenant_id, url, event_types, description, secret, headers, max_in_flight, rate_limit)
+VALUES ($1, $2, $3::text[], $4, $5, $6::jsonb, $7, $8)
 RETURNING ${COLUMNS}`;
 
 const SELECT_ONE = `SELECT ${COLUMNS} FROM hookbox.subscriptions ${WHERE_REF}`;
@@ -187,6 +196,7 @@ function toRecord(r: Row): SubscriptionRecord {
     disabledReason: (r.disabled_reason as string | null) ?? null,
     disabledAt: toDate(r.disabled_at),
     maxInFlight: (r.max_in_flight as number | null) ?? null,
+    rateLimit: (r.rate_limit as number | null) ?? null,
     failureStreak: Number(r.failure_streak),
     lastSuccessAt: toDate(r.last_success_at),
     lastFailureAt: toDate(r.last_failure_at),
@@ -208,7 +218,7 @@ async function one(executor: Executor, text: string, values: unknown[], id: stri
   return toRecord(row);
 }
 
-const CREATE_KEYS = ['tenantId', 'url', 'eventTypes', 'secret', 'description', 'headers', 'maxInFlight'];
+const CREATE_KEYS = ['tenantId', 'url', 'eventTypes', 'secret', 'description', 'headers', 'maxInFlight', 'rateLimit'];
 
 /** Creates a subscription and returns it, its (possibly generated) secret included. */
 async function create(executor: Executor, input: CreateSubscriptionInput): Promise<SubscriptionRecord> {
@@ -220,6 +230,7 @@ async function create(executor: Executor, input: CreateSubscriptionInput): Promi
   const description = validateText(input.description, 'description', SUBSCRIPTION_LIMITS.maxDescriptionLength);
   const headers = input.headers === undefined ? {} : validateHeaders(input.headers);
   const maxInFlight = validateMaxInFlight(input.maxInFlight);
+  const rateLimit = validateRateLimit(input.rateLimit);
   const rows = await runQuery(executor, INSERT, [
     tenantId,
     url,
@@ -228,6 +239,7 @@ async function create(executor: Executor, input: CreateSubscriptionInput): Promi
     secret,
     JSON.stringify(headers),
     maxInFlight,
+    rateLimit,
   ]);
   return toRecord(rows[0]!);
 }
@@ -253,7 +265,17 @@ async function list(executor: Executor, input: ListSubscriptionsInput): Promise<
   return { items, nextCursor: rows.length > limit ? items[items.length - 1]!.id : null };
 }
 
-const UPDATE_KEYS = ['tenantId', 'id', 'url', 'eventTypes', 'description', 'headers', 'active', 'maxInFlight'];
+const UPDATE_KEYS = [
+  'tenantId',
+  'id',
+  'url',
+  'eventTypes',
+  'description',
+  'headers',
+  'active',
+  'maxInFlight',
+  'rateLimit',
+];
 
 /** Changes the given fields (others untouched) and bumps `updatedAt`. */
 async function update(executor: Executor, input: UpdateSubscriptionInput): Promise<SubscriptionRecord> {
@@ -272,6 +294,7 @@ async function update(executor: Executor, input: UpdateSubscriptionInput): Promi
   }
   if (input.headers !== undefined) set('headers', JSON.stringify(validateHeaders(input.headers)), '::jsonb');
   if (input.maxInFlight !== undefined) set('max_in_flight', validateMaxInFlight(input.maxInFlight));
+  if (input.rateLimit !== undefined) set('rate_limit', validateRateLimit(input.rateLimit));
   const active = validateBoolean(input.active, 'active');
   if (active !== null) {
     values.push(active);

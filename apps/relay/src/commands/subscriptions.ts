@@ -22,6 +22,7 @@ const FLAGS: Record<string, string> = {
   description: '--description',
   headers: '--header',
   maxInFlight: '--max-in-flight',
+  rateLimit: '--rate-limit',
   reason: '--reason',
   eventType: '--event-type',
   limit: '--limit',
@@ -105,6 +106,7 @@ function details(
     ['description', sub.description ?? '-'],
     ['headers', headerNames.length > 0 ? `${headerNames.join('; ')}${headerNote}` : '-'],
     ['max in flight', sub.maxInFlight === null ? 'relay default' : String(sub.maxInFlight)],
+    ['rate limit', sub.rateLimit === null ? 'none' : `${sub.rateLimit} requests/s`],
     ['failure streak', String(sub.failureStreak)],
     ['last success', formatTime(sub.lastSuccessAt)],
     ['last failure', formatTime(sub.lastFailureAt)],
@@ -157,6 +159,10 @@ export function registerSubscriptions(program: Command): void {
     .option('--description <text>', 'free text for operators')
     .option('--header <"Name: value">', 'extra request header (repeatable)', collect)
     .option('--max-in-flight <n>', 'concurrent requests to this endpoint (1–1000); default: the relay’s')
+    .option(
+      '--rate-limit <n>',
+      'requests per second to this endpoint (1–10000), across every relay sharing the database; default: no limit',
+    )
     .addHelpText(
       'after',
       examples(
@@ -173,6 +179,7 @@ export function registerSubscriptions(program: Command): void {
           description?: string;
           header?: string[];
           maxInFlight?: string;
+          rateLimit?: string;
         },
       ) => {
         // Flags are parsed before connecting: a typo never costs a connection.
@@ -186,6 +193,9 @@ export function registerSubscriptions(program: Command): void {
           ...(opts.maxInFlight === undefined
             ? {}
             : { maxInFlight: parseIntFlag(opts.maxInFlight, '--max-in-flight', 1, 1000) }),
+          ...(opts.rateLimit === undefined
+            ? {}
+            : { rateLimit: parseIntFlag(opts.rateLimit, '--rate-limit', 1, 10_000) }),
         };
         const sub = await run(opts.databaseUrl, (c) => subscriptions.create(c, input));
         if (opts.json) return printJson(view(sub, 'current'));
@@ -277,6 +287,7 @@ export function registerSubscriptions(program: Command): void {
     )
     .option('--clear-headers', 'remove all custom headers')
     .option('--max-in-flight <n>', "concurrent requests (1–1000), or 'default' for the relay's")
+    .option('--rate-limit <n>', "requests per second (1–10000) across all relays, or 'none' to remove the limit")
     .addHelpText(
       'after',
       examples(
@@ -295,6 +306,7 @@ export function registerSubscriptions(program: Command): void {
           header?: string[];
           clearHeaders?: boolean;
           maxInFlight?: string;
+          rateLimit?: string;
         },
       ) => {
         const changes = {
@@ -309,6 +321,11 @@ export function registerSubscriptions(program: Command): void {
             : {
                 maxInFlight:
                   opts.maxInFlight === 'default' ? null : parseIntFlag(opts.maxInFlight, '--max-in-flight', 1, 1000),
+              }),
+          ...(opts.rateLimit === undefined
+            ? {}
+            : {
+                rateLimit: opts.rateLimit === 'none' ? null : parseIntFlag(opts.rateLimit, '--rate-limit', 1, 10_000),
               }),
         };
         if (Object.keys(changes).length === 0) {

@@ -28,6 +28,7 @@ const claim = (over: Partial<ClaimedDelivery> = {}): ClaimedDelivery => ({
   claimedAt: 0,
   origin: 'http://127.0.0.1:9',
   maxInFlight: null,
+  rateLimit: null,
   ...over,
 });
 const ctx = { signers: new SignerCache(), userAgent: 'hookbox-test', requireHttps: false, disabledSinceClaim: false };

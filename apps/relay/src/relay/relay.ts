@@ -21,6 +21,7 @@ import {
   fanOut,
   hasUnfinishedWork,
   releaseClaims,
+  takeRateTokens,
 } from './sql.js';
 import { listenForWakeups, type Wakeup } from './wakeup.js';
 
@@ -142,6 +143,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   });
   /** Subscriptions whose endpoint is slow or failing -> performance.now() until which due claims skip them. */
   const parkedUntil = new Map<string, number>();
+  /** Rate-limited subscriptions whose window is spent -> performance.now() until which due claims skip them. */
+  const rateWaitUntil = new Map<string, number>();
+  /** Deliveries waiting for their subscription's rate tokens, per subscription (see takeRate). */
+  const rateWaiters = new Map<string, { limit: number; waiters: ((delayMs: number) => void)[] }>();
+  let rateFlushing = false;
+  /** Rate-limited deliveries to hand back, by delay. */
+  const rateDeferred = new Map<number, ClaimedDelivery[]>();
   /** Releases under way (stop() waits for them). */
   const releases = new Set<Promise<void>>();
   /** Set when shutdown cuts in-flight requests: their attempts are not the endpoint's fault. */
@@ -243,7 +251,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
               room,
               options.leaseMs,
               [...recorder.unwrittenIds(), ...queue.inFlightIds()],
-              parkedSubscriptions(now),
+              [...parkedSubscriptions(now), ...rateWaiting(now)],
             ),
           dbRetry('claim'),
         )
@@ -262,6 +270,73 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       else parkedUntil.delete(id);
     }
     return [...ids];
+  }
+
+  /** Rate-limited subscriptions whose current window is spent: due claims leave them out until it ends. */
+  function rateWaiting(now: number): string[] {
+    const ids: string[] = [];
+    for (const [id, until] of rateWaitUntil) {
+      if (until > now) ids.push(id);
+      else rateWaitUntil.delete(id);
+    }
+    return ids;
+  }
+
+  /**
+   * A request for one of a rate-limited subscription's tokens, shared by every relay through
+   * the database: resolves 0 when it may be sent now, else the delay after which to try again.
+   * Requests of the same turn of the event loop are taken in one call per subscription; the
+   * k-th one refused waits for the window in which its turn comes (k / limit seconds later),
+   * so a backlog is handed back spread out, not all due at the next second.
+   */
+  function takeRate(d: ClaimedDelivery): Promise<number> {
+    return new Promise((resolve) => {
+      let entry = rateWaiters.get(d.subscriptionId);
+      if (!entry) {
+        entry = { limit: d.rateLimit ?? 1, waiters: [] };
+        rateWaiters.set(d.subscriptionId, entry);
+      }
+      entry.waiters.push(resolve);
+      if (!rateFlushing) {
+        rateFlushing = true;
+        setImmediate(flushRate);
+      }
+    });
+  }
+
+  function flushRate(): void {
+    rateFlushing = false;
+    const batch = [...rateWaiters];
+    rateWaiters.clear();
+    for (const [sub, { limit, waiters }] of batch) {
+      pRetry(() => takeRateTokens(db, sub, waiters.length), dbRetry('rate limit'))
+        .then(({ granted, waitMs }) => {
+          if (granted < waiters.length) rateWaitUntil.set(sub, performance.now() + waitMs);
+          for (const [i, w] of waiters.entries()) {
+            w(i < granted ? 0 : waitMs + Math.floor((i - granted) / Math.max(1, limit)) * 1000);
+          }
+        })
+        .catch((err) => {
+          logger.warn({ err, subscriptionId: sub }, 'could not take rate-limit tokens; deferring');
+          for (const w of waiters) w(1_000);
+        });
+    }
+  }
+
+  /** Hands a rate-limited delivery back unsent (no attempt spent), due after `delayMs`. */
+  function deferForRate(d: ClaimedDelivery, delayMs: number): void {
+    const group = rateDeferred.get(delayMs);
+    if (group) {
+      group.push(d);
+      return;
+    }
+    rateDeferred.set(delayMs, [d]);
+    setImmediate(() => {
+      const claims = rateDeferred.get(delayMs) ?? [];
+      rateDeferred.delete(delayMs);
+      logger.debug({ deliveries: claims.length, delayMs }, 'rate limit reached; deferring');
+      release(claims, delayMs, 'rate-limited');
+    });
   }
 
   /** Claims pending events (fairly across tenants), matches them and inserts their deliveries already leased: one statement. */
@@ -394,6 +469,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       recorder.add(prepared.outcome);
       observer.outcome?.(d, prepared.observed);
       return 'none';
+    }
+    if (d.rateLimit !== null) {
+      const delayMs = await takeRate(d);
+      if (delayMs > 0) {
+        deferForRate(d, delayMs);
+        return 'none';
+      }
     }
     const attempt = await sendAttempt(agent, prepared.origin, prepared.path, prepared.headers, prepared.body, {
       timeoutMs: options.requestTimeoutMs,

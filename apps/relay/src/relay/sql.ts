@@ -37,6 +37,8 @@ export interface ClaimedDelivery {
   origin: string;
   /** The subscription's own cap on concurrent requests; null: only the relay's limits. */
   maxInFlight: number | null;
+  /** The subscription's requests per second across all relays (take_rate_tokens); null: none. */
+  rateLimit: number | null;
 }
 
 const TS_ISO = `to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
@@ -124,7 +126,7 @@ FROM counts LEFT JOIN (
     ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
     ins.subscription_id, s.url, s.secret,
     CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
-    CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight
+    CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight, s.rate_limit
   FROM ins
   JOIN ev e ON e.id = ins.event_id
   JOIN hookbox.subscriptions s ON s.id = ins.subscription_id
@@ -191,6 +193,7 @@ function toClaimed(r: Record<string, unknown>, attempt: number, claimedAt: numbe
     claimedAt,
     origin: parseTarget(url)?.origin ?? '',
     maxInFlight: (r.max_in_flight as number | null) ?? null,
+    rateLimit: (r.rate_limit as number | null) ?? null,
   };
 }
 
@@ -218,7 +221,7 @@ SELECT u.id, u.attempts, u.event_id, u.tenant_id, e.type, e.payload::text AS pay
   ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
   u.subscription_id, s.url, s.secret,
   CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
-  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight
+  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight, s.rate_limit
 FROM u
 JOIN hookbox.events e ON e.id = u.event_id
 JOIN hookbox.subscriptions s ON s.id = u.subscription_id`;
@@ -232,7 +235,7 @@ export async function claimDueDeliveries(
   parkedSubscriptions: readonly string[] = [],
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query({
-    name: 'hookbox_claim_due_v4',
+    name: 'hookbox_claim_due_v5',
     text: CLAIM_DUE,
     values: [limit, leaseMs, exclude, parkedSubscriptions],
   });
@@ -377,6 +380,24 @@ export async function releaseClaims(db: pg.Pool, claims: readonly ClaimedDeliver
   if (claims.length === 0) return 0;
   const res = await db.query(RELEASE, [claims.map((c) => c.deliveryId), claims.map((c) => c.attempt), delayMs]);
   return res.rowCount ?? 0;
+}
+
+/**
+ * Takes up to `want` requests of a rate-limited subscription's current one-second window,
+ * shared by every relay (hookbox.take_rate_tokens, migration 0012). Returns how many were
+ * granted and the milliseconds until the window ends.
+ */
+export async function takeRateTokens(
+  db: pg.Pool,
+  subscriptionId: string,
+  want: number,
+): Promise<{ granted: number; waitMs: number }> {
+  const { rows } = await db.query({
+    name: 'hookbox_take_rate_tokens_v1',
+    text: 'SELECT granted, wait_ms FROM hookbox.take_rate_tokens($1, $2)',
+    values: [subscriptionId, want],
+  });
+  return { granted: Number(rows[0]?.granted ?? want), waitMs: Number(rows[0]?.wait_ms ?? 0) };
 }
 
 /** Whether any work remains: pending events, or deliveries not in a final state. */

@@ -1,2 +1,0 @@
-DROP INDEX "hookbox"."events_pending_idx";--> statement-breakpoint
-CREATE INDEX "events_pending_tenant_idx" ON "hookbox"."events" USING btree ("tenant_id","id") WHERE "hookbox"."events"."fanned_out_at" is null;
