@@ -6,8 +6,11 @@ CREATE TABLE "hookbox"."rate_windows" (
 --> statement-breakpoint
 DROP INDEX "hookbox"."events_pending_idx";--> statement-breakpoint
 ALTER TABLE "hookbox"."subscriptions" ADD COLUMN "rate_limit" integer;--> statement-breakpoint
+ALTER TABLE "hookbox"."subscriptions" ADD COLUMN "request_timeout_ms" integer;--> statement-breakpoint
+ALTER TABLE "hookbox"."subscriptions" ADD COLUMN "retry_schedule_ms" integer[];--> statement-breakpoint
 ALTER TABLE "hookbox"."rate_windows" ADD CONSTRAINT "rate_windows_subscription_id_subscriptions_id_fk" FOREIGN KEY ("subscription_id") REFERENCES "hookbox"."subscriptions"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
-CREATE INDEX "events_pending_tenant_idx" ON "hookbox"."events" USING btree ("tenant_id","id") WHERE "hookbox"."events"."fanned_out_at" is null;--> statement-breakpoint
+CREATE INDEX "events_pending_tenant_idx" ON "hookbox"."events" USING btree ("tenant_id","id") WHERE "hookbox"."events"."fanned_out_at" is null;
+--> statement-breakpoint
 -- A subscription's rate limit, shared by every relay: up to p_want requests allowed now in
 -- the current one-second window of the database's clock (row-locked, so two relays never
 -- both take the last one). Returns how many were granted and the milliseconds until the

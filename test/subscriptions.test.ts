@@ -288,9 +288,16 @@ describe('update, disable, enable, delete', () => {
     const tenantId = newTenant();
     const sub = await subscriptions.create(
       db.pool,
-      base(tenantId, { description: 'old', headers: { 'X-A': '1' }, maxInFlight: 3, rateLimit: 50 }),
+      base(tenantId, {
+        description: 'old',
+        headers: { 'X-A': '1' },
+        maxInFlight: 3,
+        rateLimit: 50,
+        requestTimeoutMs: 5_000,
+        retryScheduleMs: [5_000, 60_000],
+      }),
     );
-    expect(sub.rateLimit).toBe(50);
+    expect(sub).toMatchObject({ rateLimit: 50, requestTimeoutMs: 5_000, retryScheduleMs: [5_000, 60_000] });
     await sleep(5);
     const u1 = await subscriptions.update(db.pool, {
       tenantId,
@@ -315,8 +322,18 @@ describe('update, disable, enable, delete', () => {
       headers: {},
       maxInFlight: null,
       rateLimit: null,
+      requestTimeoutMs: null,
+      retryScheduleMs: null,
     });
-    expect(u2).toMatchObject({ description: null, headers: {}, maxInFlight: null, rateLimit: null, url: u1.url });
+    expect(u2).toMatchObject({
+      description: null,
+      headers: {},
+      maxInFlight: null,
+      rateLimit: null,
+      requestTimeoutMs: null,
+      retryScheduleMs: null,
+      url: u1.url,
+    });
     expect(await subscriptions.get(db.pool, { tenantId, id: sub.id })).toEqual(u2);
     await expectValidation(subscriptions.update(db.pool, { tenantId, id: sub.id }), 'update', 'required');
   });
@@ -530,6 +547,11 @@ describe('validation: typed errors naming field and rule, nothing written', () =
     ['rateLimit zero', { rateLimit: 0 }, 'rateLimit', 'range'],
     ['rateLimit too big', { rateLimit: 10_001 }, 'rateLimit', 'range'],
     ['rateLimit fractional', { rateLimit: 0.5 }, 'rateLimit', 'range'],
+    ['requestTimeoutMs zero', { requestTimeoutMs: 0 }, 'requestTimeoutMs', 'range'],
+    ['requestTimeoutMs over an hour', { requestTimeoutMs: 3_600_001 }, 'requestTimeoutMs', 'range'],
+    ['retryScheduleMs not an array', { retryScheduleMs: '5s,1m' }, 'retryScheduleMs', 'type'],
+    ['retryScheduleMs negative delay', { retryScheduleMs: [1000, -1] }, 'retryScheduleMs[1]', 'range'],
+    ['retryScheduleMs too long', { retryScheduleMs: Array(51).fill(1000) }, 'retryScheduleMs', 'max_items'],
     ['unknown field', { extra: 1 }, 'extra', 'unknown'],
   ];
   for (const [name, patch, field, rule] of createCases) {

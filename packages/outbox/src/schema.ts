@@ -60,6 +60,10 @@ export const subscriptions = hookboxSchema.table(
      * database (hookbox.take_rate_tokens, table rate_windows); null: no limit.
      */
     rateLimit: integer('rate_limit'),
+    /** Total time allowed per request to this endpoint, in ms; null: the relay's --request-timeout. */
+    requestTimeoutMs: integer('request_timeout_ms'),
+    /** Delays before each retry, in ms (its length is the retry budget); null: the relay's --retry-schedule. */
+    retryScheduleMs: integer('retry_schedule_ms').array(),
     /** Consecutive failed attempts; reset by a success. */
     failureStreak: integer('failure_streak').notNull().default(0),
     lastSuccessAt: timestamp('last_success_at', tz),

@@ -21,6 +21,8 @@ import {
   validateMaxInFlight,
   validatePreviousSecretTtl,
   validateRateLimit,
+  validateRequestTimeout,
+  validateRetrySchedule,
   validateSecret,
   validateText,
   validateUrl,
@@ -55,6 +57,16 @@ export interface CreateSubscriptionInput {
    * shares the database; work over the limit waits without spending attempts. Default null (no limit).
    */
   rateLimit?: number | null;
+  /**
+   * Time allowed per request to this endpoint, 1..3,600,000 ms. Default null (the relay's
+   * `--request-timeout`); the relay never waits longer than its own, which its lease is sized for.
+   */
+  requestTimeoutMs?: number | null;
+  /**
+   * Delays before each retry in ms (≤ 50 items, each ≤ 30 days): its length is the retry
+   * budget, `[]` means no retry. Default null (the relay's `--retry-schedule`).
+   */
+  retryScheduleMs?: readonly number[] | null;
 }
 
 export interface UpdateSubscriptionInput extends SubscriptionRef {
@@ -70,6 +82,10 @@ export interface UpdateSubscriptionInput extends SubscriptionRef {
   maxInFlight?: number | null;
   /** Requests per second, 1..10000; null removes the limit. */
   rateLimit?: number | null;
+  /** null returns to the relay's request timeout. */
+  requestTimeoutMs?: number | null;
+  /** null returns to the relay's retry schedule. */
+  retryScheduleMs?: readonly number[] | null;
 }
 
 export interface ListSubscriptionsInput {
@@ -125,6 +141,8 @@ const COLUMNS = [
   ts('disabled_at'),
   'max_in_flight',
   'rate_limit',
+  'request_timeout_ms',
+  'retry_schedule_ms',
   'failure_streak',
   ts('last_success_at'),
   ts('last_failure_at'),
@@ -135,8 +153,9 @@ const COLUMNS = [
 const WHERE_REF = 'WHERE tenant_id = $1 AND id = $2';
 
 const INSERT = `INSERT INTO hookbox.subscriptions
-  (tenant_id, url, event_types, description, secret, headers, max_in_flight, rate_limit)
-VALUES ($1, $2, $3::text[], $4, $5, $6::jsonb, $7, $8)
+  (tenant_id, url, event_types, description, secret, headers, max_in_flight, rate_limit, request_timeout_ms,
+   retry_schedule_ms)
+VALUES ($1, $2, $3::text[], $4, $5, $6::jsonb, $7, $8, $9, $10::int[])
 RETURNING ${COLUMNS}`;
 
 const SELECT_ONE = `SELECT ${COLUMNS} FROM hookbox.subscriptions ${WHERE_REF}`;
@@ -197,6 +216,8 @@ function toRecord(r: Row): SubscriptionRecord {
     disabledAt: toDate(r.disabled_at),
     maxInFlight: (r.max_in_flight as number | null) ?? null,
     rateLimit: (r.rate_limit as number | null) ?? null,
+    requestTimeoutMs: (r.request_timeout_ms as number | null) ?? null,
+    retryScheduleMs: (r.retry_schedule_ms as number[] | null) ?? null,
     failureStreak: Number(r.failure_streak),
     lastSuccessAt: toDate(r.last_success_at),
     lastFailureAt: toDate(r.last_failure_at),
@@ -218,7 +239,18 @@ async function one(executor: Executor, text: string, values: unknown[], id: stri
   return toRecord(row);
 }
 
-const CREATE_KEYS = ['tenantId', 'url', 'eventTypes', 'secret', 'description', 'headers', 'maxInFlight', 'rateLimit'];
+const CREATE_KEYS = [
+  'tenantId',
+  'url',
+  'eventTypes',
+  'secret',
+  'description',
+  'headers',
+  'maxInFlight',
+  'rateLimit',
+  'requestTimeoutMs',
+  'retryScheduleMs',
+];
 
 /** Creates a subscription and returns it, its (possibly generated) secret included. */
 async function create(executor: Executor, input: CreateSubscriptionInput): Promise<SubscriptionRecord> {
@@ -231,6 +263,8 @@ async function create(executor: Executor, input: CreateSubscriptionInput): Promi
   const headers = input.headers === undefined ? {} : validateHeaders(input.headers);
   const maxInFlight = validateMaxInFlight(input.maxInFlight);
   const rateLimit = validateRateLimit(input.rateLimit);
+  const requestTimeoutMs = validateRequestTimeout(input.requestTimeoutMs);
+  const retryScheduleMs = validateRetrySchedule(input.retryScheduleMs);
   const rows = await runQuery(executor, INSERT, [
     tenantId,
     url,
@@ -240,6 +274,8 @@ async function create(executor: Executor, input: CreateSubscriptionInput): Promi
     JSON.stringify(headers),
     maxInFlight,
     rateLimit,
+    requestTimeoutMs,
+    retryScheduleMs,
   ]);
   return toRecord(rows[0]!);
 }
@@ -275,6 +311,8 @@ const UPDATE_KEYS = [
   'active',
   'maxInFlight',
   'rateLimit',
+  'requestTimeoutMs',
+  'retryScheduleMs',
 ];
 
 /** Changes the given fields (others untouched) and bumps `updatedAt`. */
@@ -295,6 +333,12 @@ async function update(executor: Executor, input: UpdateSubscriptionInput): Promi
   if (input.headers !== undefined) set('headers', JSON.stringify(validateHeaders(input.headers)), '::jsonb');
   if (input.maxInFlight !== undefined) set('max_in_flight', validateMaxInFlight(input.maxInFlight));
   if (input.rateLimit !== undefined) set('rate_limit', validateRateLimit(input.rateLimit));
+  if (input.requestTimeoutMs !== undefined) {
+    set('request_timeout_ms', validateRequestTimeout(input.requestTimeoutMs));
+  }
+  if (input.retryScheduleMs !== undefined) {
+    set('retry_schedule_ms', validateRetrySchedule(input.retryScheduleMs), '::int[]');
+  }
   const active = validateBoolean(input.active, 'active');
   if (active !== null) {
     values.push(active);

@@ -29,6 +29,8 @@ const claim = (over: Partial<ClaimedDelivery> = {}): ClaimedDelivery => ({
   origin: 'http://127.0.0.1:9',
   maxInFlight: null,
   rateLimit: null,
+  requestTimeoutMs: null,
+  retryScheduleMs: null,
   ...over,
 });
 const ctx = { signers: new SignerCache(), userAgent: 'hookbox-test', requireHttps: false, disabledSinceClaim: false };

@@ -457,6 +457,14 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       tenantId: d.tenantId,
       attempt: d.attempt,
     };
+    // A rate-limited subscription's token first (shared by all relays), before signing.
+    if (d.rateLimit !== null) {
+      const delayMs = await takeRate(d);
+      if (delayMs > 0) {
+        deferForRate(d, delayMs);
+        return 'none';
+      }
+    }
     const gone = goneAt.get(d.subscriptionId);
     const prepared = prepareDispatch(d, {
       signers,
@@ -470,22 +478,17 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       observer.outcome?.(d, prepared.observed);
       return 'none';
     }
-    if (d.rateLimit !== null) {
-      const delayMs = await takeRate(d);
-      if (delayMs > 0) {
-        deferForRate(d, delayMs);
-        return 'none';
-      }
-    }
     const attempt = await sendAttempt(agent, prepared.origin, prepared.path, prepared.headers, prepared.body, {
-      timeoutMs: options.requestTimeoutMs,
+      // A subscription's own timeout may shorten the relay's, never lengthen it: the lease
+      // and the staleness check are sized for --request-timeout.
+      timeoutMs: Math.min(d.requestTimeoutMs ?? options.requestTimeoutMs, options.requestTimeoutMs),
       deadlines,
       maxResponseBytes: options.maxResponseBytes,
       maxDrainBytes: 64 * 1024,
     });
     stats.attempts++;
     observer.attempt?.(d, attempt.result, attempt.durationMs);
-    const { decision, outcome, feedback } = completeDispatch(d, attempt, prepared.startedAt, options.retry, {
+    const { decision, outcome, feedback } = completeDispatch(d, attempt, prepared.startedAt, retryPolicy(d), {
       cut: cutting,
     });
     recorder.add(outcome);
@@ -520,6 +523,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       }
     }
     return feedback;
+  }
+
+  /** The subscription's own retry schedule (its length is the budget), else the relay's. */
+  function retryPolicy(d: ClaimedDelivery): RetryPolicy {
+    const scheduleMs = d.retryScheduleMs;
+    if (scheduleMs === null) return options.retry;
+    return { ...options.retry, scheduleMs, maxAttempts: scheduleMs.length + 1 };
   }
 
   let checkingIdle = false;

@@ -39,6 +39,10 @@ export interface ClaimedDelivery {
   maxInFlight: number | null;
   /** The subscription's requests per second across all relays (take_rate_tokens); null: none. */
   rateLimit: number | null;
+  /** The subscription's own request timeout in ms; null: the relay's. */
+  requestTimeoutMs: number | null;
+  /** The subscription's own retry schedule in ms; null: the relay's. */
+  retryScheduleMs: number[] | null;
 }
 
 const TS_ISO = `to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
@@ -126,7 +130,8 @@ FROM counts LEFT JOIN (
     ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
     ins.subscription_id, s.url, s.secret,
     CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
-    CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight, s.rate_limit
+    CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight, s.rate_limit,
+    s.request_timeout_ms, s.retry_schedule_ms
   FROM ins
   JOIN ev e ON e.id = ins.event_id
   JOIN hookbox.subscriptions s ON s.id = ins.subscription_id
@@ -163,7 +168,7 @@ export async function fanOut(
   { afterTenant = '', parkedSubscriptions = [], parkMs = 0, skipTenants = [] }: FanOutOptions = {},
 ): Promise<FanOutResult> {
   const { rows } = await db.query({
-    name: 'hookbox_fan_out_v3',
+    name: 'hookbox_fan_out_v4',
     text: FAN_OUT,
     values: [limit, leaseMs, parkedSubscriptions, afterTenant, parkMs, skipTenants],
   });
@@ -194,6 +199,8 @@ function toClaimed(r: Record<string, unknown>, attempt: number, claimedAt: numbe
     origin: parseTarget(url)?.origin ?? '',
     maxInFlight: (r.max_in_flight as number | null) ?? null,
     rateLimit: (r.rate_limit as number | null) ?? null,
+    requestTimeoutMs: (r.request_timeout_ms as number | null) ?? null,
+    retryScheduleMs: (r.retry_schedule_ms as number[] | null) ?? null,
   };
 }
 
@@ -221,7 +228,8 @@ SELECT u.id, u.attempts, u.event_id, u.tenant_id, e.type, e.payload::text AS pay
   ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
   u.subscription_id, s.url, s.secret,
   CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
-  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight, s.rate_limit
+  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight, s.rate_limit,
+    s.request_timeout_ms, s.retry_schedule_ms
 FROM u
 JOIN hookbox.events e ON e.id = u.event_id
 JOIN hookbox.subscriptions s ON s.id = u.subscription_id`;
@@ -235,7 +243,7 @@ export async function claimDueDeliveries(
   parkedSubscriptions: readonly string[] = [],
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query({
-    name: 'hookbox_claim_due_v5',
+    name: 'hookbox_claim_due_v6',
     text: CLAIM_DUE,
     values: [limit, leaseMs, exclude, parkedSubscriptions],
   });
