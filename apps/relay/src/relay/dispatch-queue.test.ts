@@ -275,4 +275,3 @@ describe('DispatchQueue', () => {
     expect(q.tenantLoads().get('a')).toBe(6 + 4);
   });
 });
-
