@@ -238,6 +238,7 @@ async function noisyNeighbours(pool: pg.Pool, secret: string, receiver: Receiver
     secret,
   });
   // Warm up: one event through, so the quiet figure does not include the relay's start.
+  await receiver.reset();
   await createOutbox().enqueue(pool, { tenantId: 'healthy', type: 'order.paid', payload: { warmup: true } });
   await waitFor(async () => (await receiver.stats()).count >= 1, 60_000, 'the warm-up event');
   const quiet = await steadyTenantLatency(pool, receiver, 'healthy', null);
