@@ -24,10 +24,12 @@
  * of 1,000 keys, next to the same shape unordered; `--ordering-only` runs just that.
  *
  *   pnpm bench [--runs 3] [--events 20000] [--seconds 5] [--latency-seconds 15] [--noisy-seconds 10] [--peers] [--scale-out] [--ordering | --ordering-only]
+ *   pnpm bench --only noisy [--runs 3] [--noisy-seconds 10]   (the noisy-neighbours phase alone)
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { type AddressInfo, createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { startEmbeddedPostgres } from '@hookbox/devdb';
 import { createOutbox, generateSecret, subscriptions } from '@hookbox/outbox';
@@ -61,8 +63,11 @@ const { values: args } = parseArgs({
     'scale-out': { type: 'boolean', default: false },
     ordering: { type: 'boolean', default: false },
     'ordering-only': { type: 'boolean', default: false },
+    /** Run one part only: `noisy` (the noisy-neighbours phase on its own relay and database). */
+    only: { type: 'string' },
   },
 });
+if (args.only !== undefined && args.only !== 'noisy') throw new Error(`--only: expected "noisy" (got "${args.only}")`);
 const RUNS = Number(args.runs);
 const EVENTS = Number(args.events);
 const SECONDS = Number(args.seconds);
@@ -241,6 +246,10 @@ async function noisyNeighbours(pool: pg.Pool, secret: string, receiver: Receiver
     eventTypes: ['*'],
     secret,
   });
+  // Warm up: one event through, so the quiet figure does not include the relay's start.
+  await receiver.reset();
+  await createOutbox().enqueue(pool, { tenantId: 'healthy', type: 'order.paid', payload: { warmup: true } });
+  await waitFor(async () => (await receiver.stats()).count >= 1, 60_000, 'the warm-up event');
   const quiet = await steadyTenantLatency(pool, receiver, 'healthy', null);
   const noisy = await startNoisyServers(8, 2);
   try {
@@ -469,6 +478,57 @@ async function scenario<T>(adminUrl: string, fn: (url: string, receiver: Receive
   });
 }
 
+/** `--only noisy`: the noisy-neighbours phase on a fresh database and relay. */
+async function noisyOnlyRun(
+  url: string,
+): Promise<{ quiet: { p50: number; p99: number }; noisy: { p50: number; p99: number } }> {
+  const pool = new pg.Pool({ connectionString: url, max: WORKERS + 2 });
+  pool.on('error', (err) => console.error(`bench pool: ${err.message}`));
+  const secret = generateSecret();
+  const receiver = await Receiver.start(secret);
+  const relay = startRelay(url);
+  try {
+    const result = await noisyNeighbours(pool, secret, receiver);
+    if (process.env.BENCH_NOISY_BREAKDOWN) {
+      // Where the healthy tenant's time went: commit → fan-out, fan-out → last attempt start.
+      const { rows } = await pool.query(
+        `SELECT e.created_at >= (SELECT min(created_at) FROM hookbox.subscriptions WHERE tenant_id = 'noisy') AS noisy,
+                percentile_disc(ARRAY[0.5, 0.99, 1]) WITHIN GROUP (ORDER BY round(extract(epoch FROM e.fanned_out_at - e.created_at) * 1000)) AS fan,
+                percentile_disc(ARRAY[0.5, 0.99, 1]) WITHIN GROUP (ORDER BY round(extract(epoch FROM d.last_attempt_at - e.fanned_out_at) * 1000)) AS send,
+                percentile_disc(ARRAY[0.5, 0.99, 1]) WITHIN GROUP (ORDER BY round(extract(epoch FROM d.completed_at - d.last_attempt_at) * 1000)) AS record,
+                max(d.attempts) AS max_attempts, count(*) AS n, min(e.created_at) AS first, max(e.created_at) AS last, (SELECT min(created_at) FROM hookbox.subscriptions WHERE tenant_id = 'noisy') AS noisy_at
+         FROM hookbox.deliveries d JOIN hookbox.events e ON e.id = d.event_id WHERE d.tenant_id = 'healthy' GROUP BY 1`,
+      );
+      for (const r of rows) console.log('healthy breakdown (ms, p50/p99/max):', JSON.stringify(r));
+    }
+    return result;
+  } finally {
+    await stopProcess(relay);
+    receiver.stop();
+    await pool.end();
+  }
+}
+
+async function noisyOnly(adminUrl: string): Promise<void> {
+  const ratios: number[] = [];
+  const alone: number[] = [];
+  const withThem: number[] = [];
+  for (let r = 1; r <= RUNS; r++) {
+    const load = loadavg()[0] as number;
+    const x = await withDatabase(adminUrl, noisyOnlyRun);
+    ratios.push(x.noisy.p99 / x.quiet.p99);
+    alone.push(x.quiet.p99);
+    withThem.push(x.noisy.p99);
+    console.log(
+      `run ${r} noisy neighbours: healthy p99 ${f2(x.quiet.p99)} ms alone (p50 ${f2(x.quiet.p50)} ms) → ${f2(x.noisy.p99)} ms with them (p50 ${f2(x.noisy.p50)} ms, ×${f2(x.noisy.p99 / x.quiet.p99)}) · load average ${f2(load)} → ${f2(loadavg()[0] as number)}`,
+    );
+  }
+  console.log(
+    `\nmedian of ${RUNS}, noisy neighbours: healthy p99 ${f2(median(alone))} ms alone, ${f2(median(withThem))} ms with them (median ratio ×${f2(median(ratios))})`,
+  );
+  console.log('bar: noisy p99 ≤ 2 × alone (same run)');
+}
+
 async function fullRun(adminUrl: string, r: number): Promise<FullRun> {
   const one = await withDatabase(adminUrl, oneRun);
   console.log(
@@ -518,6 +578,14 @@ async function main() {
       `${args.peers ? '; peers: graphile-worker, pg-boss' : ''}${args['scale-out'] ? '; scale-out: 1, 2, 4 relays' : ''}; ` +
       `PostgreSQL: ${external ? 'DATABASE_URL' : 'embedded (durable settings)'}`,
   );
+  if (args.only === 'noisy') {
+    try {
+      await noisyOnly(adminUrl);
+    } finally {
+      await server?.stop();
+    }
+    return;
+  }
   const runs: FullRun[] = [];
   const orderingRuns: OrderingRun[] = [];
   try {

@@ -84,6 +84,12 @@ const BAD: Record<string, [args: string[], says: string][]> = {
       ['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--ordering-on-dead', 'wait'],
       '--ordering-on-dead',
     ],
+    [['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--rate-limit', '0'], '--rate-limit'],
+    [['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--rate-limit', '2.5'], '--rate-limit'],
+    [['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--timeout', '5'], '--timeout'],
+    [['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--timeout', '2h'], '--timeout'],
+    [['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--retry-schedule', '5s,,1m'], '--retry-schedule'],
+    [['--tenant', T, '--url', 'https://x.example/', '--events', '*', '--retry-schedule', '31d'], '--retry-schedule'],
   ],
   'subscriptions list': [
     [['--tenant', T, '--limit', '0'], '--limit'],
@@ -93,6 +99,9 @@ const BAD: Record<string, [args: string[], says: string][]> = {
   'subscriptions update': [
     [["'; drop table x; --", '--tenant', T, '--url', 'https://x.example/'], 'ID'],
     [[UUID, '--tenant', T, '--ordering-on-dead', 'BLOCK'], '--ordering-on-dead'],
+    [[UUID, '--tenant', T, '--rate-limit', '10001'], '--rate-limit'],
+    [[UUID, '--tenant', T, '--timeout', 'soon'], '--timeout'],
+    [[UUID, '--tenant', T, '--retry-schedule', '-5s'], '--retry-schedule'],
   ],
   'subscriptions disable': [[['12', '--tenant', T], 'ID']],
   'subscriptions enable': [[['not-a-uuid', '--tenant', T], 'ID']],

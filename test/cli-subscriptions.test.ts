@@ -166,6 +166,47 @@ describe('hookbox subscriptions (spawned)', () => {
     expect(updated).toMatchObject({ url: 'https://acme.example/v2', headers: {}, description: 'CRM' });
     expect(updated).not.toHaveProperty('secret');
 
+    // Per-subscription limits: set with durations, shown, and returned to the relay's defaults.
+    const limited = json(
+      await hookbox(
+        'update',
+        id,
+        '--tenant',
+        tenant,
+        '--rate-limit',
+        '20',
+        '--timeout',
+        '5s',
+        '--retry-schedule',
+        '5s,1m,10m',
+        '--json',
+      ),
+    );
+    expect(limited).toMatchObject({
+      rateLimit: 20,
+      requestTimeoutMs: 5_000,
+      retryScheduleMs: [5_000, 60_000, 600_000],
+    });
+    const limitsShown = ok(await hookbox('show', id, '--tenant', tenant));
+    expect(limitsShown.stdout).toMatch(/rate limit\s+20 requests\/s/);
+    expect(limitsShown.stdout).toMatch(/retry schedule\s+5s,1m,10m/);
+    const reset = json(
+      await hookbox(
+        'update',
+        id,
+        '--tenant',
+        tenant,
+        '--rate-limit',
+        'none',
+        '--timeout',
+        'default',
+        '--retry-schedule',
+        'none',
+        '--json',
+      ),
+    );
+    expect(reset).toMatchObject({ rateLimit: null, requestTimeoutMs: null, retryScheduleMs: [] });
+
     // delete, then it is gone: show exits 1 with "not found".
     const deleted = ok(await hookbox('delete', id, '--tenant', tenant));
     expect(deleted.stdout.trim()).toBe(`deleted subscription ${id}`);

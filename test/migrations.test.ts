@@ -112,6 +112,7 @@ describe('migrate() on an empty database', () => {
       'events',
       'ordering_keys',
       'portal_keys',
+      'rate_windows',
       'subscriptions',
     ]);
     await withClient(url, async (c) => {
@@ -145,6 +146,7 @@ describe('migrate() on an empty database', () => {
         { proname: 'json_compact_bytes', n: 1 },
         { proname: 'matches_any', n: 1 },
         { proname: 'subscription_operational_events', n: 1 },
+        { proname: 'take_rate_tokens', n: 1 },
         { proname: 'uuid_v7', n: 1 },
       ]);
       // And the migrated schema works.

@@ -86,4 +86,43 @@ describe('isolation between tenants', () => {
     // The relay reports what it holds back (hookbox_relay_* gauges).
     expect(states.some((s) => s.slowEndpoints >= 1 && s.slowInFlight >= 1 && s.parkedSubscriptions >= 1)).toBe(true);
   }, 60_000);
+
+  it("a tenant with a large backlog of pending events does not hold up another tenant's fan-out", async () => {
+    const flooder = tenant('flooder');
+    const victim = tenant('victim');
+    const healthy = await receiver();
+    await subscriptions.create(db.pool, { tenantId: victim, url: healthy.url('/v'), eventTypes: ['*'] });
+    // The flooder's backlog matches no endpoint: fanning it out is all the relay does with it.
+    await subscriptions.create(db.pool, { tenantId: flooder, url: healthy.url('/f'), eventTypes: ['none.*'] });
+    const BACKLOG = 20_000;
+    await db.pool.query(
+      `INSERT INTO hookbox.events (tenant_id, type, payload)
+       SELECT $1, 'flood.x', jsonb_build_object('n', g) FROM generate_series(1, $2) g`,
+      [flooder, BACKLOG],
+    );
+    // Enqueued after the whole backlog: in enqueue order it would be fanned out last.
+    const [victimEvent] = await enqueueEvents(db.pool, [{ tenantId: victim, type: 'order.created', payload: {} }]);
+    const relay = startRelay(db.url, { batchSize: 100 });
+    defer(() => relay.stop());
+
+    await waitFor(
+      async () =>
+        (
+          await db.pool.query('SELECT 1 FROM hookbox.events WHERE tenant_id = $1 AND fanned_out_at IS NULL LIMIT 1', [
+            flooder,
+          ])
+        ).rowCount === 0,
+      { timeoutMs: 120_000, what: "the flooder's backlog to be fanned out" },
+    );
+    await waitForAllFinal(db.pool, { tenants: [victim], atLeast: 1, timeoutMs: 30_000 });
+    // How much of the backlog went before the victim's event: each batch takes a bounded
+    // share per tenant, so the victim's event goes in the first batch, not after 20,000.
+    const { rows } = await db.pool.query<{ before: number }>(
+      `SELECT count(*)::int AS before FROM hookbox.events f
+       WHERE f.tenant_id = $1 AND f.fanned_out_at < (SELECT fanned_out_at FROM hookbox.events WHERE id = $2)`,
+      [flooder, victimEvent],
+    );
+    expect(rows[0]?.before).toBeLessThan(BACKLOG / 10);
+    expect(healthy.requests('/v')).toHaveLength(1);
+  }, 180_000);
 });

@@ -49,10 +49,10 @@ describe('prepared relay statements', () => {
     );
     // No ANALYZE here: the plans must hold up even before autovacuum gets round to it.
 
-    const fan = await plan('hookbox_fan_out_v3', '100, 60000');
-    expect(fan).toContain('events_pending_idx');
+    const fan = await plan('hookbox_fan_out_v4', "100, 60000, '{}', '', 0, '{}'");
+    expect(fan).toContain('events_pending_tenant_idx');
     expect(fan).not.toMatch(/Seq Scan on events/);
-    const due = await plan('hookbox_claim_due_v5', "100, 60000, '{}', '{}'");
+    const due = await plan('hookbox_claim_due_v6', "100, 60000, '{}', '{}'");
     expect(due).toContain('deliveries_due_idx');
     expect(due).not.toMatch(/Seq Scan on deliveries/);
     // Recording a batch looks each delivery up by primary key: never a scan of the pending

@@ -288,8 +288,16 @@ describe('update, disable, enable, delete', () => {
     const tenantId = newTenant();
     const sub = await subscriptions.create(
       db.pool,
-      base(tenantId, { description: 'old', headers: { 'X-A': '1' }, maxInFlight: 3 }),
+      base(tenantId, {
+        description: 'old',
+        headers: { 'X-A': '1' },
+        maxInFlight: 3,
+        rateLimit: 50,
+        requestTimeoutMs: 5_000,
+        retryScheduleMs: [5_000, 60_000],
+      }),
     );
+    expect(sub).toMatchObject({ rateLimit: 50, requestTimeoutMs: 5_000, retryScheduleMs: [5_000, 60_000] });
     await sleep(5);
     const u1 = await subscriptions.update(db.pool, {
       tenantId,
@@ -302,6 +310,7 @@ describe('update, disable, enable, delete', () => {
     expect(u1.description).toBe('old');
     expect(u1.headers).toEqual({ 'X-A': '1' });
     expect(u1.maxInFlight).toBe(3);
+    expect(u1.rateLimit).toBe(50);
     expect(u1.secret).toBe(sub.secret);
     expect(u1.createdAt).toEqual(sub.createdAt);
     expect(u1.updatedAt.getTime()).toBeGreaterThan(sub.updatedAt.getTime());
@@ -312,8 +321,19 @@ describe('update, disable, enable, delete', () => {
       description: null,
       headers: {},
       maxInFlight: null,
+      rateLimit: null,
+      requestTimeoutMs: null,
+      retryScheduleMs: null,
     });
-    expect(u2).toMatchObject({ description: null, headers: {}, maxInFlight: null, url: u1.url });
+    expect(u2).toMatchObject({
+      description: null,
+      headers: {},
+      maxInFlight: null,
+      rateLimit: null,
+      requestTimeoutMs: null,
+      retryScheduleMs: null,
+      url: u1.url,
+    });
     expect(await subscriptions.get(db.pool, { tenantId, id: sub.id })).toEqual(u2);
     await expectValidation(subscriptions.update(db.pool, { tenantId, id: sub.id }), 'update', 'required');
   });
@@ -524,6 +544,14 @@ describe('validation: typed errors naming field and rule, nothing written', () =
     ['maxInFlight too big', { maxInFlight: 1001 }, 'maxInFlight', 'range'],
     ['maxInFlight fractional', { maxInFlight: 1.5 }, 'maxInFlight', 'range'],
     ['maxInFlight string', { maxInFlight: '4' }, 'maxInFlight', 'range'],
+    ['rateLimit zero', { rateLimit: 0 }, 'rateLimit', 'range'],
+    ['rateLimit too big', { rateLimit: 10_001 }, 'rateLimit', 'range'],
+    ['rateLimit fractional', { rateLimit: 0.5 }, 'rateLimit', 'range'],
+    ['requestTimeoutMs zero', { requestTimeoutMs: 0 }, 'requestTimeoutMs', 'range'],
+    ['requestTimeoutMs over an hour', { requestTimeoutMs: 3_600_001 }, 'requestTimeoutMs', 'range'],
+    ['retryScheduleMs not an array', { retryScheduleMs: '5s,1m' }, 'retryScheduleMs', 'type'],
+    ['retryScheduleMs negative delay', { retryScheduleMs: [1000, -1] }, 'retryScheduleMs[1]', 'range'],
+    ['retryScheduleMs too long', { retryScheduleMs: Array(51).fill(1000) }, 'retryScheduleMs', 'max_items'],
     ['unknown field', { extra: 1 }, 'extra', 'unknown'],
   ];
   for (const [name, patch, field, rule] of createCases) {

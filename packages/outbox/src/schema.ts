@@ -66,6 +66,15 @@ export const subscriptions = hookboxSchema.table(
      * succeeds; `skip` moves on to the next.
      */
     orderingOnDead: text('ordering_on_dead').$type<OrderingOnDead>().notNull().default('block'),
+    /**
+     * Most requests per second to this endpoint, counted across every relay sharing the
+     * database (hookbox.take_rate_tokens, table rate_windows); null: no limit.
+     */
+    rateLimit: integer('rate_limit'),
+    /** Total time allowed per request to this endpoint, in ms; null: the relay's --request-timeout. */
+    requestTimeoutMs: integer('request_timeout_ms'),
+    /** Delays before each retry, in ms (its length is the retry budget); null: the relay's --retry-schedule. */
+    retryScheduleMs: integer('retry_schedule_ms').array(),
     /** Consecutive failed attempts; reset by a success. */
     failureStreak: integer('failure_streak').notNull().default(0),
     lastSuccessAt: timestamp('last_success_at', tz),
@@ -130,8 +139,9 @@ export const events = hookboxSchema.table(
     uniqueIndex('events_tenant_idempotency_key_uq')
       .on(t.tenantId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),
-    // The relay's fan-out claim: pending events in enqueue order.
-    index('events_pending_idx').on(t.id).where(sql`${t.fannedOutAt} is null`),
+    // The relay's fan-out claim: the tenants with pending events (a skip scan), then each
+    // one's pending events in enqueue order, a bounded number per tenant per batch.
+    index('events_pending_tenant_idx').on(t.tenantId, t.id).where(sql`${t.fannedOutAt} is null`),
     index('events_tenant_id_idx').on(t.tenantId, t.id),
     // Ordered delivery waits while an earlier event of the same key is not fanned out yet.
     index('events_pending_ordering_idx')
@@ -245,6 +255,21 @@ export const deliveryAttempts = hookboxSchema.table(
     index('delivery_attempts_started_brin').using('brin', t.startedAt),
   ],
 );
+
+/**
+ * The current one-second window of each rate-limited subscription: how many requests the
+ * relays have been allowed in it. Written only by hookbox.take_rate_tokens (migration 0012),
+ * which every relay calls before sending to a subscription with a rate limit.
+ */
+export const rateWindows = hookboxSchema.table('rate_windows', {
+  subscriptionId: uuid('subscription_id')
+    .primaryKey()
+    .references(() => subscriptions.id, { onDelete: 'cascade' }),
+  /** Start of the current window (a whole second of the database's clock). */
+  windowStart: timestamp('window_start', tz).notNull(),
+  /** Requests allowed in that window so far. */
+  used: integer('used').notNull().default(0),
+});
 
 /**
  * Operator API keys of `hookbox serve` (every tenant). Only a SHA-256 hash of each key is

@@ -27,6 +27,15 @@ export const SUBSCRIPTION_LIMITS = {
   /** Bounds of `maxInFlight`. */
   minInFlight: 1,
   maxInFlight: 1000,
+  /** Bounds of `rateLimit` (requests per second). */
+  minRateLimit: 1,
+  maxRateLimit: 10_000,
+  /** Bounds of `requestTimeoutMs` (1 ms to 1 hour). */
+  minRequestTimeoutMs: 1,
+  maxRequestTimeoutMs: 60 * 60 * 1000,
+  /** Most delays in `retryScheduleMs`, and the largest one (30 days). */
+  maxRetries: 50,
+  maxRetryDelayMs: 30 * 24 * 60 * 60 * 1000,
   /** Default and largest page of `list`. */
   defaultListLimit: 50,
   maxListLimit: 500,
@@ -199,6 +208,35 @@ export function validateMaxInFlight(value: unknown, field = 'maxInFlight'): numb
   if (value === null || value === undefined) return null;
   const { minInFlight, maxInFlight } = SUBSCRIPTION_LIMITS;
   return intInRange(value, field, minInFlight, maxInFlight, { suffix: ', or null' });
+}
+
+/** Requests per second, an integer 1..10000, or null for no limit. */
+export function validateRateLimit(value: unknown, field = 'rateLimit'): number | null {
+  if (value === null || value === undefined) return null;
+  const { minRateLimit, maxRateLimit } = SUBSCRIPTION_LIMITS;
+  return intInRange(value, field, minRateLimit, maxRateLimit, { suffix: ' requests per second, or null' });
+}
+
+/** Milliseconds allowed per request, an integer 1..3,600,000, or null for the relay's default. */
+export function validateRequestTimeout(value: unknown, field = 'requestTimeoutMs'): number | null {
+  if (value === null || value === undefined) return null;
+  const { minRequestTimeoutMs, maxRequestTimeoutMs } = SUBSCRIPTION_LIMITS;
+  return intInRange(value, field, minRequestTimeoutMs, maxRequestTimeoutMs, { suffix: ' milliseconds, or null' });
+}
+
+/**
+ * Delays before each retry in ms (0..30 days each, at most 50; an empty list means no
+ * retries), or null for the relay's schedule.
+ */
+export function validateRetrySchedule(value: unknown, field = 'retryScheduleMs'): number[] | null {
+  if (value === null || value === undefined) return null;
+  const { maxRetries, maxRetryDelayMs } = SUBSCRIPTION_LIMITS;
+  if (!Array.isArray(value))
+    throw new ValidationError(field, 'type', 'must be an array of delays in milliseconds, or null');
+  if (value.length > maxRetries) {
+    throw new ValidationError(field, 'max_items', `must have at most ${maxRetries} delays`);
+  }
+  return value.map((delay, i) => intInRange(delay, `${field}[${i}]`, 0, maxRetryDelayMs, { suffix: ' milliseconds' }));
 }
 
 /** A `whsec_` secret (checked by parseSecret); returns the secret string. */

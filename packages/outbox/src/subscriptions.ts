@@ -21,6 +21,9 @@ import {
   validateMaxInFlight,
   validateOrderingOnDead,
   validatePreviousSecretTtl,
+  validateRateLimit,
+  validateRequestTimeout,
+  validateRetrySchedule,
   validateSecret,
   validateText,
   validateUrl,
@@ -56,6 +59,21 @@ export interface CreateSubscriptionInput {
    * `skip` moves on to the next. Other keys are never held. Default `block`.
    */
   orderingOnDead?: OrderingOnDead;
+  /**
+   * Most requests per second to this endpoint, 1..10000, counted across every relay that
+   * shares the database; work over the limit waits without spending attempts. Default null (no limit).
+   */
+  rateLimit?: number | null;
+  /**
+   * Time allowed per request to this endpoint, 1..3,600,000 ms. Default null (the relay's
+   * `--request-timeout`); the relay never waits longer than its own, which its lease is sized for.
+   */
+  requestTimeoutMs?: number | null;
+  /**
+   * Delays before each retry in ms (≤ 50 items, each ≤ 30 days): its length is the retry
+   * budget, `[]` means no retry. Default null (the relay's `--retry-schedule`).
+   */
+  retryScheduleMs?: readonly number[] | null;
 }
 
 export interface UpdateSubscriptionInput extends SubscriptionRef {
@@ -71,6 +89,12 @@ export interface UpdateSubscriptionInput extends SubscriptionRef {
   maxInFlight?: number | null;
   /** `block` or `skip`; see CreateSubscriptionInput. */
   orderingOnDead?: OrderingOnDead;
+  /** Requests per second, 1..10000; null removes the limit. */
+  rateLimit?: number | null;
+  /** null returns to the relay's request timeout. */
+  requestTimeoutMs?: number | null;
+  /** null returns to the relay's retry schedule. */
+  retryScheduleMs?: readonly number[] | null;
 }
 
 export interface ListSubscriptionsInput {
@@ -126,6 +150,9 @@ const COLUMNS = [
   ts('disabled_at'),
   'max_in_flight',
   'ordering_on_dead',
+  'rate_limit',
+  'request_timeout_ms',
+  'retry_schedule_ms',
   'failure_streak',
   ts('last_success_at'),
   ts('last_failure_at'),
@@ -140,8 +167,9 @@ const COLUMNS = [
 const WHERE_REF = 'WHERE tenant_id = $1 AND id = $2';
 
 const INSERT = `INSERT INTO hookbox.subscriptions
-  (tenant_id, url, event_types, description, secret, headers, max_in_flight, ordering_on_dead)
-VALUES ($1, $2, $3::text[], $4, $5, $6::jsonb, $7, $8)
+  (tenant_id, url, event_types, description, secret, headers, max_in_flight, ordering_on_dead, rate_limit,
+   request_timeout_ms, retry_schedule_ms)
+VALUES ($1, $2, $3::text[], $4, $5, $6::jsonb, $7, $8, $9, $10, $11::int[])
 RETURNING ${COLUMNS}`;
 
 const SELECT_ONE = `SELECT ${COLUMNS} FROM hookbox.subscriptions ${WHERE_REF}`;
@@ -227,6 +255,9 @@ function toRecord(r: Row): SubscriptionRecord {
     disabledAt: toDate(r.disabled_at),
     maxInFlight: (r.max_in_flight as number | null) ?? null,
     orderingOnDead: r.ordering_on_dead as OrderingOnDead,
+    rateLimit: (r.rate_limit as number | null) ?? null,
+    requestTimeoutMs: (r.request_timeout_ms as number | null) ?? null,
+    retryScheduleMs: (r.retry_schedule_ms as number[] | null) ?? null,
     failureStreak: Number(r.failure_streak),
     lastSuccessAt: toDate(r.last_success_at),
     lastFailureAt: toDate(r.last_failure_at),
@@ -261,6 +292,9 @@ const CREATE_KEYS = [
   'headers',
   'maxInFlight',
   'orderingOnDead',
+  'rateLimit',
+  'requestTimeoutMs',
+  'retryScheduleMs',
 ];
 
 /** Creates a subscription and returns it, its (possibly generated) secret included. */
@@ -273,6 +307,9 @@ async function create(executor: Executor, input: CreateSubscriptionInput): Promi
   const description = validateText(input.description, 'description', SUBSCRIPTION_LIMITS.maxDescriptionLength);
   const headers = input.headers === undefined ? {} : validateHeaders(input.headers);
   const maxInFlight = validateMaxInFlight(input.maxInFlight);
+  const rateLimit = validateRateLimit(input.rateLimit);
+  const requestTimeoutMs = validateRequestTimeout(input.requestTimeoutMs);
+  const retryScheduleMs = validateRetrySchedule(input.retryScheduleMs);
   const rows = await runQuery(executor, INSERT, [
     tenantId,
     url,
@@ -282,6 +319,9 @@ async function create(executor: Executor, input: CreateSubscriptionInput): Promi
     JSON.stringify(headers),
     maxInFlight,
     validateOrderingOnDead(input.orderingOnDead) ?? 'block',
+    rateLimit,
+    requestTimeoutMs,
+    retryScheduleMs,
   ]);
   return toRecord(rows[0]!);
 }
@@ -317,6 +357,9 @@ const UPDATE_KEYS = [
   'active',
   'maxInFlight',
   'orderingOnDead',
+  'rateLimit',
+  'requestTimeoutMs',
+  'retryScheduleMs',
 ];
 
 /** Changes the given fields (others untouched) and bumps `updatedAt`. */
@@ -338,6 +381,13 @@ async function update(executor: Executor, input: UpdateSubscriptionInput): Promi
   if (input.maxInFlight !== undefined) set('max_in_flight', validateMaxInFlight(input.maxInFlight));
   const orderingOnDead = validateOrderingOnDead(input.orderingOnDead);
   if (orderingOnDead !== null) set('ordering_on_dead', orderingOnDead);
+  if (input.rateLimit !== undefined) set('rate_limit', validateRateLimit(input.rateLimit));
+  if (input.requestTimeoutMs !== undefined) {
+    set('request_timeout_ms', validateRequestTimeout(input.requestTimeoutMs));
+  }
+  if (input.retryScheduleMs !== undefined) {
+    set('retry_schedule_ms', validateRetrySchedule(input.retryScheduleMs), '::int[]');
+  }
   const active = validateBoolean(input.active, 'active');
   if (active !== null) {
     values.push(active);

@@ -8,10 +8,15 @@ import { circuitState, type OrderingOnDead, type SubscriptionRecord, subscriptio
 import { type Command, Option } from 'commander';
 import type pg from 'pg';
 import { databaseUrlOption } from '../config.js';
-import { formatDuration, parseDuration } from '../duration.js';
+import { formatDuration, parseDuration, parseDurationList } from '../duration.js';
 import { UsageError } from '../errors.js';
 import { examples, parseIntFlag, run as runWith, uuidArg } from './flags.js';
 import { formatFields, formatTable, formatTime, printJson } from './output.js';
+
+/** `--retry-schedule`: a list of durations, or "none" for no retries. */
+function parseSchedule(text: string): number[] {
+  return text.trim() === 'none' ? [] : parseDurationList(text, '--retry-schedule');
+}
 
 /** Library field → the flag an operator types, for error messages. */
 const FLAGS: Record<string, string> = {
@@ -23,6 +28,9 @@ const FLAGS: Record<string, string> = {
   headers: '--header',
   maxInFlight: '--max-in-flight',
   orderingOnDead: '--ordering-on-dead',
+  rateLimit: '--rate-limit',
+  requestTimeoutMs: '--timeout',
+  retryScheduleMs: '--retry-schedule',
   reason: '--reason',
   eventType: '--event-type',
   limit: '--limit',
@@ -127,6 +135,16 @@ function details(
     ['max in flight', sub.maxInFlight === null ? 'relay default' : String(sub.maxInFlight)],
     ['ordering on dead', sub.orderingOnDead],
     ['circuit', circuitText(sub)],
+    ['rate limit', sub.rateLimit === null ? 'none' : `${sub.rateLimit} requests/s`],
+    ['request timeout', sub.requestTimeoutMs === null ? 'relay default' : formatDuration(sub.requestTimeoutMs)],
+    [
+      'retry schedule',
+      sub.retryScheduleMs === null
+        ? 'relay default'
+        : sub.retryScheduleMs.length === 0
+          ? 'no retries'
+          : sub.retryScheduleMs.map(formatDuration).join(','),
+    ],
     ['failure streak', String(sub.failureStreak)],
     ['failing since', formatTime(sub.failingSince)],
     ['last success', formatTime(sub.lastSuccessAt)],
@@ -181,6 +199,18 @@ export function registerSubscriptions(program: Command): void {
     .option('--header <"Name: value">', 'extra request header (repeatable)', collect)
     .option('--max-in-flight <n>', 'concurrent requests to this endpoint (1–1000); default: the relay’s')
     .addOption(orderingOnDeadOption().default('block'))
+    .option(
+      '--rate-limit <n>',
+      'requests per second to this endpoint (1–10000), across every relay sharing the database; default: no limit',
+    )
+    .option(
+      '--timeout <dur>',
+      'time allowed per request, e.g. 5s (at most the relay’s --request-timeout); default: the relay’s',
+    )
+    .option(
+      '--retry-schedule <list>',
+      'delays before each retry, e.g. 5s,1m,10m (its length is the retry budget; "none": no retries); default: the relay’s',
+    )
     .addHelpText(
       'after',
       examples(
@@ -198,6 +228,9 @@ export function registerSubscriptions(program: Command): void {
           header?: string[];
           maxInFlight?: string;
           orderingOnDead: OrderingOnDead;
+          rateLimit?: string;
+          timeout?: string;
+          retrySchedule?: string;
         },
       ) => {
         // Flags are parsed before connecting: a typo never costs a connection.
@@ -212,6 +245,11 @@ export function registerSubscriptions(program: Command): void {
             ? {}
             : { maxInFlight: parseIntFlag(opts.maxInFlight, '--max-in-flight', 1, 1000) }),
           orderingOnDead: opts.orderingOnDead,
+          ...(opts.rateLimit === undefined
+            ? {}
+            : { rateLimit: parseIntFlag(opts.rateLimit, '--rate-limit', 1, 10_000) }),
+          ...(opts.timeout === undefined ? {} : { requestTimeoutMs: parseDuration(opts.timeout, '--timeout') }),
+          ...(opts.retrySchedule === undefined ? {} : { retryScheduleMs: parseSchedule(opts.retrySchedule) }),
         };
         const sub = await run(opts.databaseUrl, (c) => subscriptions.create(c, input));
         if (opts.json) return printJson(view(sub, 'current'));
@@ -304,6 +342,12 @@ export function registerSubscriptions(program: Command): void {
     .option('--clear-headers', 'remove all custom headers')
     .option('--max-in-flight <n>', "concurrent requests (1–1000), or 'default' for the relay's")
     .addOption(orderingOnDeadOption())
+    .option('--rate-limit <n>', "requests per second (1–10000) across all relays, or 'none' to remove the limit")
+    .option('--timeout <dur>', "time allowed per request, e.g. 5s, or 'default' for the relay's")
+    .option(
+      '--retry-schedule <list>',
+      "delays before each retry, e.g. 5s,1m,10m ('none': no retries), or 'default' for the relay's",
+    )
     .addHelpText(
       'after',
       examples(
@@ -323,6 +367,9 @@ export function registerSubscriptions(program: Command): void {
           clearHeaders?: boolean;
           maxInFlight?: string;
           orderingOnDead?: OrderingOnDead;
+          rateLimit?: string;
+          timeout?: string;
+          retrySchedule?: string;
         },
       ) => {
         const changes = {
@@ -339,6 +386,17 @@ export function registerSubscriptions(program: Command): void {
                   opts.maxInFlight === 'default' ? null : parseIntFlag(opts.maxInFlight, '--max-in-flight', 1, 1000),
               }),
           ...(opts.orderingOnDead === undefined ? {} : { orderingOnDead: opts.orderingOnDead }),
+          ...(opts.rateLimit === undefined
+            ? {}
+            : {
+                rateLimit: opts.rateLimit === 'none' ? null : parseIntFlag(opts.rateLimit, '--rate-limit', 1, 10_000),
+              }),
+          ...(opts.timeout === undefined
+            ? {}
+            : { requestTimeoutMs: opts.timeout === 'default' ? null : parseDuration(opts.timeout, '--timeout') }),
+          ...(opts.retrySchedule === undefined
+            ? {}
+            : { retryScheduleMs: opts.retrySchedule === 'default' ? null : parseSchedule(opts.retrySchedule) }),
         };
         if (Object.keys(changes).length === 0) {
           throw new UsageError('update: nothing to change (give --url, --events, --description, --header, …)');

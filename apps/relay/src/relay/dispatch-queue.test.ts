@@ -255,4 +255,23 @@ describe('DispatchQueue', () => {
     expect(q.length).toBe(0);
     expect(q.inFlight).toBe(1);
   });
+
+  it("reports each tenant's load on the main pool: in flight plus queued, not work its own endpoint blocks", () => {
+    const { q } = setup({ concurrency: 8, connectionsPerOrigin: 2, initialEndpointLimit: 2 });
+    // Tenant a floods four origins; tenant b has one delivery.
+    q.push([...many(6, 'a', 'http://a1'), ...many(6, 'a', 'http://a2'), ...many(6, 'a', 'http://a3')]);
+    q.push(many(1, 'b', 'http://b'));
+    const { start } = q.schedule();
+    // a: 2 per origin (its endpoints' limit) = 6 in flight; b: 1.
+    expect(start.filter((d) => d.tenantId === 'a')).toHaveLength(6);
+    expect(start.filter((d) => d.tenantId === 'b')).toHaveLength(1);
+    const loads = q.tenantLoads();
+    // a's 12 queued items all wait for their own endpoints: only its 6 in flight count.
+    expect(loads.get('a')).toBe(6);
+    expect(loads.get('b')).toBe(1);
+    // Work of a new origin waits for a slot (a is over its share), not for its endpoint: it counts.
+    q.push(many(4, 'a', 'http://a4'));
+    expect(q.schedule().start).toHaveLength(0);
+    expect(q.tenantLoads().get('a')).toBe(6 + 4);
+  });
 });

@@ -108,6 +108,8 @@ export class DispatchQueue<T extends Dispatchable> {
   private slowInFlight = 0;
   /** Queued items that their endpoint blocked at the last schedule(). */
   private blockedCount = 0;
+  /** The same, per tenant. */
+  private blockedByTenant = new Map<string, number>();
   private readonly initialLimit: number;
   /** Subscriptions that had work parked -> their origin (see parkedSubscriptions()). */
   private readonly parkedSubs = new Map<string, string>();
@@ -160,6 +162,19 @@ export class DispatchQueue<T extends Dispatchable> {
     return this.endpoints.get(origin)?.limit;
   }
 
+  /**
+   * Each tenant's load on the main pool: its requests in flight there plus its buffered work
+   * that waits for a slot (not work its own endpoints block). The relay leaves a tenant
+   * whose load is over twice its fair share out of fan-out (relay.ts), so that one tenant's
+   * flood never fills the buffer that every tenant's fan-out depends on.
+   */
+  tenantLoads(): Map<string, number> {
+    const m = new Map<string, number>(this.byTenant);
+    for (const d of this.queue) m.set(d.tenantId, (m.get(d.tenantId) ?? 0) + 1);
+    for (const [t, n] of this.blockedByTenant) m.set(t, (m.get(t) ?? 0) - n);
+    return m;
+  }
+
   push(items: readonly T[]): void {
     for (const d of items) this.queue.push(d);
   }
@@ -169,6 +184,7 @@ export class DispatchQueue<T extends Dispatchable> {
     const all = this.queue;
     this.queue = [];
     this.blockedCount = 0;
+    this.blockedByTenant = new Map();
     return all;
   }
 
@@ -214,6 +230,7 @@ export class DispatchQueue<T extends Dispatchable> {
     const share = Math.max(1, Math.ceil(o.concurrency / Math.max(1, tenants.size)));
     const reserve = tenants.size > 1 ? Math.floor(o.concurrency / 8) : 0;
     let blocked = 0;
+    let blockedByTenant = new Map<string, number>();
     let skippedForShare = false;
     let rest: T[] = [];
     // Pass 1 keeps each tenant within its share; pass 2 hands out what is left.
@@ -221,6 +238,7 @@ export class DispatchQueue<T extends Dispatchable> {
       if (pass === 2 && !skippedForShare) break;
       rest = [];
       blocked = 0;
+      blockedByTenant = new Map();
       for (let i = 0; i < this.queue.length; i++) {
         const d = this.queue[i] as T;
         const mainFull = this.mainInFlight >= o.concurrency;
@@ -251,6 +269,7 @@ export class DispatchQueue<T extends Dispatchable> {
           else if (stuck && now - d.claimedAt > o.saturatedWaitMs) result.deferred.push(d);
           else {
             blocked++;
+            this.count(blockedByTenant, d.tenantId, 1);
             rest.push(d);
           }
           continue;
@@ -281,6 +300,7 @@ export class DispatchQueue<T extends Dispatchable> {
       this.queue = rest;
     }
     this.blockedCount = blocked;
+    this.blockedByTenant = blockedByTenant;
     if (fullScan) this.prune(now);
     if (this.failStreak.size > 100_000) this.failStreak.clear();
     return result;

@@ -31,6 +31,9 @@ const claim = (over: Partial<ClaimedDelivery> = {}): ClaimedDelivery => ({
   orderingKey: null,
   orderingSeq: null,
   probe: false,
+  rateLimit: null,
+  requestTimeoutMs: null,
+  retryScheduleMs: null,
   ...over,
 });
 const ctx = { signers: new SignerCache(), userAgent: 'hookbox-test', requireHttps: false, disabledSinceClaim: false };

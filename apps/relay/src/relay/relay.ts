@@ -26,6 +26,7 @@ import {
   releaseClaims,
   resumeClosedCircuit,
   type SubscriptionChange,
+  takeRateTokens,
 } from './sql.js';
 import { listenForWakeups, type Wakeup } from './wakeup.js';
 
@@ -40,6 +41,10 @@ const ORDERING_SWEEP_MS = 5_000;
 const SATURATED_WAIT_MS = 250;
 /** ...for this long, before it is claimed again. */
 const SATURATED_DEFER_MS = 1_000;
+/** The whole buffer, all tenants together, in rounds (× --concurrency). */
+const MAX_BUFFER = 4;
+/** After a claim that left full tenants out found nothing, how long before the next one (without a wake-up). */
+const FULL_RECHECK_MS = 20;
 /** Work for a slow or failing endpoint is handed back for this long, its subscription left out of due claims meanwhile. */
 const PARK_MS = 5_000;
 
@@ -171,10 +176,22 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   });
   /** Subscriptions whose endpoint is slow or failing -> performance.now() until which due claims skip them. */
   const parkedUntil = new Map<string, number>();
+  /** Rate-limited subscriptions whose window is spent -> performance.now() until which due claims skip them. */
+  const rateWaitUntil = new Map<string, number>();
+  /** Deliveries waiting for their subscription's rate tokens, per subscription (see takeRate). */
+  const rateWaiters = new Map<string, { limit: number; waiters: ((delayMs: number) => void)[] }>();
+  let rateFlushing = false;
+  /** Rate-limited deliveries to hand back, by delay. */
+  const rateDeferred = new Map<number, ClaimedDelivery[]>();
   /** Releases under way (stop() waits for them). */
   const releases = new Set<Promise<void>>();
   /** Set when shutdown cuts in-flight requests: their attempts are not the endpoint's fault. */
   let cutting = false;
+  /** The last tenant the previous fan-out batch served: the next one starts after it. */
+  let fanOutCursor = '';
+  /** When a claim that left full tenants out found nothing; and whether a wake-up came since. */
+  let emptyFanOutAt = Number.NEGATIVE_INFINITY;
+  let woken = false;
   /** When a due-claim last came back short (nothing more was due then). */
   let dueDrainedAt = Number.NEGATIVE_INFINITY;
   const stats = { inFlight: 0, queued: 0, delivered: 0, attempts: 0 };
@@ -191,7 +208,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   });
 
   /** Claims more work when there is room for at least half a round (see below). */
-  function pump(): void {
+  function pump(wakeup = false): void {
+    if (wakeup) woken = true;
     if (!running) return;
     if (claiming) {
       again = true;
@@ -200,20 +218,39 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     // Buffer up to one more round beyond what is in flight, so the next claim overlaps the
     // deliveries under way instead of waiting for them (a claim is a few round trips).
     // Work waiting on a saturated endpoint, and requests of slow endpoints (they do not hold
-    // main slots), do not count: fan-out never waits on them.
+    // main slots), do not count: fan-out never waits on them. Neither does the load of a
+    // tenant over twice its fair share of the slots (in flight plus buffered): fan-out
+    // leaves that tenant's events pending for now and goes on with the others, so one
+    // tenant's flood never stops another tenant's fan-out.
+    const loads = queue.tenantLoads();
+    const share = Math.ceil(options.concurrency / Math.max(1, loads.size));
+    const full: string[] = [];
+    let fullLoad = 0;
+    for (const [tenant, load] of loads) {
+      if (load >= 2 * Math.max(share, options.concurrency / 2)) {
+        full.push(tenant);
+        fullLoad += load;
+      }
+    }
+    const now = performance.now();
+    // A batch that left tenants out and found nothing else is not repeated at once: until a
+    // wake-up or the poll tick, or FULL_RECHECK_MS later.
+    if (full.length > 0 && !woken && now - emptyFanOutAt < FULL_RECHECK_MS) return;
+    woken = false;
     const free = Math.min(
-      2 * options.concurrency - queue.inFlightMain - (queue.length - queue.blocked),
+      2 * options.concurrency - (queue.inFlightMain + queue.length - queue.blocked - fullLoad),
       // and the buffer as a whole stays bounded
-      4 * options.concurrency - queue.length,
+      MAX_BUFFER * options.concurrency - queue.length,
     );
     // Claim in rounds of at least half the concurrency: each round has a fixed cost in
     // round trips and planning, so fewer, fuller rounds deliver more per second.
     if (free < Math.max(1, Math.floor(options.concurrency / 2))) return;
     claiming = true;
     again = false;
-    claim(free)
+    claim(free, full)
       .then((n) => {
         claiming = false;
+        emptyFanOutAt = n === 0 && full.length > 0 ? performance.now() : Number.NEGATIVE_INFINITY;
         // A full round means more is waiting: go again at once instead of waiting for a poll.
         if (n > 0 || again) setImmediate(pump);
         else if (options.exitWhenIdle) void checkIdle();
@@ -224,12 +261,15 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       });
   }
 
-  async function claim(free: number): Promise<number> {
+  async function claim(free: number, fullTenants: string[]): Promise<number> {
     const {
       claimed: fanned,
       events,
       orderingKeys,
-    } = await pRetry(() => fanOutBatch(Math.min(options.batchSize, free)), dbRetry('fan-out'));
+    } = await pRetry(
+      () => fanOutBatch(Math.min(options.batchSize, free), parkedSubscriptions(performance.now()), fullTenants),
+      dbRetry('fan-out'),
+    );
     // Buffer the fan-out's claims before the next query: if that one fails, they still go out.
     queue.push(fanned);
     // Ordered events: make due what this batch parked behind a head that has finished since
@@ -255,7 +295,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
               room,
               options.leaseMs,
               [...recorder.unwrittenIds(), ...queue.inFlightIds()],
-              parkedSubscriptions(now),
+              [...parkedSubscriptions(now), ...rateWaiting(now)],
             ),
           dbRetry('claim'),
         )
@@ -279,15 +319,101 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     return [...ids];
   }
 
-  /** Claims pending events, matches them and inserts their deliveries already leased: one statement. */
+  /** Rate-limited subscriptions whose current window is spent: due claims leave them out until it ends. */
+  function rateWaiting(now: number): string[] {
+    const ids: string[] = [];
+    for (const [id, until] of rateWaitUntil) {
+      if (until > now) ids.push(id);
+      else rateWaitUntil.delete(id);
+    }
+    return ids;
+  }
+
+  /**
+   * A request for one of a rate-limited subscription's tokens, shared by every relay through
+   * the database: resolves 0 when it may be sent now, else the delay after which to try again.
+   * Requests of the same turn of the event loop are taken in one call per subscription; the
+   * k-th one refused waits for the window in which its turn comes (k / limit seconds later),
+   * so a backlog is handed back spread out, not all due at the next second.
+   */
+  function takeRate(d: ClaimedDelivery): Promise<number> {
+    return new Promise((resolve) => {
+      let entry = rateWaiters.get(d.subscriptionId);
+      if (!entry) {
+        entry = { limit: d.rateLimit ?? 1, waiters: [] };
+        rateWaiters.set(d.subscriptionId, entry);
+      }
+      entry.waiters.push(resolve);
+      if (!rateFlushing) {
+        rateFlushing = true;
+        setImmediate(flushRate);
+      }
+    });
+  }
+
+  function flushRate(): void {
+    rateFlushing = false;
+    const batch = [...rateWaiters];
+    rateWaiters.clear();
+    for (const [sub, { limit, waiters }] of batch) {
+      pRetry(() => takeRateTokens(db, sub, waiters.length), dbRetry('rate limit'))
+        .then(({ granted, waitMs }) => {
+          if (granted < waiters.length) rateWaitUntil.set(sub, performance.now() + waitMs);
+          for (const [i, w] of waiters.entries()) {
+            w(i < granted ? 0 : waitMs + Math.floor((i - granted) / Math.max(1, limit)) * 1000);
+          }
+        })
+        .catch((err) => {
+          logger.warn({ err, subscriptionId: sub }, 'could not take rate-limit tokens; deferring');
+          for (const w of waiters) w(1_000);
+        });
+    }
+  }
+
+  /** Hands a rate-limited delivery back unsent (no attempt spent), due after `delayMs`. */
+  function deferForRate(d: ClaimedDelivery, delayMs: number): void {
+    const group = rateDeferred.get(delayMs);
+    if (group) {
+      group.push(d);
+      return;
+    }
+    rateDeferred.set(delayMs, [d]);
+    setImmediate(() => {
+      const claims = rateDeferred.get(delayMs) ?? [];
+      rateDeferred.delete(delayMs);
+      logger.debug({ deliveries: claims.length, delayMs }, 'rate limit reached; deferring');
+      release(claims, delayMs, 'rate-limited');
+    });
+  }
+
+  /** Claims pending events (fairly across tenants), matches them and inserts their deliveries already leased: one statement. */
   async function fanOutBatch(
     limit: number,
+    parked: string[],
+    skipTenants: string[],
   ): Promise<{ claimed: ClaimedDelivery[]; events: number; orderingKeys: [string, string][] }> {
-    const { events, matched, claimed, orderingKeys } = await fanOut(db, limit, options.leaseMs);
+    // Deliveries of parked subscriptions are inserted unleased, due when the park ends.
+    const t0 = performance.now();
+    const { events, matched, claimed, lastTenant, orderingKeys } = await fanOut(db, limit, options.leaseMs, {
+      afterTenant: fanOutCursor,
+      parkedSubscriptions: parked,
+      parkMs: PARK_MS,
+      skipTenants,
+    });
+    if (events > 0) fanOutCursor = lastTenant;
     for (const d of claimed) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
     if (events > 0) {
       observer.fannedOut?.(matched, events - matched);
-      logger.debug({ events, deliveries: claimed.length, unmatched: events - matched }, 'fanned out');
+      logger.debug(
+        {
+          events,
+          deliveries: claimed.length,
+          unmatched: events - matched,
+          parked: parked.length,
+          ms: Math.round(performance.now() - t0),
+        },
+        'fanned out',
+      );
     }
     return { claimed, events, orderingKeys };
   }
@@ -427,6 +553,14 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       tenantId: d.tenantId,
       attempt: d.attempt,
     };
+    // A rate-limited subscription's token first (shared by all relays), before signing.
+    if (d.rateLimit !== null) {
+      const delayMs = await takeRate(d);
+      if (delayMs > 0) {
+        deferForRate(d, delayMs);
+        return 'none';
+      }
+    }
     const gone = goneAt.get(d.subscriptionId);
     const prepared = prepareDispatch(d, {
       signers,
@@ -441,14 +575,16 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       return 'none';
     }
     const attempt = await sendAttempt(agent, prepared.origin, prepared.path, prepared.headers, prepared.body, {
-      timeoutMs: options.requestTimeoutMs,
+      // A subscription's own timeout may shorten the relay's, never lengthen it: the lease
+      // and the staleness check are sized for --request-timeout.
+      timeoutMs: Math.min(d.requestTimeoutMs ?? options.requestTimeoutMs, options.requestTimeoutMs),
       deadlines,
       maxResponseBytes: options.maxResponseBytes,
       maxDrainBytes: 64 * 1024,
     });
     stats.attempts++;
     observer.attempt?.(d, attempt.result, attempt.durationMs);
-    const { decision, outcome, feedback } = completeDispatch(d, attempt, prepared.startedAt, options.retry, {
+    const { decision, outcome, feedback } = completeDispatch(d, attempt, prepared.startedAt, retryPolicy(d), {
       cut: cutting,
     });
     recorder.add(outcome);
@@ -485,6 +621,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     return feedback;
   }
 
+  /** The subscription's own retry schedule (its length is the budget), else the relay's. */
+  function retryPolicy(d: ClaimedDelivery): RetryPolicy {
+    const scheduleMs = d.retryScheduleMs;
+    if (scheduleMs === null) return options.retry;
+    return { ...options.retry, scheduleMs, maxAttempts: scheduleMs.length + 1 };
+  }
+
   let checkingIdle = false;
   async function checkIdle(): Promise<void> {
     if (checkingIdle || !running || queue.inFlight > 0 || queue.length > 0) return;
@@ -512,12 +655,12 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     if (running) return;
     running = true;
     db.on('error', onPoolError);
-    wakeup = listenForWakeups(options.databaseUrl, pump, logger);
+    wakeup = listenForWakeups(options.databaseUrl, () => pump(true), logger);
     pollTimer = setInterval(() => {
       // Re-sort the buffer on every tick too: work stuck behind a slow endpoint is handed
       // back here even when no delivery finishes to trigger it.
       if (queue.length > 0) startQueued(true);
-      pump();
+      pump(true);
       if (performance.now() - lastSweepAt >= ORDERING_SWEEP_MS) {
         lastSweepAt = performance.now();
         promote([], [], true).catch((err) => logger.warn({ err }, 'ordering sweep failed'));

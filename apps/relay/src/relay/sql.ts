@@ -43,6 +43,12 @@ export interface ClaimedDelivery {
   orderingSeq: number | null;
   /** The single probe of a half-open circuit (see CLAIM_DUE). */
   probe: boolean;
+  /** The subscription's requests per second across all relays (take_rate_tokens); null: none. */
+  rateLimit: number | null;
+  /** The subscription's own request timeout in ms; null: the relay's. */
+  requestTimeoutMs: number | null;
+  /** The subscription's own retry schedule in ms; null: the relay's. */
+  retryScheduleMs: number[] | null;
 }
 
 const TS_ISO = `to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
@@ -86,60 +92,109 @@ export function orderingHead(d: string, excludeBatch = ''): string {
 // sequence may be leased here, and only when it is the head (orderingHead, not counting
 // this batch's own events as waiting for fan-out); the others are inserted parked
 // (next_attempt_at = infinity, attempts 0) until promoteHeads makes them due.
-const FAN_OUT = `WITH ev AS (
-  SELECT e.id, e.tenant_id, e.type, e.payload, e.created_at, e.ordering_key, e.ordering_seq
-  FROM hookbox.events e
-  WHERE e.fanned_out_at IS NULL
-  ORDER BY e.id
+//
+// Fair across tenants: the batch takes the tenants with pending events in turn, starting
+// after the last tenant of the previous batch ($4, wrapping around), found by a skip scan
+// of events_pending_tenant_idx (one index probe per tenant, at most $1 tenants), and then
+// at most ceil($1 / tenants) events of each, oldest first. One tenant alone still fills
+// whole batches; a tenant with a backlog of any size takes only its share of each batch,
+// so another tenant's new event waits for one batch at most, not for the backlog. Tenants
+// in $6 (whose work already fills this relay's buffer) are left out of the batch.
+//
+// Deliveries for subscriptions this relay has parked ($3: slow or failing endpoints) are
+// inserted unleased and not due before $5 ms, and are not returned: the relay would only
+// hand them back (due claims leave those subscriptions out meanwhile).
+const FAN_OUT = `WITH RECURSIVE after_cursor(tenant_id) AS (
+  (SELECT tenant_id FROM hookbox.events WHERE fanned_out_at IS NULL AND tenant_id > $4::text
+   ORDER BY tenant_id LIMIT 1)
+  UNION ALL
+  SELECT (SELECT e.tenant_id FROM hookbox.events e
+          WHERE e.fanned_out_at IS NULL AND e.tenant_id > a.tenant_id ORDER BY e.tenant_id LIMIT 1)
+  FROM after_cursor a WHERE a.tenant_id IS NOT NULL
+), up_to_cursor(tenant_id) AS (
+  (SELECT tenant_id FROM hookbox.events WHERE fanned_out_at IS NULL AND tenant_id <= $4::text
+   ORDER BY tenant_id LIMIT 1)
+  UNION ALL
+  SELECT (SELECT e.tenant_id FROM hookbox.events e
+          WHERE e.fanned_out_at IS NULL AND e.tenant_id > u.tenant_id AND e.tenant_id <= $4::text
+          ORDER BY e.tenant_id LIMIT 1)
+  FROM up_to_cursor u WHERE u.tenant_id IS NOT NULL
+), tenants AS MATERIALIZED (
+  SELECT tenant_id, row_number() OVER () AS turn
+  FROM (SELECT tenant_id, 1 AS part FROM after_cursor WHERE tenant_id IS NOT NULL
+        UNION ALL
+        SELECT tenant_id, 2 FROM up_to_cursor WHERE tenant_id IS NOT NULL) t
+  -- tenants whose work already fills this relay's buffer wait for the next batch
+  WHERE tenant_id <> ALL($6::text[])
   LIMIT $1
-  FOR UPDATE SKIP LOCKED
+), share AS (
+  SELECT ceil($1::int::numeric / greatest(1, count(*)))::int AS per_tenant FROM tenants
+), ev AS MATERIALIZED (
+  SELECT p.id, p.tenant_id, p.type, p.payload, p.created_at, p.ordering_key, p.ordering_seq, t.turn
+  FROM tenants t CROSS JOIN share
+  CROSS JOIN LATERAL (
+    SELECT e.id, e.tenant_id, e.type, e.payload, e.created_at, e.ordering_key, e.ordering_seq
+    FROM hookbox.events e
+    WHERE e.tenant_id = t.tenant_id AND e.fanned_out_at IS NULL
+    ORDER BY e.id
+    LIMIT share.per_tenant
+    FOR UPDATE SKIP LOCKED
+  ) p
+  -- never more than the batch (the shares round up); also keeps the generic plan's estimate
+  -- of the batch small, so marking it fanned out looks each event up by key
+  LIMIT $1
 ), done AS (
   UPDATE hookbox.events e SET fanned_out_at = now() FROM ev WHERE e.id = ev.id
 ), m0 AS (
   SELECT ev.id AS event_id, s.id AS subscription_id, ev.tenant_id, ev.ordering_key, ev.ordering_seq,
-    s.circuit_open_until,
+    s.circuit_open_until, s.id = ANY($3::uuid[]) AS parked,
     CASE WHEN ev.ordering_key IS NULL THEN 1
          ELSE row_number() OVER (PARTITION BY s.id, ev.ordering_key ORDER BY ev.ordering_seq) END AS rn
   FROM ev JOIN hookbox.subscriptions s ON s.tenant_id = ev.tenant_id AND s.active
   WHERE hookbox.matches_any(s.event_types, ev.type)
     -- an operational event is never delivered to the subscription it is about
     AND NOT (starts_with(ev.type, 'hookbox.') AND ev.payload->>'subscriptionId' = s.id::text)
-), m AS (
+), m1 AS (
   SELECT m0.*, m0.ordering_key IS NULL OR (m0.rn = 1 AND ${orderingHead('m0', ' AND NOT EXISTS (SELECT 1 FROM ev WHERE ev.id = pe.id)')}) AS lead
   FROM m0
+), m AS (
+  SELECT m1.*, m1.lead AND m1.circuit_open_until IS NULL AND NOT m1.parked AS leased FROM m1
 ), ins AS (
-  -- Leased to this relay: a head (or unordered) delivery whose circuit is closed. A
-  -- subscription whose circuit is not closed gets its heads unleased, no attempt spent, due
-  -- when the circuit half-opens (the due claim then probes or holds them); an ordered
-  -- delivery that is not its key's head is parked (infinity) until promoteHeads.
+  -- Leased to this relay: a head (or unordered) delivery whose circuit is closed and whose
+  -- subscription this relay has not parked. An ordered delivery that is not its key's head
+  -- is parked (infinity) until promoteHeads; a subscription whose circuit is not closed gets
+  -- its heads unleased, no attempt spent, due when the circuit half-opens (the due claim
+  -- then probes or holds them); a parked subscription's, due in $5 ms.
   INSERT INTO hookbox.deliveries
     (event_id, subscription_id, tenant_id, attempts, next_attempt_at, locked_until, ordering_key, ordering_seq)
   SELECT m.event_id, m.subscription_id, m.tenant_id,
-         CASE WHEN m.lead AND m.circuit_open_until IS NULL THEN 1 ELSE 0 END,
+         CASE WHEN m.leased THEN 1 ELSE 0 END,
          CASE WHEN NOT m.lead THEN 'infinity'
-              WHEN m.circuit_open_until IS NULL THEN now() + $2 * interval '1 millisecond'
-              ELSE greatest(m.circuit_open_until, now()) END,
-         CASE WHEN m.lead AND m.circuit_open_until IS NULL THEN now() + $2 * interval '1 millisecond' END,
+              WHEN m.circuit_open_until IS NOT NULL THEN greatest(m.circuit_open_until, now())
+              WHEN m.parked THEN now() + $5::int * interval '1 millisecond'
+              ELSE now() + $2 * interval '1 millisecond' END,
+         CASE WHEN m.leased THEN now() + $2 * interval '1 millisecond' END,
          m.ordering_key, m.ordering_seq
   FROM m
-  RETURNING id, event_id, subscription_id, locked_until
+  RETURNING id, event_id, subscription_id, locked_until IS NOT NULL AS leased
 ), counts AS (
   SELECT (SELECT count(*) FROM ev)::int AS events, (SELECT count(DISTINCT event_id) FROM m)::int AS matched,
     (SELECT jsonb_agg(DISTINCT jsonb_build_array(ev.tenant_id, ev.ordering_key)) FROM ev
-     WHERE ev.ordering_key IS NOT NULL) AS ordering_keys
+     WHERE ev.ordering_key IS NOT NULL) AS ordering_keys,
+    (SELECT tenant_id FROM tenants ORDER BY turn DESC LIMIT 1) AS last_tenant
 )
-SELECT counts.events, counts.matched, counts.ordering_keys, d.*
+SELECT counts.events, counts.matched, counts.ordering_keys, counts.last_tenant, d.*
 FROM counts LEFT JOIN (
   SELECT ins.id, e.id AS event_id, e.tenant_id, e.type, e.payload::text AS payload,
     ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
     ins.subscription_id, s.url, s.secret,
     CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
-    CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight,
-    e.ordering_key, e.ordering_seq
+    CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight, s.rate_limit,
+    s.request_timeout_ms, s.retry_schedule_ms, e.ordering_key, e.ordering_seq
   FROM ins
   JOIN ev e ON e.id = ins.event_id
   JOIN hookbox.subscriptions s ON s.id = ins.subscription_id
-  WHERE ins.locked_until IS NOT NULL
+  WHERE ins.leased
 ) d ON true`;
 
 export interface FanOutResult {
@@ -147,16 +202,40 @@ export interface FanOutResult {
   events: number;
   /** Of those, events that matched at least one subscription. */
   matched: number;
-  /** Their deliveries, leased to this relay: not those held by an open circuit, and ordered ones only when they are their key's head. */
+  /** Their deliveries, leased to this relay: not those of parked subscriptions or held by an open circuit, and ordered ones only when they are their key's head. */
   claimed: ClaimedDelivery[];
   /** The (tenant, ordering key) pairs of the batch's ordered events, for promoteHeads. */
   orderingKeys: [string, string][];
+  /** The last tenant this batch took events of: where the next batch starts ('' when none). */
+  lastTenant: string;
 }
 
-/** Fans out up to `limit` pending events in one statement; see FAN_OUT. */
-export async function fanOut(db: pg.Pool, limit: number, leaseMs: number): Promise<FanOutResult> {
-  const { rows } = await db.query({ name: 'hookbox_fan_out_v3', text: FAN_OUT, values: [limit, leaseMs] });
-  const first = rows[0] as { events: number; matched: number; ordering_keys: [string, string][] | null } | undefined;
+/** Where fan-out starts and what it leaves unleased; see FAN_OUT. */
+export interface FanOutOptions {
+  /** The previous batch's `lastTenant`: this batch starts with the tenant after it. */
+  afterTenant?: string;
+  /** Subscriptions whose new deliveries are inserted unleased, due in `parkMs`. */
+  parkedSubscriptions?: readonly string[];
+  parkMs?: number;
+  /** Tenants left out of this batch (their work already fills the relay's buffer). */
+  skipTenants?: readonly string[];
+}
+
+/** Fans out up to `limit` pending events in one statement, fairly across tenants; see FAN_OUT. */
+export async function fanOut(
+  db: pg.Pool,
+  limit: number,
+  leaseMs: number,
+  { afterTenant = '', parkedSubscriptions = [], parkMs = 0, skipTenants = [] }: FanOutOptions = {},
+): Promise<FanOutResult> {
+  const { rows } = await db.query({
+    name: 'hookbox_fan_out_v4',
+    text: FAN_OUT,
+    values: [limit, leaseMs, parkedSubscriptions, afterTenant, parkMs, skipTenants],
+  });
+  const first = rows[0] as
+    | { events: number; matched: number; ordering_keys: [string, string][] | null; last_tenant: string | null }
+    | undefined;
   const claimedAt = performance.now();
   const claimed: ClaimedDelivery[] = [];
   for (const r of rows) if (r.id !== null) claimed.push(toClaimed(r, 1, claimedAt));
@@ -165,6 +244,7 @@ export async function fanOut(db: pg.Pool, limit: number, leaseMs: number): Promi
     matched: first?.matched ?? 0,
     claimed,
     orderingKeys: first?.ordering_keys ?? [],
+    lastTenant: first?.last_tenant ?? '',
   };
 }
 
@@ -190,6 +270,9 @@ function toClaimed(r: Record<string, unknown>, attempt: number, claimedAt: numbe
     orderingKey: (r.ordering_key as string | null) ?? null,
     orderingSeq: r.ordering_seq === null || r.ordering_seq === undefined ? null : Number(r.ordering_seq),
     probe: r.probe === true,
+    rateLimit: (r.rate_limit as number | null) ?? null,
+    requestTimeoutMs: (r.request_timeout_ms as number | null) ?? null,
+    retryScheduleMs: (r.retry_schedule_ms as number[] | null) ?? null,
   };
 }
 
@@ -246,8 +329,8 @@ SELECT u.id, u.attempts, u.probe, u.event_id, u.tenant_id, e.type, e.payload::te
   ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
   u.subscription_id, s.url, s.secret,
   CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
-  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight,
-  u.ordering_key, u.ordering_seq
+  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight, s.rate_limit,
+  s.request_timeout_ms, s.retry_schedule_ms, u.ordering_key, u.ordering_seq
 FROM u
 JOIN hookbox.events e ON e.id = u.event_id
 JOIN hookbox.subscriptions s ON s.id = u.subscription_id
@@ -262,7 +345,7 @@ export async function claimDueDeliveries(
   parkedSubscriptions: readonly string[] = [],
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query({
-    name: 'hookbox_claim_due_v5',
+    name: 'hookbox_claim_due_v6',
     text: CLAIM_DUE,
     values: [limit, leaseMs, exclude, parkedSubscriptions],
   });
@@ -538,6 +621,24 @@ export async function releaseClaims(db: pg.Pool, claims: readonly ClaimedDeliver
   if (claims.length === 0) return 0;
   const res = await db.query(RELEASE, [claims.map((c) => c.deliveryId), claims.map((c) => c.attempt), delayMs]);
   return res.rowCount ?? 0;
+}
+
+/**
+ * Takes up to `want` requests of a rate-limited subscription's current one-second window,
+ * shared by every relay (hookbox.take_rate_tokens, migration 0012). Returns how many were
+ * granted and the milliseconds until the window ends.
+ */
+export async function takeRateTokens(
+  db: pg.Pool,
+  subscriptionId: string,
+  want: number,
+): Promise<{ granted: number; waitMs: number }> {
+  const { rows } = await db.query({
+    name: 'hookbox_take_rate_tokens_v1',
+    text: 'SELECT granted, wait_ms FROM hookbox.take_rate_tokens($1, $2)',
+    values: [subscriptionId, want],
+  });
+  return { granted: Number(rows[0]?.granted ?? want), waitMs: Number(rows[0]?.wait_ms ?? 0) };
 }
 
 // Makes parked ordered deliveries due once they are their key's head: for the keys given,
