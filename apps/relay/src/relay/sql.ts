@@ -135,8 +135,12 @@ const FAN_OUT = `WITH RECURSIVE after_cursor(tenant_id) AS (
   CROSS JOIN LATERAL (
     SELECT e.id, e.tenant_id, e.type, e.payload, e.created_at, e.ordering_key, e.ordering_seq
     FROM hookbox.events e
-    WHERE e.tenant_id = t.tenant_id AND e.fanned_out_at IS NULL
-    ORDER BY e.id
+    -- A range of one tenant rather than '=', and ordered by (tenant_id, id): only
+    -- events_pending_tenant_idx gives that order, so the cached generic plan never walks
+    -- events_pkey past every fanned-out event (it did after a drain, while the statistics
+    -- still said every event was pending: 4 ms a batch instead of 0.1).
+    WHERE e.tenant_id >= t.tenant_id AND e.tenant_id <= t.tenant_id AND e.fanned_out_at IS NULL
+    ORDER BY e.tenant_id, e.id
     LIMIT share.per_tenant
     FOR UPDATE SKIP LOCKED
   ) p
