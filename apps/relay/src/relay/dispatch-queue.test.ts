@@ -41,14 +41,15 @@ function setup(options: Partial<DispatchQueueOptions> = {}) {
 const origins = (xs: readonly Dispatchable[]) => xs.map((d) => d.origin);
 
 describe('DispatchQueue', () => {
-  it('starts up to the global concurrency and keeps the rest queued', () => {
+  it('starts up to the global concurrency, less the reserve, and keeps the rest queued', () => {
     const { q } = setup({ connectionsPerOrigin: 100, initialEndpointLimit: 100 });
     q.push(many(12, 't', 'http://a'));
     const { start, stale, deferred } = q.schedule();
-    expect(start).toHaveLength(8);
+    // 8 slots; concurrency / 8 = 1 stays free for another tenant's work, even for a tenant alone.
+    expect(start).toHaveLength(7);
     expect([stale.length, deferred.length]).toEqual([0, 0]);
-    expect(q.length).toBe(4);
-    expect(q.inFlight).toBe(8);
+    expect(q.length).toBe(5);
+    expect(q.inFlight).toBe(7);
     // Nothing more until one finishes.
     expect(q.schedule().start).toHaveLength(0);
     q.finish(start[0] as Dispatchable, 'ok');
@@ -103,24 +104,29 @@ describe('DispatchQueue', () => {
     expect(light.inFlightMain).toBe(7);
     light.push(many(1, 'victim', 'http://v'));
     expect(origins(light.schedule().start)).toEqual(['http://v']);
-    // Alone, a tenant may use every slot (work-conserving).
+    // Alone, a tenant may use every slot but the reserve: whoever comes next starts at once.
     const solo = setup({ concurrency: 8, connectionsPerOrigin: 8, initialEndpointLimit: 8 }).q;
     solo.push([...many(8, 'noisy', 'http://n1'), ...many(8, 'noisy', 'http://n2')]);
-    expect(solo.schedule().start).toHaveLength(8);
+    expect(solo.schedule().start).toHaveLength(7);
+    solo.push(many(1, 'victim', 'http://v'));
+    expect(origins(solo.schedule().start)).toEqual(['http://v']);
   });
 
   it('moves requests in flight past slowAfterMs to the slow pool, freeing their main slots', () => {
     const { q, clock } = setup({ concurrency: 8, connectionsPerOrigin: 4 });
-    // Two hanging endpoints take all 8 main slots.
+    // Two hanging endpoints of a tenant alone take every main slot but the reserve.
     q.push([...many(4, 'a', 'http://tarpit1'), ...many(4, 'a', 'http://tarpit2')]);
-    expect(q.schedule().start).toHaveLength(8);
+    expect(q.schedule().start).toHaveLength(7);
+    // Another tenant's work starts at once in the reserve, not after slowAfterMs.
     q.push(many(3, 'b', 'http://healthy'));
-    expect(q.schedule().start).toHaveLength(0);
+    const first = q.schedule().start;
+    expect(origins(first)).toEqual(['http://healthy']);
+    q.finish(first[0] as Dispatchable, 'ok');
     clock.now = 1_000;
     const { start } = q.schedule();
-    expect(origins(start)).toEqual(['http://healthy', 'http://healthy', 'http://healthy']);
-    expect(q.inFlightSlow).toBe(8);
-    expect(q.inFlightMain).toBe(3);
+    expect(origins(start)).toEqual(['http://healthy', 'http://healthy']);
+    expect(q.inFlightSlow).toBe(7);
+    expect(q.inFlightMain).toBe(2);
     expect(q.slowEndpoints().sort()).toEqual(['http://tarpit1', 'http://tarpit2']);
   });
 

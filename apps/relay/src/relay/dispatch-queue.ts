@@ -12,7 +12,8 @@
  *    on every answered request;
  *  - when slots are contended each tenant gets a fair share (`concurrency / active
  *    tenants`) first; slots left over go to whoever still has work, except a reserve of
- *    `concurrency / 8` kept free for tenants below their share;
+ *    `concurrency / 8` kept free for tenants below their share (also while a tenant is
+ *    alone: whoever comes next starts at once);
  *  - a request in flight longer than `slowAfterMs` stops counting against the global slots
  *    and its endpoint is marked SLOW: a slow endpoint only starts requests from a small
  *    separate budget (`slowConcurrency`), so any number of hanging endpoints hold at most
@@ -228,7 +229,9 @@ export class DispatchQueue<T extends Dispatchable> {
     const tenants = new Set<string>(this.byTenant.keys());
     for (const d of this.queue) tenants.add(d.tenantId);
     const share = Math.max(1, Math.ceil(o.concurrency / Math.max(1, tenants.size)));
-    const reserve = tenants.size > 1 ? Math.floor(o.concurrency / 8) : 0;
+    // Kept free even while one tenant is alone: a tenant whose work arrives while another
+    // holds every main slot (hanging endpoints hold theirs until slowAfterMs) starts at once.
+    const reserve = Math.floor(o.concurrency / 8);
     let blocked = 0;
     let blockedByTenant = new Map<string, number>();
     let skippedForShare = false;
@@ -285,10 +288,15 @@ export class DispatchQueue<T extends Dispatchable> {
             rest.push(d);
             continue;
           }
-          const overShare = (this.byTenant.get(d.tenantId) ?? 0) >= share;
+          const held = this.byTenant.get(d.tenantId) ?? 0;
+          const overShare = held >= share;
           // Beyond its share a tenant only gets slots while a reserve stays free for tenants
-          // below theirs, whose next delivery then starts at once instead of waiting for a slot.
-          if (overShare && (pass === 1 || this.mainInFlight >= o.concurrency - reserve)) {
+          // below theirs, whose next delivery then starts at once instead of waiting for a slot;
+          // a tenant alone (its share is every slot) still leaves the reserve free.
+          if (
+            (overShare && (pass === 1 || this.mainInFlight >= o.concurrency - reserve)) ||
+            (tenants.size === 1 && held >= o.concurrency - reserve)
+          ) {
             skippedForShare = true;
             rest.push(d);
             continue;
