@@ -5,27 +5,18 @@
  * the circuit and the held backlog is delivered.
  */
 import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { subscriptions } from '@hookbox/outbox';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createMetricsRegistry } from '../apps/relay/src/metrics/metrics.js';
 import { sampleGauges } from '../apps/relay/src/metrics/sampler.js';
 import { CLI, REPO_ROOT } from './harness/cli.js';
-import { useTestDatabase } from './harness/db.js';
-import { type ReceivedRequest, startReceiver } from './harness/receiver.js';
-import {
-  deliveries,
-  enqueueEvents,
-  startRelay,
-  type TestRelayOptions,
-  useCleanup,
-  waitFor,
-  waitForAllFinal,
-} from './harness/relay.js';
+import { useRelayFixture } from './harness/fixture.js';
+import type { ReceivedRequest } from './harness/receiver.js';
+import { deliveries, enqueueEvents, type TestRelayOptions, waitFor, waitForAllFinal } from './harness/relay.js';
 
-const db = useTestDatabase();
-const defer = useCleanup(afterEach);
-const tenant = () => `br-${randomUUID().slice(0, 8)}`;
+const fx = useRelayFixture();
+const { db } = fx;
+const tenant = () => fx.tenant('br');
 
 const BREAKER: TestRelayOptions = {
   // Retries every 50 ms and never dead: without the breaker, a failing endpoint would get
@@ -34,11 +25,7 @@ const BREAKER: TestRelayOptions = {
   breaker: { failAfter: 3, cooldownMs: 400, maxCooldownMs: 800, disableAfterMs: null },
 };
 
-function relay(overrides: TestRelayOptions = {}) {
-  const r = startRelay(db.url, { ...BREAKER, ...overrides });
-  defer(() => r.stop());
-  return r;
-}
+const relay = (overrides: TestRelayOptions = {}) => fx.relay({ ...BREAKER, ...overrides });
 
 async function circuit(id: string) {
   const { rows } = await db.pool.query(
@@ -72,8 +59,7 @@ const events = (t: string, n: number, tag: string) =>
 
 describe('circuit breaker', () => {
   it('opens after N failures, holds deliveries without attempts, probes one at a time across two relays, closes and delivers the backlog', async () => {
-    const rx = await startReceiver();
-    defer(() => rx.close());
+    const rx = await fx.receiver();
     let failing = true;
     // Each answer takes a while, so overlapping probes would show as overlapping requests.
     rx.on('/ep', () => (failing ? { status: 503, delayMs: 150 } : { status: 200 }));
@@ -131,8 +117,7 @@ describe('circuit breaker', () => {
   });
 
   it('a new delivery to an open circuit is inserted unleased with no attempt, due at the reopen time', async () => {
-    const rx = await startReceiver();
-    defer(() => rx.close());
+    const rx = await fx.receiver();
     rx.on('/ep', { status: 200 });
     const t = tenant();
     const sub = await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/ep'), eventTypes: ['*'] });
@@ -169,8 +154,7 @@ describe('circuit breaker', () => {
   });
 
   it('auto-disables after sustained failure, keeps the pending deliveries, and enable resumes them with the count', async () => {
-    const rx = await startReceiver();
-    defer(() => rx.close());
+    const rx = await fx.receiver();
     let failing = true;
     rx.on('/ep', () => (failing ? { status: 500 } : { status: 200 }));
     const t = tenant();
@@ -210,8 +194,7 @@ describe('circuit breaker', () => {
   });
 
   it('manual disable keeps pending deliveries too; enable through the library returns the count', async () => {
-    const rx = await startReceiver();
-    defer(() => rx.close());
+    const rx = await fx.receiver();
     const t = tenant();
     const sub = await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/ep'), eventTypes: ['*'] });
     await subscriptions.disable(db.pool, { tenantId: t, id: sub.id, reason: 'maintenance' });
