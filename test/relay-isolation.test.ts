@@ -1,28 +1,11 @@
-/**
- * No tenant can slow another (issue #9): a tenant that owns many endpoints which accept and
- * never answer (more origins than --concurrency / --connections-per-origin, the attack the
- * issue measured) plus endpoints that answer 500, next to a victim tenant whose endpoint is
- * healthy. The victim's deliveries must all land while every hanging request is still
- * hanging, i.e. long before the first request timeout could free a slot. No wall-clock
- * bound beyond a generous one: "before the tarpits time out" is the assertion.
- */
-import { randomUUID } from 'node:crypto';
 import { subscriptions } from '@hookbox/outbox';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { IsolationState } from '../apps/relay/src/relay/relay.js';
-import { useTestDatabase } from './harness/db.js';
-import { type Receiver, startReceiver } from './harness/receiver.js';
-import { enqueueEvents, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
+import { useRelayFixture } from './harness/fixture.js';
+import type { Receiver } from './harness/receiver.js';
+import { enqueueEvents, startRelay, waitFor, waitForAllFinal } from './harness/relay.js';
 
-const db = useTestDatabase();
-const defer = useCleanup(afterEach);
-const tenant = (name: string) => `${name}-${randomUUID().slice(0, 8)}`;
-
-async function receiver(): Promise<Receiver> {
-  const r = await startReceiver();
-  defer(() => r.close());
-  return r;
-}
+const { db, defer, tenant, receiver } = useRelayFixture();
 
 describe('isolation between tenants', () => {
   it("a tenant with more hanging origins than the relay has slots, and erroring endpoints, does not delay another tenant's deliveries", async () => {

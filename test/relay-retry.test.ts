@@ -1,44 +1,19 @@
-/**
- * Failure handling end to end: server errors, timeouts, refused and reset connections are
- * retried on the schedule and then dead, each attempt logged with its error class; 410 Gone
- * disables the endpoint and cancels its other pending deliveries; 429 + Retry-After wins
- * over the schedule; redirects are not followed; `--exit-when-idle` waits for scheduled retries.
- */
-import { randomUUID } from 'node:crypto';
 import { freePort } from '@hookbox/devdb';
 import { subscriptions } from '@hookbox/outbox';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { useTestDatabase } from './harness/db.js';
-import { startReceiver } from './harness/receiver.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { useRelayFixture } from './harness/fixture.js';
 import {
   attempts,
   deliveries,
   enqueueEvents,
   killCliRelays,
   spawnRelayCli,
-  startRelay,
-  type TestRelayOptions,
-  useCleanup,
   waitFor,
   waitForAllFinal,
 } from './harness/relay.js';
 
-const db = useTestDatabase();
-const defer = useCleanup(afterEach);
+const { db, defer, tenant, receiver, relay } = useRelayFixture();
 afterAll(killCliRelays);
-const tenant = () => `t-${randomUUID().slice(0, 8)}`;
-
-async function receiver() {
-  const r = await startReceiver();
-  defer(() => r.close());
-  return r;
-}
-
-function relay(overrides: TestRelayOptions = {}) {
-  const r = startRelay(db.url, overrides);
-  defer(() => r.stop());
-  return r;
-}
 
 /** One subscription, one event; returns the event id. */
 async function oneDelivery(t: string, url: string): Promise<string> {
