@@ -100,8 +100,10 @@ describe('retried on the schedule, then dead', () => {
 describe('410 Gone', () => {
   it('disables the subscription with a reason and cancels its other pending deliveries', async () => {
     const rx = await receiver();
-    // Events 1–4 fail first (retry far in the future), then event 5 answers 410.
-    rx.on('/gone', (req) => (JSON.parse(req.body).data.n < 5 ? { status: 500 } : { status: 410, delayMs: 300 }));
+    // Events 1–4 fail first, then event 5 answers 410. Their retries are due 4 s after
+    // their failures: far enough that, even on a loaded machine, the 410 is recorded first
+    // and none of them is attempted a second time.
+    rx.on('/gone', (req) => (JSON.parse(req.body).data.n < 5 ? { status: 500 } : { status: 410, delayMs: 100 }));
     const t = tenant();
     const gone = await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/gone'), eventTypes: ['*'] });
     const fine = await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/fine'), eventTypes: ['*'] });
@@ -109,7 +111,8 @@ describe('410 Gone', () => {
       db.pool,
       [1, 2, 3, 4, 5].map((n) => ({ tenantId: t, type: 'x.y', payload: { n } })),
     );
-    relay({ retry: { scheduleMs: [400, 400] } });
+    const retryAfterMs = 4_000;
+    relay({ retry: { scheduleMs: [retryAfterMs, retryAfterMs] } });
 
     await waitForAllFinal(db.pool, { tenants: [t], atLeast: 10 });
     const sub = await subscriptions.get(db.pool, { tenantId: t, id: gone.id });
@@ -132,7 +135,8 @@ describe('410 Gone', () => {
     // event only goes to the active endpoint.
     await enqueueEvents(db.pool, [{ tenantId: t, type: 'x.y', payload: { n: 6 } }]);
     await rx.waitFor((all) => all.filter((r) => r.path === '/fine').length === 6, { what: 'the 6th event at /fine' });
-    await new Promise((r) => setTimeout(r, 500));
+    const lastFailure = Math.max(...rx.requests('/gone').map((r) => r.receivedAt));
+    await new Promise((r) => setTimeout(r, Math.max(0, lastFailure + retryAfterMs + 500 - Date.now())));
     expect(rx.requests('/gone')).toHaveLength(5);
     expect(await deliveries(db.pool, 'subscription_id = $1', [gone.id])).toHaveLength(5);
     await waitForAllFinal(db.pool, { tenants: [t], atLeast: 11 });
