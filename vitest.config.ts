@@ -25,7 +25,9 @@ export default defineConfig({
       ? ['test/canary/*.canary.ts']
       : ['test/**/*.test.ts', 'packages/*/src/**/*.test.ts', 'apps/*/src/**/*.test.ts', 'apps/*/test/**/*.test.ts'],
     globalSetup: ['./test/global-setup.ts'],
-    testTimeout: 30_000,
+    // Generous: a test's own waits bound what it checks; this only stops a hung test. Files
+    // that run the CLI a few dozen times took over 30 s on a loaded two-core machine.
+    testTimeout: 90_000,
     hookTimeout: 60_000,
     // Two cores: files run in parallel, each on its own database.
     pool: 'forks',
