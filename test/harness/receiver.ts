@@ -172,7 +172,7 @@ export async function startReceiver({ host = '127.0.0.1' }: { host?: string } = 
       return inFlight;
     },
     traces,
-    async waitFor(predicate, { timeoutMs = 10_000, what = 'the expected requests' } = {}) {
+    async waitFor(predicate, { timeoutMs = 30_000, what = 'the expected requests' } = {}) {
       const deadline = Date.now() + timeoutMs;
       while (!predicate(received)) {
         const left = deadline - Date.now();

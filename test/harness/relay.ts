@@ -18,11 +18,15 @@ import { CLI } from './cli.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-/** Polls `check` until it returns something other than undefined/false; bounded. */
+/**
+ * Polls `check` until it returns something other than undefined/false; bounded. The
+ * default bound is generous: it only ends a wait that would never succeed, and a loaded
+ * two-core CI machine can take many seconds for what takes milliseconds here.
+ */
 export async function waitFor<T>(
   check: () => T | undefined | false | Promise<T | undefined | false>,
   {
-    timeoutMs = 10_000,
+    timeoutMs = 30_000,
     intervalMs = 20,
     what = 'a condition',
   }: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
@@ -330,7 +334,7 @@ export async function waitForAllFinal(
   {
     atLeast = 1,
     tenants,
-    timeoutMs = 15_000,
+    timeoutMs = 45_000,
   }: { atLeast?: number; tenants?: readonly string[]; timeoutMs?: number } = {},
 ): Promise<DeliveryRow[]> {
   const scope = tenants ? [...tenants] : null;
