@@ -66,6 +66,9 @@ describe('a relay process killed with SIGKILL mid-batch', () => {
         .map(key),
     );
     await first.kill();
+    // What the dead relay wrote may still be in the receiver's socket buffers: read all of
+    // it (its connections close after their data) before taking the snapshot.
+    await waitFor(() => rx.openConnections === 0, { what: "the dead relay's connections to close" });
     const receivedBeforeKill = new Set(rx.requests().map(key));
     const recordedBeforeKill = await succeededKeys(db.pool, t);
     expect(inFlightAtKill.size).toBeGreaterThanOrEqual(4);

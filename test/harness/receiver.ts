@@ -64,6 +64,11 @@ export interface Receiver {
   requests(path?: string): ReceivedRequest[];
   /** Requests received whose response has not finished or been cut off yet. */
   readonly inFlight: number;
+  /**
+   * TCP connections open now. Once a client process is dead and this is 0, every request
+   * it wrote has been read: a socket's close comes after all the data sent on it.
+   */
+  readonly openConnections: number;
   /** One entry per finished or cut-off response. */
   readonly traces: readonly ResponseTrace[];
   /** Waits (bounded) until `predicate` holds for the requests received; returns them. */
@@ -170,6 +175,9 @@ export async function startReceiver({ host = '127.0.0.1' }: { host?: string } = 
     requests: (path) => (path === undefined ? [...received] : received.filter((r) => r.path === path)),
     get inFlight() {
       return inFlight;
+    },
+    get openConnections() {
+      return sockets.size;
     },
     traces,
     async waitFor(predicate, { timeoutMs = 30_000, what = 'the expected requests' } = {}) {
