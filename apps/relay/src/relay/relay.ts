@@ -157,7 +157,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       const now = performance.now();
       return promoteHeads(db, keys, deliveryIds, sweep, {
         leaseMs: options.leaseMs,
-        limit: running ? Math.max(0, bufferRoom()) : 0,
+        // Nothing is leased while outcomes cannot be written (as for due claims, see claim()).
+        limit: running && recorder.healthy ? Math.max(0, bufferRoom()) : 0,
         excludeSubscriptions: [...parkedSubscriptions(now), ...rateWaiting(now)],
       });
     }, dbRetry('promote'));
