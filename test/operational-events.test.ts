@@ -2,10 +2,11 @@
  * Operational events travel through hookbox itself: enqueued in the affected tenant by the
  * statement that changed the state, matched only by patterns that name them (`hookbox.*`,
  * the exact type; never `*`), never delivered to the subscription they are about, and a
- * dead delivery of a `hookbox.delivery.dead` event makes no further one.
+ * dead delivery of a `hookbox.delivery.dead` event makes no further one. An ordered delivery
+ * that dies under policy `block` also makes a `hookbox.ordering.blocked`; under `skip`, not.
  */
 import { randomUUID } from 'node:crypto';
-import { matchesEventType, subscriptions } from '@hookbox/outbox';
+import { createOutbox, matchesEventType, subscriptions } from '@hookbox/outbox';
 import { afterEach, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './harness/db.js';
 import { startReceiver } from './harness/receiver.js';
@@ -110,6 +111,72 @@ describe('operational events', () => {
     );
     expect(self[0].n).toBe(0);
   }, 120_000);
+
+  it('ordering.blocked: an ordered delivery dead under policy block, not under skip nor unordered; never to the subscription concerned', async () => {
+    const rx = await startReceiver();
+    defer(() => rx.close());
+    rx.on('/a', { status: 500 });
+    rx.on('/s', { status: 500 });
+    const t = tenant();
+    // A asks for its own blocked events: it must not get them (it is what they are about).
+    const a = await subscriptions.create(db.pool, {
+      tenantId: t,
+      url: rx.url('/a'),
+      eventTypes: ['thing.changed', 'hookbox.ordering.blocked'],
+    });
+    const s = await subscriptions.create(db.pool, {
+      tenantId: t,
+      url: rx.url('/s'),
+      eventTypes: ['thing.changed'],
+      orderingOnDead: 'skip',
+    });
+    const o = await subscriptions.create(db.pool, {
+      tenantId: t,
+      url: rx.url('/o'),
+      eventTypes: ['hookbox.ordering.*'],
+    });
+    const [first] = await createOutbox().enqueueMany(db.pool, [
+      { tenantId: t, type: 'thing.changed', payload: { n: 1 }, orderingKey: 'conversation:42' },
+      { tenantId: t, type: 'thing.changed', payload: { n: 2 } },
+    ]);
+    const ordered = first!.id;
+    const r = startRelay(db.url, {
+      retry: { scheduleMs: [10], maxAttempts: 2 },
+      breaker: { failAfter: 100, cooldownMs: 200, maxCooldownMs: 200, disableAfterMs: null },
+    });
+    defer(() => r.stop());
+    // A's 2 and S's 2 dead, then the one ordering.blocked (about A) to O.
+    await rx.waitFor((all) => all.some((q) => q.path === '/o'), { what: 'ordering.blocked at /o', timeoutMs: 30_000 });
+    await waitForAllFinal(db.pool, { tenants: [t], atLeast: 5, timeoutMs: 30_000 });
+
+    const blocked = await opEvents(t, 'hookbox.ordering.blocked');
+    const { rows: head } = await db.pool.query(
+      `SELECT id::int AS id FROM hookbox.deliveries WHERE subscription_id = $1 AND event_id = $2`,
+      [a.id, ordered],
+    );
+    expect(blocked.map((b) => b.payload)).toEqual([
+      {
+        subscriptionId: a.id,
+        tenantId: t,
+        url: rx.url('/a'),
+        orderingKey: 'conversation:42',
+        orderingSeq: 1,
+        deliveryId: head[0].id,
+        eventId: ordered,
+        eventType: 'thing.changed',
+      },
+    ]);
+    // Every dead delivery still makes its delivery.dead: A's two and S's two.
+    const dead = await opEvents(t, 'hookbox.delivery.dead');
+    expect(dead.map((d) => d.payload.subscriptionId).sort()).toEqual([a.id, a.id, s.id, s.id].sort());
+    expect(rx.requests('/o').map((q) => typeOf(q.body))).toEqual(['hookbox.ordering.blocked']);
+    expect(rx.requests('/a').map((q) => typeOf(q.body))).toEqual(Array(4).fill('thing.changed'));
+    const { rows: toO } = await db.pool.query(
+      `SELECT count(*)::int AS n FROM hookbox.deliveries WHERE subscription_id = $1 AND status = 'succeeded'`,
+      [o.id],
+    );
+    expect(toO[0].n).toBe(1);
+  }, 60_000);
 
   it('subscription.disabled and .enabled are enqueued with the change, and copied to the operator tenant', async () => {
     const t = tenant();

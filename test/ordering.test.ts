@@ -4,7 +4,8 @@
  * idempotent repeats leave no gap); each subscription receives each key's events one at a
  * time in that order; a failing head holds only its own key (policy block, or skip), a
  * replay unblocks it; two relays, and a relay killed with SIGKILL mid-stream, keep the order
- * (a redelivery of the in-flight head is allowed, going back is not).
+ * (a redelivery of the in-flight head is allowed, going back is not). Promotion leases the
+ * heads it promotes to the promoting relay, except where the due claim must decide.
  */
 import { randomUUID } from 'node:crypto';
 import { createOutbox, subscriptions, ValidationError, verify } from '@hookbox/outbox';
@@ -13,6 +14,7 @@ import type pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMetricsRegistry } from '../apps/relay/src/metrics/metrics.js';
 import { sampleGauges } from '../apps/relay/src/metrics/sampler.js';
+import { promoteHeads } from '../apps/relay/src/relay/sql.js';
 import { inRolledBackTx, useTestDatabase } from './harness/db.js';
 import { type ReceivedRequest, startReceiver } from './harness/receiver.js';
 import { killCliRelays, spawnRelayCli, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
@@ -472,5 +474,112 @@ describe('delivery in order per (subscription, key)', () => {
       }
       expect(last).toBe(15);
     }
+  });
+});
+
+describe('promotion', () => {
+  /** One key's chain of three fanned-out events: seq 1 finished, seq 2 and 3 parked behind it. */
+  async function chain(t: string, subscriptionId: string, key: string) {
+    const ids = await outbox.enqueueMany(
+      db.pool,
+      [1, 2, 3].map((n) => ({ tenantId: t, type: 'thing.changed', payload: { key, n: String(n) }, orderingKey: key })),
+    );
+    const { rows } = await db.pool.query<{ id: string; ordering_seq: string }>(
+      `WITH f AS (UPDATE hookbox.events SET fanned_out_at = now() WHERE id = ANY($1::uuid[]) RETURNING id, ordering_seq)
+       INSERT INTO hookbox.deliveries
+         (event_id, subscription_id, tenant_id, status, attempts, next_attempt_at, completed_at, ordering_key, ordering_seq)
+       SELECT f.id, $2, $3, CASE WHEN f.ordering_seq = 1 THEN 'succeeded' ELSE 'pending' END,
+              CASE WHEN f.ordering_seq = 1 THEN 1 ELSE 0 END, 'infinity',
+              CASE WHEN f.ordering_seq = 1 THEN now() END, $4, f.ordering_seq
+       FROM f RETURNING id, ordering_seq`,
+      [ids.map((i) => i.id), subscriptionId, t, key],
+    );
+    return new Map(rows.map((r) => [Number(r.ordering_seq), Number(r.id)]));
+  }
+  const row = async (id: number) =>
+    (
+      await db.pool.query(
+        `SELECT attempts, locked_until IS NOT NULL AS leased, next_attempt_at <= now() AS due,
+                next_attempt_at = 'infinity' AS parked
+         FROM hookbox.deliveries WHERE id = $1`,
+        [id],
+      )
+    ).rows[0];
+
+  it('leases the heads it promotes to the promoting relay, within its room; the rest only come due', async () => {
+    const t = tenant();
+    const sub = await subscriptions.create(db.pool, { tenantId: t, url: 'https://example.com/a', eventTypes: ['*'] });
+    const k1 = await chain(t, sub.id, 'k1');
+    const k2 = await chain(t, sub.id, 'k2');
+    const lease = { leaseMs: 60_000, limit: 1 };
+
+    const first = await promoteHeads(
+      db.pool,
+      [
+        [t, 'k1'],
+        [t, 'k2'],
+      ],
+      [],
+      false,
+      lease,
+    );
+    expect(first.promoted).toBe(2);
+    // Room for one: it is leased and returned, attempt 1; the other head is only due.
+    expect(first.claimed).toHaveLength(1);
+    const [claim] = first.claimed;
+    expect(claim).toMatchObject({ attempt: 1, orderingSeq: 2, subscriptionId: sub.id, tenantId: t, probe: false });
+    expect(JSON.parse(claim!.payload)).toMatchObject({ n: '2' });
+    const leasedId = claim!.deliveryId;
+    const dueId = leasedId === k1.get(2) ? (k2.get(2) as number) : (k1.get(2) as number);
+    expect(await row(leasedId)).toEqual({ attempts: 1, leased: true, due: false, parked: false });
+    expect(await row(dueId)).toEqual({ attempts: 0, leased: false, due: true, parked: false });
+    // Seq 3 stays parked; promoting again changes nothing (the heads are in flight or due).
+    expect(await row(k1.get(3) as number)).toMatchObject({ parked: true });
+    expect(
+      await promoteHeads(
+        db.pool,
+        [
+          [t, 'k1'],
+          [t, 'k2'],
+        ],
+        [],
+        true,
+        lease,
+      ),
+    ).toEqual({ promoted: 0, claimed: [] });
+  });
+
+  it('leases nothing for a subscription whose circuit is not closed, or that the relay left out', async () => {
+    const t = tenant();
+    const open = await subscriptions.create(db.pool, { tenantId: t, url: 'https://example.com/o', eventTypes: ['*'] });
+    const parked = await subscriptions.create(db.pool, {
+      tenantId: t,
+      url: 'https://example.com/p',
+      eventTypes: ['*'],
+    });
+    const kOpen = await chain(t, open.id, 'k1');
+    const kParked = await chain(t, parked.id, 'k2');
+    await db.pool.query(
+      `UPDATE hookbox.subscriptions SET circuit_open_until = now() + interval '1 hour', circuit_cooldown_ms = 1000 WHERE id = $1`,
+      [open.id],
+    );
+    const res = await promoteHeads(
+      db.pool,
+      [
+        [t, 'k1'],
+        [t, 'k2'],
+      ],
+      [],
+      false,
+      {
+        leaseMs: 60_000,
+        limit: 10,
+        excludeSubscriptions: [parked.id],
+      },
+    );
+    expect(res).toEqual({ promoted: 2, claimed: [] });
+    // Both made due for the due claim (which holds the open circuit's, or probes it).
+    expect(await row(kOpen.get(2) as number)).toEqual({ attempts: 0, leased: false, due: true, parked: false });
+    expect(await row(kParked.get(2) as number)).toEqual({ attempts: 0, leased: false, due: true, parked: false });
   });
 });

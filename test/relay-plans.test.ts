@@ -30,7 +30,7 @@ describe('prepared relay statements', () => {
       expect((await fanOut(one, 100, 60_000)).events).toBe(0);
       expect(await claimDueDeliveries(one, 100, 60_000)).toEqual([]);
       await recordOutcomes(one, []);
-      expect(await promoteHeads(one, [['p', 'k']], [1], true)).toBe(0);
+      expect((await promoteHeads(one, [['p', 'k']], [1], true)).promoted).toBe(0);
     }
     // The backlog arrives: 30,000 events and 30,000 due deliveries.
     const { rows } = await db.pool.query<{ id: string }>(
@@ -65,7 +65,10 @@ describe('prepared relay statements', () => {
     );
     expect(record).not.toMatch(/Seq Scan on deliveries|deliveries_due_idx|Bitmap Heap Scan on deliveries/);
     // Promoting the successors of ordered deliveries reads only their keys' chains.
-    const promote = await plan('hookbox_promote_heads_v1', `'{p}'::text[], '{k}'::text[], '{1}'::bigint[], true`);
+    const promote = await plan(
+      'hookbox_promote_heads_v2',
+      `'{p}'::text[], '{k}'::text[], '{1}'::bigint[], true, 60000, '{}'::uuid[], 100`,
+    );
     expect(promote).toContain('deliveries_ordering_idx');
     expect(promote).not.toMatch(/Seq Scan on (deliveries|events)/);
   });

@@ -234,7 +234,8 @@ export function eventsReference(): string {
     '## Operational events',
     '',
     "hookbox's own operational events (`hookbox.subscription.disabled`, `hookbox.subscription.enabled`,",
-    '`hookbox.delivery.dead`, `hookbox.circuit.opened`, `hookbox.circuit.closed`) are delivered as',
+    '`hookbox.delivery.dead`, `hookbox.circuit.opened`, `hookbox.circuit.closed`,',
+    '`hookbox.ordering.blocked`) are delivered as',
     'webhooks too, to subscriptions whose patterns name them (`hookbox.*`; `*` does not match them).',
     'Their payloads: [operational events](operational-events.md).',
   );

@@ -148,10 +148,30 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     if (finished.length > 0) await promote([], finished, false);
   };
 
-  /** Makes the successors of finished ordered deliveries due, and claims them soon. */
+  /**
+   * Promotes the successors of finished ordered deliveries: those that fit in the buffer are
+   * leased here and sent at once (no due claim); the rest are made due and claimed soon.
+   */
   async function promote(keys: [string, string][], deliveryIds: number[], sweep: boolean): Promise<void> {
-    const n = await pRetry(() => promoteHeads(db, keys, deliveryIds, sweep), dbRetry('promote'));
-    if (n > 0) {
+    const { promoted, claimed } = await pRetry(() => {
+      const now = performance.now();
+      return promoteHeads(db, keys, deliveryIds, sweep, {
+        leaseMs: options.leaseMs,
+        // Nothing is leased while outcomes cannot be written (as for due claims, see claim()).
+        limit: running && recorder.healthy ? Math.max(0, bufferRoom()) : 0,
+        excludeSubscriptions: [...parkedSubscriptions(now), ...rateWaiting(now)],
+      });
+    }, dbRetry('promote'));
+    if (claimed.length > 0) {
+      if (running) {
+        for (const d of claimed) orderedClaims.add(d.deliveryId);
+        queue.push(claimed);
+        startQueued();
+      } else {
+        release(claimed, 0, 'promoted');
+      }
+    }
+    if (promoted > claimed.length) {
       dueDrainedAt = Number.NEGATIVE_INFINITY;
       pump();
     }
@@ -237,11 +257,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     // wake-up or the poll tick, or FULL_RECHECK_MS later.
     if (full.length > 0 && !woken && now - emptyFanOutAt < FULL_RECHECK_MS) return;
     woken = false;
-    const free = Math.min(
-      2 * options.concurrency - (queue.inFlightMain + queue.length - queue.blocked - fullLoad),
-      // and the buffer as a whole stays bounded
-      MAX_BUFFER * options.concurrency - queue.length,
-    );
+    const free = bufferRoom(fullLoad);
     // Claim in rounds of at least half the concurrency: each round has a fixed cost in
     // round trips and planning, so fewer, fuller rounds deliver more per second.
     if (free < Math.max(1, Math.floor(options.concurrency / 2))) return;
@@ -259,6 +275,14 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         claiming = false;
         logger.error({ err }, 'claim failed; will retry on the next poll');
       });
+  }
+
+  /** Claims the buffer has room for: one round beyond what is in flight (see pump), never past MAX_BUFFER rounds. */
+  function bufferRoom(fullLoad = 0): number {
+    return Math.min(
+      2 * options.concurrency - (queue.inFlightMain + queue.length - queue.blocked - fullLoad),
+      MAX_BUFFER * options.concurrency - queue.length,
+    );
   }
 
   async function claim(free: number, fullTenants: string[]): Promise<number> {

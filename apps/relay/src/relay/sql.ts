@@ -645,9 +645,16 @@ export async function takeRateTokens(
   return { granted: Number(rows[0]?.granted ?? want), waitMs: Number(rows[0]?.wait_ms ?? 0) };
 }
 
-// Makes parked ordered deliveries due once they are their key's head: for the keys given,
-// the keys of the deliveries given (outcomes just written), or ($4) every key with a parked
-// delivery (the sweep). Only a latency matter: the claims check orderingHead themselves.
+// Promotes parked ordered deliveries once they are their key's head: for the keys given, the
+// keys of the deliveries given (outcomes just written), or ($4) every key with a parked
+// delivery (the sweep). A promoted head is leased to the relay that promotes it and returned
+// as a claim (attempt + 1, like CLAIM_DUE), so it goes out without waiting for a due claim:
+// at most $7 of them (the room in the relay's buffer), and only when its subscription's
+// circuit is closed and the relay has not parked it or spent its rate window ($6). The
+// others are made due now and left to the due claim, which also holds or probes them.
+// The head check (orderingHead) is the same predicate, on the same snapshot rules, as the
+// due claim's; two relays promoting the same head serialise on its row, and the second
+// finds it no longer parked and leaves it.
 // A wake-up cannot be lost between a fan-out that parks a delivery behind an unfinished one
 // and the outcome write that finishes it: each runs this after it committed, so the later
 // of the two sees the other's work. A disabled subscription's deliveries stay held
@@ -668,26 +675,71 @@ const PROMOTE = `WITH k AS (
   FROM k JOIN hookbox.deliveries d ON d.tenant_id = k.tenant_id AND d.ordering_key = k.ordering_key
   WHERE d.status = 'pending'
   ORDER BY d.subscription_id, d.tenant_id, d.ordering_key, d.ordering_seq, d.id
+), f AS (
+  SELECT f.id, s.circuit_open_until IS NULL AND f.subscription_id <> ALL($6::uuid[]) AS leasable
+  FROM heads f JOIN hookbox.subscriptions s ON s.id = f.subscription_id AND s.active
+  WHERE f.next_attempt_at = 'infinity' AND ${orderingHead('f')}
+), r AS (
+  SELECT f.id, f.leasable AND row_number() OVER (PARTITION BY f.leasable ORDER BY f.id) <= $7 AS lease FROM f
+), u AS (
+  UPDATE hookbox.deliveries d
+  SET attempts = d.attempts + CASE WHEN r.lease THEN 1 ELSE 0 END,
+      next_attempt_at = CASE WHEN r.lease THEN now() + $5 * interval '1 millisecond' ELSE now() END,
+      locked_until = CASE WHEN r.lease THEN now() + $5 * interval '1 millisecond' END
+  FROM r WHERE d.id = r.id AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
+  RETURNING d.id, d.attempts, d.event_id, d.subscription_id, d.tenant_id, d.ordering_key, d.ordering_seq, r.lease
 )
-UPDATE hookbox.deliveries d SET next_attempt_at = now()
-FROM heads f
-WHERE d.id = f.id AND f.next_attempt_at = 'infinity' AND d.status = 'pending' AND d.next_attempt_at = 'infinity'
-  AND EXISTS (SELECT 1 FROM hookbox.subscriptions s WHERE s.id = f.subscription_id AND s.active)
-  AND ${orderingHead('f')}`;
+SELECT u.id, u.lease, u.attempts, u.event_id, u.tenant_id, e.type, CASE WHEN u.lease THEN e.payload::text END AS payload,
+  ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
+  u.subscription_id, s.url, s.secret,
+  CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
+  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight, s.rate_limit,
+  s.request_timeout_ms, s.retry_schedule_ms, u.ordering_key, u.ordering_seq
+FROM u
+JOIN hookbox.events e ON e.id = u.event_id
+JOIN hookbox.subscriptions s ON s.id = u.subscription_id`;
 
-/** Makes parked ordered deliveries due once they head their key; returns how many. */
+/** How promoteHeads may lease the heads it promotes; see PROMOTE. */
+export interface PromoteLease {
+  leaseMs: number;
+  /** Most heads to lease (the room in the relay's buffer); 0: lease none, only make them due. */
+  limit: number;
+  /** Subscriptions whose heads are only made due (parked, or rate window spent). */
+  excludeSubscriptions?: readonly string[];
+}
+
+export interface PromoteResult {
+  /** Heads promoted: leased here, or made due. */
+  promoted: number;
+  /** The heads leased to this relay, ready to send. */
+  claimed: ClaimedDelivery[];
+}
+
+/** Promotes parked ordered deliveries once they head their key, leasing up to `lease.limit` of them; see PROMOTE. */
 export async function promoteHeads(
   db: pg.Pool,
   keys: readonly (readonly [string, string])[],
   deliveryIds: readonly number[] = [],
   sweep = false,
-): Promise<number> {
-  const res = await db.query({
-    name: 'hookbox_promote_heads_v1',
+  lease: PromoteLease = { leaseMs: 0, limit: 0 },
+): Promise<PromoteResult> {
+  const { rows } = await db.query({
+    name: 'hookbox_promote_heads_v2',
     text: PROMOTE,
-    values: [keys.map((k) => k[0]), keys.map((k) => k[1]), deliveryIds, sweep],
+    values: [
+      keys.map((k) => k[0]),
+      keys.map((k) => k[1]),
+      deliveryIds,
+      sweep,
+      lease.leaseMs,
+      lease.excludeSubscriptions ?? [],
+      lease.limit,
+    ],
   });
-  return res.rowCount ?? 0;
+  const claimedAt = performance.now();
+  const claimed: ClaimedDelivery[] = [];
+  for (const r of rows) if (r.lease) claimed.push(toClaimed(r, r.attempts, claimedAt));
+  return { promoted: rows.length, claimed };
 }
 
 /**
