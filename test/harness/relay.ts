@@ -70,8 +70,11 @@ export function testRelayOptions(databaseUrl: string, overrides: TestRelayOption
     concurrency: 16,
     batchSize: 50,
     pollIntervalMs: 20,
-    leaseMs: 2_000,
-    requestTimeoutMs: 1_000,
+    // Long enough that a loaded two-core CI machine does not time out requests to healthy
+    // in-process receivers (a retry would then deliver twice); tests of timeouts and lease
+    // expiry set their own, shorter values.
+    leaseMs: 10_000,
+    requestTimeoutMs: 5_000,
     retry: defaultRetryPolicy({ scheduleMs: [10, 20], jitter: 0, ...retry }),
     allowPrivateNetwork: ['127.0.0.0/8'],
     requireHttps: false,
@@ -81,7 +84,7 @@ export function testRelayOptions(databaseUrl: string, overrides: TestRelayOption
     connectionsPerOrigin: 8,
     // As long as the request timeout: only a request about to time out counts as slow, so a
     // loaded test machine does not mark healthy receivers slow.
-    slowAfterMs: 1_000,
+    slowAfterMs: 5_000,
     slowConcurrency: 2,
     userAgent: `hookbox/${VERSION}`,
     // Off unless a test asks for it: retry tests count attempts to endpoints that fail on
