@@ -192,6 +192,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   /** When a claim that left full tenants out found nothing; and whether a wake-up came since. */
   let emptyFanOutAt = Number.NEGATIVE_INFINITY;
   let woken = false;
+  /** A wake-up or poll tick came since the last small round for tenants below their share (pumpUnderShare); whether that round found events. */
+  let underShareWoken = false;
+  let underShareFound = false;
   /** When a due-claim last came back short (nothing more was due then). */
   let dueDrainedAt = Number.NEGATIVE_INFINITY;
   const stats = { inFlight: 0, queued: 0, delivered: 0, attempts: 0 };
@@ -209,7 +212,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
 
   /** Claims more work when there is room for at least half a round (see below). */
   function pump(wakeup = false): void {
-    if (wakeup) woken = true;
+    if (wakeup) {
+      woken = true;
+      underShareWoken = true;
+    }
     if (!running) return;
     if (claiming) {
       again = true;
@@ -244,10 +250,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     );
     // Claim in rounds of at least half the concurrency: each round has a fixed cost in
     // round trips and planning, so fewer, fuller rounds deliver more per second.
-    if (free < Math.max(1, Math.floor(options.concurrency / 2))) return;
+    if (free < Math.max(1, Math.floor(options.concurrency / 2))) {
+      pumpUnderShare();
+      return;
+    }
     claiming = true;
     again = false;
-    claim(free, full)
+    claim(free, full, true)
       .then((n) => {
         claiming = false;
         emptyFanOutAt = n === 0 && full.length > 0 ? performance.now() : Number.NEGATIVE_INFINITY;
@@ -261,7 +270,33 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       });
   }
 
-  async function claim(free: number, fullTenants: string[]): Promise<number> {
+  /**
+   * The buffer is at its bound: fan out, in a small round, the tenants below their fair
+   * share (dispatch-queue.ts tenantsAtShare), so that fan-out never waits for slots that
+   * another tenant's requests hold (hanging endpoints hold theirs until --slow-after). Runs
+   * after a wake-up or the poll tick, or at once again when the last such round found events;
+   * takes no due retries (they are not per tenant); the buffer stays within twice its bound.
+   */
+  function pumpUnderShare(): void {
+    if (!underShareWoken && !underShareFound) return;
+    if (queue.length >= 2 * MAX_BUFFER * options.concurrency) return;
+    underShareWoken = false;
+    claiming = true;
+    again = false;
+    claim(Math.max(1, Math.floor(options.concurrency / 8)), queue.tenantsAtShare(), false)
+      .then((n) => {
+        claiming = false;
+        underShareFound = n > 0;
+        if (n > 0 || again) setImmediate(pump);
+      })
+      .catch((err) => {
+        claiming = false;
+        underShareFound = false;
+        logger.error({ err }, 'claim failed; will retry on the next poll');
+      });
+  }
+
+  async function claim(free: number, fullTenants: string[], withDue: boolean): Promise<number> {
     const {
       claimed: fanned,
       events,
@@ -286,7 +321,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     // While outcomes cannot be written, claim no retries: this relay's own unwritten rows
     // would come back due once their leases ran out, and be sent again.
     const lookForDue =
-      running && recorder.healthy && now - dueDrainedAt >= Math.min(DUE_RECHECK_MS, options.pollIntervalMs);
+      withDue && running && recorder.healthy && now - dueDrainedAt >= Math.min(DUE_RECHECK_MS, options.pollIntervalMs);
     const due = lookForDue
       ? await pRetry(
           () =>
