@@ -227,7 +227,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     // main slots), do not count: fan-out never waits on them. Neither does the load of a
     // tenant over twice its fair share of the slots (in flight plus buffered): fan-out
     // leaves that tenant's events pending for now and goes on with the others, so one
-    // tenant's flood never stops another tenant's fan-out.
+    // tenant's flood never stops another tenant's fan-out. The tenants counted include those
+    // whose work arrived in the last second (dispatch-queue.ts): a tenant that trickles is
+    // not forgotten between its events. When the buffer is at its bound anyway (work waiting
+    // for slots that hanging requests hold), pumpUnderShare still fans out the others.
     const loads = queue.tenantLoads();
     const share = Math.ceil(options.concurrency / Math.max(1, loads.size));
     const full: string[] = [];
