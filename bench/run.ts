@@ -500,6 +500,18 @@ async function noisyOnlyRun(
          FROM hookbox.deliveries d JOIN hookbox.events e ON e.id = d.event_id WHERE d.tenant_id = 'healthy' GROUP BY 1`,
       );
       for (const r of rows) console.log('healthy breakdown (ms, p50/p99/max):', JSON.stringify(r));
+      // The same per 250 ms since the noisy tenant's first subscription: where in time the tail is.
+      const { rows: slices } = await pool.query(
+        `WITH h AS (
+           SELECT floor(extract(epoch FROM e.created_at - (SELECT min(created_at) FROM hookbox.subscriptions WHERE tenant_id = 'noisy')) * 4) / 4 AS s,
+                  extract(epoch FROM e.fanned_out_at - e.created_at) * 1000 AS fan,
+                  extract(epoch FROM d.last_attempt_at - e.fanned_out_at) * 1000 AS send
+           FROM hookbox.deliveries d JOIN hookbox.events e ON e.id = d.event_id WHERE d.tenant_id = 'healthy')
+         SELECT s, count(*) AS n, round(max(fan)) AS max_fan, round(max(send)) AS max_send,
+                round(percentile_disc(0.5) WITHIN GROUP (ORDER BY fan + send)) AS p50
+         FROM h WHERE s >= -1 GROUP BY s HAVING max(fan) + max(send) > 20 OR s < 2 ORDER BY s`,
+      );
+      for (const r of slices) console.log('healthy by time since noise (s, ms):', JSON.stringify(r));
     }
     return result;
   } finally {

@@ -280,4 +280,38 @@ describe('DispatchQueue', () => {
     expect(q.schedule().start).toHaveLength(0);
     expect(q.tenantLoads().get('a')).toBe(6 + 4);
   });
+
+  it('counts a tenant whose work arrived within activeTenantMs as active, with nothing of it here now', () => {
+    const { q, clock } = setup({ concurrency: 8, connectionsPerOrigin: 100, initialEndpointLimit: 100 });
+    const [b] = many(1, 'b', 'http://b');
+    q.push([b as Dispatchable]);
+    expect(q.schedule().start).toHaveLength(1);
+    q.finish(b as Dispatchable, 'ok');
+    clock.now = 500;
+    q.push(many(10, 'a', 'http://a'));
+    q.schedule();
+    // b has nothing here, yet it is an active tenant: a's share is 4 of 8 slots, not all of them.
+    expect(q.tenantLoads().get('b')).toBe(0);
+    expect(q.tenantsAtShare()).toEqual(['a']);
+    // A second later b is gone: a is alone, and 10 (7 in flight + 3 buffered) is over its share of 8.
+    clock.now = 1_501;
+    expect(q.tenantLoads().has('b')).toBe(false);
+    expect(q.tenantsAtShare()).toEqual(['a']);
+  });
+
+  it('tenantsAtShare: a tenant at its fair share of the relay, work its own endpoints block included', () => {
+    const { q } = setup({ concurrency: 8, connectionsPerOrigin: 1, initialEndpointLimit: 1 });
+    // a: 3 in flight on 3 origins, 3 more blocked behind them; b: 1 in flight. Share: 4 each.
+    q.push([...many(2, 'a', 'http://a1'), ...many(2, 'a', 'http://a2'), ...many(2, 'a', 'http://a3')]);
+    q.push(many(1, 'b', 'http://b'));
+    q.schedule();
+    expect(q.inFlight).toBe(4);
+    // Blocked work does not count for fan-out's buffer budget (tenantLoads)...
+    expect(q.tenantLoads().get('a')).toBe(3);
+    // ...but it does count toward what the tenant holds: a is at its share, b is not.
+    expect(q.tenantsAtShare()).toEqual(['a']);
+    // A third tenant makes the share 3: b (1) is still below it.
+    q.push(many(1, 'c', 'http://c'));
+    expect(q.tenantsAtShare()).toEqual(['a']);
+  });
 });

@@ -18,6 +18,10 @@
  *    and its endpoint is marked SLOW: a slow endpoint only starts requests from a small
  *    separate budget (`slowConcurrency`), so any number of hanging endpoints hold at most
  *    their first few requests of the main slots, for at most `slowAfterMs`;
+ *  - fan-out never waits on delivery slots: the relay leaves a tenant over twice its fair
+ *    share (in flight plus buffered; tenantLoads) out of fan-out, and while the buffer is at
+ *    its bound it still fans out, in small rounds, every tenant below its share
+ *    (tenantsAtShare). A tenant counts as active for a second after its last work arrived;
  *  - a subscription that failed FAILING_AFTER times in a row sends one request at a time;
  *  - work that cannot start because its endpoint is slow or failing is handed back at once
  *    and its subscription is left out of the next claims for a while (parked); work waiting
@@ -53,6 +57,12 @@ export interface DispatchQueueOptions {
   slowConcurrency: number;
   /** An endpoint's adaptive limit when first seen (capped by connectionsPerOrigin). Default connectionsPerOrigin. */
   initialEndpointLimit?: number;
+  /**
+   * A tenant whose work was pushed this recently counts as active in the fair shares of
+   * tenantLoads() and tenantsAtShare() even with nothing buffered or in flight right now.
+   * Default 1 s.
+   */
+  activeTenantMs?: number;
 }
 
 /** How a finished request should move its endpoint's adaptive limit. */
@@ -116,6 +126,8 @@ export class DispatchQueue<T extends Dispatchable> {
   private readonly parkedSubs = new Map<string, string>();
   /** Consecutive overload signals per subscription (cleared by an answer). */
   private readonly failStreak = new Map<string, number>();
+  /** Tenant -> clock() when its work was last pushed (see activeTenantMs). */
+  private readonly lastPushed = new Map<string, number>();
 
   constructor(
     private readonly options: DispatchQueueOptions,
@@ -170,14 +182,52 @@ export class DispatchQueue<T extends Dispatchable> {
    * flood never fills the buffer that every tenant's fan-out depends on.
    */
   tenantLoads(): Map<string, number> {
-    const m = new Map<string, number>(this.byTenant);
+    const m = this.activeTenants();
+    for (const [t, n] of this.byTenant) m.set(t, (m.get(t) ?? 0) + n);
     for (const d of this.queue) m.set(d.tenantId, (m.get(d.tenantId) ?? 0) + 1);
     for (const [t, n] of this.blockedByTenant) m.set(t, (m.get(t) ?? 0) - n);
     return m;
   }
 
+  /**
+   * Tenants whose work was pushed within activeTenantMs, at 0. A tenant at a steady trickle
+   * is mostly idle here (each delivery takes milliseconds) yet is not absent: without this,
+   * another tenant looked alone at such instants, its fair share became every slot, and one
+   * fan-out could fill the buffer with its work.
+   */
+  private activeTenants(): Map<string, number> {
+    const now = this.clock();
+    const window = this.options.activeTenantMs ?? 1_000;
+    const m = new Map<string, number>();
+    for (const [t, at] of this.lastPushed) {
+      if (now - at <= window) m.set(t, 0);
+      else this.lastPushed.delete(t);
+    }
+    return m;
+  }
+
+  /**
+   * Tenants that hold at least their fair share (`concurrency / tenants holding any`) of the
+   * relay: main-pool requests in flight plus everything buffered, work their own endpoints
+   * block included. When the buffer is at its bound the relay still fans out every *other*
+   * tenant, in small rounds (relay.ts), so a tenant's events never wait for the slots and
+   * the buffer that another tenant's backlog holds — whatever holds that backlog.
+   */
+  tenantsAtShare(): string[] {
+    const held = this.activeTenants();
+    for (const [t, n] of this.byTenant) held.set(t, (held.get(t) ?? 0) + n);
+    for (const d of this.queue) held.set(d.tenantId, (held.get(d.tenantId) ?? 0) + 1);
+    const share = Math.max(1, Math.ceil(this.options.concurrency / Math.max(1, held.size)));
+    return [...held].filter(([, n]) => n >= share).map(([t]) => t);
+  }
+
   push(items: readonly T[]): void {
-    for (const d of items) this.queue.push(d);
+    if (items.length === 0) return;
+    const now = this.clock();
+    for (const d of items) {
+      this.queue.push(d);
+      this.lastPushed.set(d.tenantId, now);
+    }
   }
 
   /** Empties the buffer (shutdown): returns what was never started. */

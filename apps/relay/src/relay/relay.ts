@@ -212,8 +212,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   /** When a claim that left full tenants out found nothing; and whether a wake-up came since. */
   let emptyFanOutAt = Number.NEGATIVE_INFINITY;
   let woken = false;
+  /** A wake-up or poll tick came since the last small round for tenants below their share (pumpUnderShare); whether that round found events. */
+  let underShareWoken = false;
+  let underShareFound = false;
   /** When a due-claim last came back short (nothing more was due then). */
   let dueDrainedAt = Number.NEGATIVE_INFINITY;
+  /** How long the last due-claim took, in ms (see claim()). */
+  let lastDueLookMs = 0;
   const stats = { inFlight: 0, queued: 0, delivered: 0, attempts: 0 };
   let running = false;
   let stopping: Promise<void> | null = null;
@@ -229,7 +234,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
 
   /** Claims more work when there is room for at least half a round (see below). */
   function pump(wakeup = false): void {
-    if (wakeup) woken = true;
+    if (wakeup) {
+      woken = true;
+      underShareWoken = true;
+    }
     if (!running) return;
     if (claiming) {
       again = true;
@@ -241,7 +249,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     // main slots), do not count: fan-out never waits on them. Neither does the load of a
     // tenant over twice its fair share of the slots (in flight plus buffered): fan-out
     // leaves that tenant's events pending for now and goes on with the others, so one
-    // tenant's flood never stops another tenant's fan-out.
+    // tenant's flood never stops another tenant's fan-out. The tenants counted include those
+    // whose work arrived in the last second (dispatch-queue.ts): a tenant that trickles is
+    // not forgotten between its events. When the buffer is at its bound anyway (work waiting
+    // for slots that hanging requests hold), pumpUnderShare still fans out the others.
     const loads = queue.tenantLoads();
     const share = Math.ceil(options.concurrency / Math.max(1, loads.size));
     const full: string[] = [];
@@ -260,10 +271,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     const free = bufferRoom(fullLoad);
     // Claim in rounds of at least half the concurrency: each round has a fixed cost in
     // round trips and planning, so fewer, fuller rounds deliver more per second.
-    if (free < Math.max(1, Math.floor(options.concurrency / 2))) return;
+    if (free < Math.max(1, Math.floor(options.concurrency / 2))) {
+      pumpUnderShare();
+      return;
+    }
     claiming = true;
     again = false;
-    claim(free, full)
+    claim(free, full, true)
       .then((n) => {
         claiming = false;
         emptyFanOutAt = n === 0 && full.length > 0 ? performance.now() : Number.NEGATIVE_INFINITY;
@@ -285,7 +299,33 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     );
   }
 
-  async function claim(free: number, fullTenants: string[]): Promise<number> {
+  /**
+   * The buffer is at its bound: fan out, in a small round, the tenants below their fair
+   * share (dispatch-queue.ts tenantsAtShare), so that fan-out never waits for slots that
+   * another tenant's requests hold (hanging endpoints hold theirs until --slow-after). Runs
+   * after a wake-up or the poll tick, or at once again when the last such round found events;
+   * takes no due retries (they are not per tenant); the buffer stays within twice its bound.
+   */
+  function pumpUnderShare(): void {
+    if (!underShareWoken && !underShareFound) return;
+    if (queue.length >= 2 * MAX_BUFFER * options.concurrency) return;
+    underShareWoken = false;
+    claiming = true;
+    again = false;
+    claim(Math.max(1, Math.floor(options.concurrency / 8)), queue.tenantsAtShare(), false)
+      .then((n) => {
+        claiming = false;
+        underShareFound = n > 0;
+        if (n > 0 || again) setImmediate(pump);
+      })
+      .catch((err) => {
+        claiming = false;
+        underShareFound = false;
+        logger.error({ err }, 'claim failed; will retry on the next poll');
+      });
+  }
+
+  async function claim(free: number, fullTenants: string[], withDue: boolean): Promise<number> {
     const {
       claimed: fanned,
       events,
@@ -305,12 +345,16 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         : null;
     const room = Math.max(free - fanned.length, Math.ceil(free / 4));
     // Retries are scheduled seconds apart: while fan-out keeps the relay busy, look for
-    // due ones at most every DUE_RECHECK_MS once a look found fewer than asked for.
+    // due ones at most every DUE_RECHECK_MS once a look found fewer than asked for — or
+    // every 10× the last look's duration, up to the poll interval: the next fan-out waits
+    // for this look, and a look gets slower while parked subscriptions' due rows, which it
+    // must step over, pile up (a tenant's hanging endpoints: 8 of them at 200 events/s
+    // took it from 2 to 20 ms in 10 s).
     const now = performance.now();
+    const recheckMs = Math.min(options.pollIntervalMs, Math.max(DUE_RECHECK_MS, 10 * lastDueLookMs));
     // While outcomes cannot be written, claim no retries: this relay's own unwritten rows
     // would come back due once their leases ran out, and be sent again.
-    const lookForDue =
-      running && recorder.healthy && now - dueDrainedAt >= Math.min(DUE_RECHECK_MS, options.pollIntervalMs);
+    const lookForDue = withDue && running && recorder.healthy && now - dueDrainedAt >= recheckMs;
     const due = lookForDue
       ? await pRetry(
           () =>
@@ -324,7 +368,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
           dbRetry('claim'),
         )
       : [];
-    if (lookForDue) dueDrainedAt = due.length < room ? now : Number.NEGATIVE_INFINITY;
+    if (lookForDue) {
+      lastDueLookMs = performance.now() - now;
+      dueDrainedAt = due.length < room ? now : Number.NEGATIVE_INFINITY;
+    }
     for (const d of due) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
     for (const d of due) if (d.probe) holdOthersWhileProbing(d);
     queue.push(due);
