@@ -145,13 +145,12 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       if (!orderedClaims.delete(o.deliveryId)) continue;
       if (o.status !== 'pending') finished.push(o.deliveryId);
     }
-    if (finished.length > 0) void requestPromote([], finished, false);
+    if (finished.length > 0) void requestPromote([], finished);
   };
 
   /** Promotions asked for while one runs: they go into the next statement (see requestPromote). */
   const promoteKeys = new Map<string, [string, string]>();
   const promoteIds = new Set<number>();
-  let promoteSweep = false;
   /** The promotion loop, while it runs (stop() and the idle check wait for it). */
   let promoting: Promise<void> | null = null;
 
@@ -161,26 +160,21 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
    * (a fan-out that had to wait for its promotion held back the next fan-out, and so every
    * new event), and the relay's small pool never has more than one promotion in it. Not
    * fatal: the sweep covers a promotion that failed. Resolves when what was asked has run.
+   * (The sweep runs apart, as before: on a large backlog it reads every parked delivery,
+   * and the successors of finished heads must not wait behind it.)
    */
-  function requestPromote(keys: [string, string][], deliveryIds: number[], sweep: boolean): Promise<void> {
+  function requestPromote(keys: [string, string][], deliveryIds: number[]): Promise<void> {
     for (const k of keys) promoteKeys.set(`${k[0]}\u0000${k[1]}`, k);
     for (const id of deliveryIds) promoteIds.add(id);
-    if (sweep) promoteSweep = true;
     if (promoting) return promoting;
     const run = async () => {
       try {
-        while (promoteKeys.size > 0 || promoteIds.size > 0 || promoteSweep) {
-          const batch: [[string, string][], number[], boolean] = [
-            [...promoteKeys.values()],
-            [...promoteIds],
-            promoteSweep,
-          ];
+        while (promoteKeys.size > 0 || promoteIds.size > 0) {
+          const keys = [...promoteKeys.values()];
+          const ids = [...promoteIds];
           promoteKeys.clear();
           promoteIds.clear();
-          promoteSweep = false;
-          await promote(...batch).catch((err) =>
-            logger.warn({ err }, batch[2] ? 'ordering sweep failed' : 'promoting ordered deliveries failed'),
-          );
+          await promote(keys, ids, false).catch((err) => logger.warn({ err }, 'promoting ordered deliveries failed'));
         }
       } finally {
         // In the same synchronous step as the loop's last check: a request made after it
@@ -342,7 +336,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     queue.push(fanned);
     // Ordered events: make due what this batch parked behind a head that has finished since
     // (see PROMOTE in sql.ts), in the background: the next fan-out does not wait for it.
-    if (orderingKeys.length > 0) void requestPromote(orderingKeys, [], false);
+    if (orderingKeys.length > 0) void requestPromote(orderingKeys, []);
     const room = Math.max(free - fanned.length, Math.ceil(free / 4));
     // Retries are scheduled seconds apart: while fan-out keeps the relay busy, look for
     // due ones at most every DUE_RECHECK_MS once a look found fewer than asked for.
@@ -729,7 +723,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       pump(true);
       if (performance.now() - lastSweepAt >= ORDERING_SWEEP_MS) {
         lastSweepAt = performance.now();
-        void requestPromote([], [], true);
+        promote([], [], true).catch((err) => logger.warn({ err }, 'ordering sweep failed'));
       }
       try {
         observer.isolation?.({
