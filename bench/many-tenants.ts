@@ -103,7 +103,14 @@ export async function manyTenantsRun(
   url: string,
   receiver: Receiver,
   secret: string,
-  opts: { events: number; rate: number; seconds: number; ordered?: boolean },
+  opts: {
+    events: number;
+    rate: number;
+    seconds: number;
+    ordered?: boolean;
+    /** Called between the drain and the latency phase (bench/profile-latency.ts resets its statistics). */
+    beforeLatency?: (pool: pg.Pool) => Promise<void>;
+  },
 ): Promise<ManyTenantsResult> {
   const ordered = opts.ordered === true;
   const pool = new pg.Pool({ connectionString: url, max: PRODUCERS + 2 });
@@ -125,6 +132,7 @@ export async function manyTenantsRun(
       },
     );
 
+    await opts.beforeLatency?.(pool);
     await receiver.reset();
     await receiver.record();
     const outbox = createOutbox();

@@ -140,8 +140,10 @@ export const events = hookboxSchema.table(
       .on(t.tenantId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),
     // The relay's fan-out claim: the tenants with pending events (a skip scan), then each
-    // one's pending events in enqueue order, a bounded number per tenant per batch.
-    index('events_pending_tenant_idx').on(t.tenantId, t.id).where(sql`${t.fannedOutAt} is null`),
+    // one's pending events in enqueue order, a bounded number per tenant per batch. The
+    // (always null) fanned_out_at column makes its order one that events_tenant_id_idx
+    // cannot give, so the fan-out's cached plan never picks that one (migration 0015).
+    index('events_pending_tenant_idx').on(t.tenantId, t.fannedOutAt, t.id).where(sql`${t.fannedOutAt} is null`),
     index('events_tenant_id_idx').on(t.tenantId, t.id),
     // Ordered delivery waits while an earlier event of the same key is not fanned out yet.
     index('events_pending_ordering_idx')

@@ -29,8 +29,9 @@ export class Recorder {
   private timer: NodeJS.Timeout | null = null;
   private idleWaiters: (() => void)[] = [];
   /**
-   * Called after each batch is written, before the next one is (the relay makes the
-   * successors of finished ordered deliveries due). A failure is logged, never thrown.
+   * Called after each batch is written, before the next one is (the relay asks for the
+   * successors of finished ordered deliveries to be promoted, in the background). A
+   * failure is logged, never thrown.
    */
   afterWrite: ((batch: readonly Outcome[]) => Promise<void>) | null = null;
 

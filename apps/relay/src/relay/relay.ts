@@ -145,8 +145,46 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       if (!orderedClaims.delete(o.deliveryId)) continue;
       if (o.status !== 'pending') finished.push(o.deliveryId);
     }
-    if (finished.length > 0) await promote([], finished, false);
+    if (finished.length > 0) void requestPromote([], finished);
   };
+
+  /** Promotions asked for while one runs: they go into the next statement (see requestPromote). */
+  const promoteKeys = new Map<string, [string, string]>();
+  const promoteIds = new Set<number>();
+  /** The promotion loop, while it runs (stop() and the idle check wait for it). */
+  let promoting: Promise<void> | null = null;
+
+  /**
+   * Promotes in the background, one statement at a time: what is asked for while one runs
+   * is gathered into the next. Neither the claim loop nor the outcome writes wait for it
+   * (a fan-out that had to wait for its promotion held back the next fan-out, and so every
+   * new event), and the relay's small pool never has more than one promotion in it. Not
+   * fatal: the sweep covers a promotion that failed. Resolves when what was asked has run.
+   * (The sweep runs apart, as before: on a large backlog it reads every parked delivery,
+   * and the successors of finished heads must not wait behind it.)
+   */
+  function requestPromote(keys: [string, string][], deliveryIds: number[]): Promise<void> {
+    for (const k of keys) promoteKeys.set(`${k[0]}\u0000${k[1]}`, k);
+    for (const id of deliveryIds) promoteIds.add(id);
+    if (promoting) return promoting;
+    const run = async () => {
+      try {
+        while (promoteKeys.size > 0 || promoteIds.size > 0) {
+          const keys = [...promoteKeys.values()];
+          const ids = [...promoteIds];
+          promoteKeys.clear();
+          promoteIds.clear();
+          await promote(keys, ids, false).catch((err) => logger.warn({ err }, 'promoting ordered deliveries failed'));
+        }
+      } finally {
+        // In the same synchronous step as the loop's last check: a request made after it
+        // starts a new loop.
+        promoting = null;
+      }
+    };
+    promoting = run();
+    return promoting;
+  }
 
   /**
    * Promotes the successors of finished ordered deliveries: those that fit in the buffer are
@@ -337,12 +375,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     // Buffer the fan-out's claims before the next query: if that one fails, they still go out.
     queue.push(fanned);
     // Ordered events: make due what this batch parked behind a head that has finished since
-    // (see PROMOTE in sql.ts), alongside the due-claim below rather than before it. Not
-    // fatal: the claims are made already, and the sweep covers a missed promotion.
-    const promoting =
-      orderingKeys.length > 0
-        ? promote(orderingKeys, [], false).catch((err) => logger.warn({ err }, 'promoting ordered deliveries failed'))
-        : null;
+    // (see PROMOTE in sql.ts), in the background: the next fan-out does not wait for it.
+    if (orderingKeys.length > 0) void requestPromote(orderingKeys, []);
     const room = Math.max(free - fanned.length, Math.ceil(free / 4));
     // Retries are scheduled seconds apart: while fan-out keeps the relay busy, look for
     // due ones at most every DUE_RECHECK_MS once a look found fewer than asked for — or
@@ -376,7 +410,6 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     for (const d of due) if (d.probe) holdOthersWhileProbing(d);
     queue.push(due);
     startQueued();
-    await promoting;
     return events + due.length;
   }
 
@@ -705,6 +738,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     checkingIdle = true;
     try {
       await recorder.drain();
+      // The promotions asked for by the outcomes just written: parked successors are not
+      // work that hasUnfinishedWork sees until they are promoted.
+      while (promoting) await promoting;
       if (queue.inFlight > 0 || queue.length > 0 || claiming) return;
       if (!(await hasUnfinishedWork(db))) {
         logger.info({ delivered: stats.delivered, attempts: stats.attempts }, 'idle: nothing pending; exiting');
@@ -791,6 +827,18 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         recorder.drain().then(() => true),
         new Promise<false>((r) => setTimeout(() => r(false), SHUTDOWN_DB_WAIT_MS).unref()),
       ]);
+      // Promotions under way or asked for by the last outcome writes: with the relay stopped,
+      // the heads they lease are released at once (promote()), not sent.
+      if (drained && promoting) {
+        const promoted = await Promise.race([
+          (async () => {
+            while (promoting) await promoting;
+            return true;
+          })(),
+          new Promise<false>((r) => setTimeout(() => r(false), SHUTDOWN_DB_WAIT_MS).unref()),
+        ]);
+        if (!promoted) logger.warn('promotion still running at shutdown; the ordering sweep will redo it');
+      }
       if (!drained) {
         recorder.close();
         logger.error(

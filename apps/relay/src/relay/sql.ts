@@ -135,12 +135,13 @@ const FAN_OUT = `WITH RECURSIVE after_cursor(tenant_id) AS (
   CROSS JOIN LATERAL (
     SELECT e.id, e.tenant_id, e.type, e.payload, e.created_at, e.ordering_key, e.ordering_seq
     FROM hookbox.events e
-    -- A range of one tenant rather than '=', and ordered by (tenant_id, id): only
-    -- events_pending_tenant_idx gives that order, so the cached generic plan never walks
-    -- events_pkey past every fanned-out event (it did after a drain, while the statistics
-    -- still said every event was pending: 4 ms a batch instead of 0.1).
+    -- A range of one tenant rather than '=', and ordered by (tenant_id, fanned_out_at, id)
+    -- (fanned_out_at is null here, so that is id order): only events_pending_tenant_idx
+    -- gives that order, so the cached generic plan never walks events_pkey or
+    -- events_tenant_id_idx past every fanned-out event (it did after a drain, while the
+    -- statistics still said most events were pending: 4 ms a batch instead of 0.1).
     WHERE e.tenant_id >= t.tenant_id AND e.tenant_id <= t.tenant_id AND e.fanned_out_at IS NULL
-    ORDER BY e.tenant_id, e.id
+    ORDER BY e.tenant_id, e.fanned_out_at, e.id
     LIMIT share.per_tenant
     FOR UPDATE SKIP LOCKED
   ) p
@@ -158,7 +159,7 @@ const FAN_OUT = `WITH RECURSIVE after_cursor(tenant_id) AS (
   WHERE hookbox.matches_any(s.event_types, ev.type)
     -- an operational event is never delivered to the subscription it is about
     AND NOT (starts_with(ev.type, 'hookbox.') AND ev.payload->>'subscriptionId' = s.id::text)
-), m1 AS (
+), m1 AS MATERIALIZED (
   SELECT m0.*, m0.ordering_key IS NULL OR (m0.rn = 1 AND ${orderingHead('m0', ' AND NOT EXISTS (SELECT 1 FROM ev WHERE ev.id = pe.id)')}) AS lead
   FROM m0
 ), m AS (
@@ -233,7 +234,7 @@ export async function fanOut(
   { afterTenant = '', parkedSubscriptions = [], parkMs = 0, skipTenants = [] }: FanOutOptions = {},
 ): Promise<FanOutResult> {
   const { rows } = await db.query({
-    name: 'hookbox_fan_out_v4',
+    name: 'hookbox_fan_out_v5',
     text: FAN_OUT,
     values: [limit, leaseMs, parkedSubscriptions, afterTenant, parkMs, skipTenants],
   });
