@@ -372,8 +372,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       () => fanOutBatch(Math.min(options.batchSize, free), parkedSubscriptions(performance.now()), fullTenants),
       dbRetry('fan-out'),
     );
-    // Buffer the fan-out's claims before the next query: if that one fails, they still go out.
+    // Start the fan-out's claims now: they neither wait for the due-claim below (a look that
+    // must step over parked subscriptions' due rows can take tens of ms) nor are lost if it fails.
     queue.push(fanned);
+    startQueued();
     // Ordered events: make due what this batch parked behind a head that has finished since
     // (see PROMOTE in sql.ts), in the background: the next fan-out does not wait for it.
     if (orderingKeys.length > 0) void requestPromote(orderingKeys, []);
