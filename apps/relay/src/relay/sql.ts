@@ -53,6 +53,11 @@ export interface ClaimedDelivery {
 
 const TS_ISO = `to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 const TS_MS = '(extract(epoch FROM e.created_at) * 1000)::float8';
+// What a claim needs of its subscription (s) to send the delivery: see toClaimed.
+const SUBSCRIPTION_COLUMNS = `s.url, s.secret,
+  CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
+  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight, s.rate_limit,
+  s.request_timeout_ms, s.retry_schedule_ms`;
 
 // Ordered delivery (docs/ordering.md). A delivery with an ordering key may start only when
 // it is the head of its (subscription, key): no delivery of the same subscription and key
@@ -332,10 +337,7 @@ const CLAIM_DUE = `WITH c AS (
 )
 SELECT u.id, u.attempts, u.probe, u.event_id, u.tenant_id, e.type, e.payload::text AS payload,
   ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
-  u.subscription_id, s.url, s.secret,
-  CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
-  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight, s.rate_limit,
-  s.request_timeout_ms, s.retry_schedule_ms, u.ordering_key, u.ordering_seq
+  u.subscription_id, ${SUBSCRIPTION_COLUMNS}, u.ordering_key, u.ordering_seq
 FROM u
 JOIN hookbox.events e ON e.id = u.event_id
 JOIN hookbox.subscriptions s ON s.id = u.subscription_id
@@ -692,10 +694,7 @@ const PROMOTE = `WITH k AS (
 )
 SELECT u.id, u.lease, u.attempts, u.event_id, u.tenant_id, e.type, CASE WHEN u.lease THEN e.payload::text END AS payload,
   ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
-  u.subscription_id, s.url, s.secret,
-  CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
-  CASE WHEN s.headers = '{}'::jsonb THEN NULL ELSE s.headers END AS headers, s.active, s.max_in_flight, s.rate_limit,
-  s.request_timeout_ms, s.retry_schedule_ms, u.ordering_key, u.ordering_seq
+  u.subscription_id, ${SUBSCRIPTION_COLUMNS}, u.ordering_key, u.ordering_seq
 FROM u
 JOIN hookbox.events e ON e.id = u.event_id
 JOIN hookbox.subscriptions s ON s.id = u.subscription_id`;
