@@ -75,6 +75,45 @@ describe('isolation between tenants', () => {
     expect(tarpits.every((t) => t.traces.length === 0)).toBe(true);
   }, 60_000);
 
+  it('an endpoint first seen gets a few requests at once, and more only as it answers (slow start)', async () => {
+    const t = tenant('slowstart');
+    const tarpit = await receiver();
+    tarpit.on('/t', { hang: true });
+    await subscriptions.create(db.pool, { tenantId: t, url: tarpit.url('/t'), eventTypes: ['*'] });
+    const healthy = await receiver();
+    let open = 0;
+    let peak = 0;
+    healthy.on('/h', () => {
+      open++;
+      peak = Math.max(peak, open);
+      setTimeout(() => open--, 150);
+      return { delayMs: 150 };
+    });
+    await subscriptions.create(db.pool, { tenantId: t, url: healthy.url('/h'), eventTypes: ['*'] });
+    // Plenty of slots and a high per-origin ceiling; requests turn slow only after a minute,
+    // so everything a hanging endpoint gets stays in the main pool for the whole test.
+    const relay = startRelay(db.url, {
+      concurrency: 64,
+      connectionsPerOrigin: 32,
+      requestTimeoutMs: 60_000,
+      leaseMs: 120_000,
+      slowAfterMs: 60_000,
+      retry: { scheduleMs: [60_000], maxAttempts: 2 },
+    });
+    defer(() => relay.stop());
+
+    await enqueueEvents(
+      db.pool,
+      Array.from({ length: 40 }, (_, n) => ({ tenantId: t, type: 'load.x', payload: { n } })),
+    );
+    // The healthy endpoint answers every request, so its limit climbs past the start of 4.
+    await healthy.waitFor((all) => all.length >= 40, { what: "the healthy endpoint's 40 requests" });
+    expect(peak).toBeGreaterThan(4);
+    // The hanging endpoint never answered: it holds 4 requests, not the 32 its ceiling allows.
+    expect(tarpit.inFlight).toBe(4);
+    expect(tarpit.requests('/t')).toHaveLength(4);
+  }, 60_000);
+
   it("a tenant with a large backlog of pending events does not hold up another tenant's fan-out", async () => {
     const flooder = tenant('flooder');
     const victim = tenant('victim');

@@ -108,7 +108,7 @@ export const RELAY_SETTINGS = {
     flags: '--connections-per-origin <n>',
     env: 'HOOKBOX_CONNECTIONS_PER_ORIGIN',
     default: 32,
-    help: 'keep-alive connections and requests in flight per endpoint origin at most (each origin adapts below this: grows on answers, halves on timeouts, errors, 429 and 5xx)',
+    help: 'keep-alive connections and requests in flight per endpoint origin at most (each origin adapts below this: starts at 4, grows by one per answer, halves on timeouts, errors, 429 and 5xx)',
   },
   slowAfter: {
     flags: '--slow-after <dur>',

@@ -7,9 +7,9 @@
  *
  * Isolation design (README "Fairness"): the global slots (`concurrency`) are shared so that
  * no endpoint and no tenant can take them from the others —
- *  - each endpoint (origin) has an adaptive limit: it starts at `connectionsPerOrigin`,
- *    halves on a timeout, connection error, 429 or 5xx (never below 1) and grows back by one
- *    on every answered request;
+ *  - each endpoint (origin) has an adaptive limit: it starts at `initialEndpointLimit` (the
+ *    relay: 4, slow start), halves on a timeout, connection error, 429 or 5xx (never below
+ *    1) and grows by one on every answered request, up to `connectionsPerOrigin`;
  *  - when slots are contended each tenant gets a fair share (`concurrency / active
  *    tenants`) first; slots left over go to whoever still has work, except a reserve of
  *    `concurrency / 8` kept free for tenants below their share (also while a tenant is

@@ -41,6 +41,12 @@ const ORDERING_SWEEP_MS = 5_000;
 const SATURATED_WAIT_MS = 250;
 /** ...for this long, before it is claimed again. */
 const SATURATED_DEFER_MS = 1_000;
+/**
+ * An endpoint first seen may have this many requests in flight; each answered request
+ * raises its limit by one, up to --connections-per-origin (slow start). An endpoint that
+ * never answers so holds at most this many main slots until its requests turn slow.
+ */
+const INITIAL_ENDPOINT_LIMIT = 4;
 /** The whole buffer, all tenants together, in rounds (× --concurrency). */
 const MAX_BUFFER = 4;
 /** After a claim that left full tenants out found nothing, how long before the next one (without a wake-up). */
@@ -231,6 +237,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     saturatedWaitMs: SATURATED_WAIT_MS,
     slowAfterMs: Math.min(options.slowAfterMs, options.requestTimeoutMs),
     slowConcurrency: options.slowConcurrency,
+    initialEndpointLimit: Math.min(INITIAL_ENDPOINT_LIMIT, options.connectionsPerOrigin),
   });
   /** Subscriptions whose endpoint is slow or failing -> performance.now() until which due claims skip them. */
   const parkedUntil = new Map<string, number>();
