@@ -152,4 +152,85 @@ describe('isolation between tenants', () => {
     expect(rows[0]?.before).toBeLessThan(BACKLOG / 10);
     expect(healthy.requests('/v')).toHaveLength(1);
   }, 180_000);
+
+  it("a tenant whose endpoints are parked is fanned out in its own lane: another tenant's new events never wait for that statement", async () => {
+    const noisy = tenant('sidenoisy');
+    const quiet = tenant('sidequiet');
+    const tarpits: Receiver[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await receiver();
+      r.on('/t', { hang: true });
+      tarpits.push(r);
+      await subscriptions.create(db.pool, { tenantId: noisy, url: r.url('/t'), eventTypes: ['*'] });
+    }
+    const healthy = await receiver();
+    await subscriptions.create(db.pool, { tenantId: quiet, url: healthy.url('/q'), eventTypes: ['*'] });
+    const relay = startRelay(db.url, {
+      concurrency: 8,
+      connectionsPerOrigin: 2,
+      requestTimeoutMs: 60_000,
+      leaseMs: 120_000,
+      slowAfterMs: 300,
+      slowConcurrency: 2,
+    });
+    defer(() => relay.stop());
+
+    // Both tenants enqueue in the same transactions, so one fan-out would take both — until
+    // the noisy tenant's endpoints are parked.
+    const round = (n: number) =>
+      enqueueEvents(db.pool, [
+        ...Array.from({ length: 5 }, (_, j) => ({ tenantId: noisy, type: 'noise.x', payload: { n, j } })),
+        { tenantId: quiet, type: 'order.created', payload: { n } },
+      ]);
+    // Until the relay parks the noisy tenant's endpoints: its work is handed back, or
+    // inserted, unleased and due only after the park.
+    const parked = async () =>
+      (
+        await db.pool.query(
+          `SELECT 1 FROM hookbox.deliveries WHERE tenant_id = $1 AND locked_until IS NULL AND status = 'pending'
+             AND next_attempt_at > now() + interval '1 second' LIMIT 1`,
+          [noisy],
+        )
+      ).rowCount === 1;
+    let n = 0;
+    while (!(await parked())) {
+      await round(n++);
+      await new Promise((r) => setTimeout(r, 100));
+      if (n > 200) throw new Error('the noisy endpoints were never parked');
+    }
+    await round(n++);
+    const { rows: mark } = await db.pool.query<{ t: Date }>('SELECT now() AS t');
+    const first = n;
+    for (let k = 0; k < 15; k++, n++) {
+      await round(n);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await waitForAllFinal(db.pool, { tenants: [quiet], atLeast: n, timeoutMs: 30_000 });
+    // Every event of both tenants was fanned out...
+    const { rows: pending } = await db.pool.query<{ c: number }>(
+      `SELECT count(*)::int AS c FROM hookbox.events WHERE tenant_id = ANY($1) AND fanned_out_at IS NULL`,
+      [[noisy, quiet]],
+    );
+    await waitFor(
+      async () =>
+        (
+          await db.pool.query(`SELECT 1 FROM hookbox.events WHERE tenant_id = $1 AND fanned_out_at IS NULL LIMIT 1`, [
+            noisy,
+          ])
+        ).rowCount === 0 || undefined,
+      { what: "the noisy tenant's events to be fanned out" },
+    );
+    expect(pending[0]?.c).toBeLessThanOrEqual(5 * 3);
+    // ...and after the park, never in the same fan-out statement (one transaction, one
+    // created_at) as the other tenant's.
+    const { rows: shared } = await db.pool.query<{ c: number; quiet: number }>(
+      `SELECT (SELECT count(*)::int FROM hookbox.deliveries q
+               WHERE q.tenant_id = $1 AND q.created_at > $3
+                 AND EXISTS (SELECT 1 FROM hookbox.deliveries d WHERE d.tenant_id = $2 AND d.created_at = q.created_at)) AS c,
+              (SELECT count(*)::int FROM hookbox.deliveries q WHERE q.tenant_id = $1 AND q.created_at > $3) AS quiet`,
+      [quiet, noisy, mark[0]?.t],
+    );
+    expect(shared[0]?.quiet).toBeGreaterThanOrEqual(n - first);
+    expect(shared[0]?.c).toBe(0);
+  }, 90_000);
 });

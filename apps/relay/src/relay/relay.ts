@@ -53,6 +53,11 @@ const MAX_BUFFER = 4;
 const FULL_RECHECK_MS = 20;
 /** Work for a slow or failing endpoint is handed back for this long, its subscription left out of due claims meanwhile. */
 const PARK_MS = 5_000;
+/**
+ * A tenant with a parked or circuit-open subscription is fanned out in the side lane for at
+ * least this long (see pumpSide).
+ */
+const SIDE_LANE_MS = 5_000;
 
 /** Everything the relay loop needs to know; defaults live in apps/relay/src/config.ts. */
 export interface RelayOptions {
@@ -252,8 +257,21 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   const releases = new Set<Promise<void>>();
   /** Set when shutdown cuts in-flight requests: their attempts are not the endpoint's fault. */
   let cutting = false;
-  /** The last tenant the previous fan-out batch served: the next one starts after it. */
-  let fanOutCursor = '';
+  /** The last tenant the previous fan-out batch of each lane served: the next one starts after it. */
+  const mainLane = { cursor: '' };
+  const sideLane = { cursor: '' };
+  /**
+   * Tenants fanned out in the side lane -> performance.now() until which they stay there: a
+   * tenant whose subscription this relay parked (slow or failing endpoint) or whose circuit
+   * it opened. Their events mostly insert deliveries that wait (parked, circuit open), and a
+   * statement that inserts hundreds of those must not be the one another tenant's new event
+   * waits for.
+   */
+  const sideUntil = new Map<string, number>();
+  /** Parked subscriptions -> their tenant (for the side lane while the endpoint holds them). */
+  const parkedTenant = new Map<string, string>();
+  /** The side lane's fan-out, while it runs. */
+  let sideClaiming = false;
   /** When a claim that left full tenants out found nothing; and whether a wake-up came since. */
   let emptyFanOutAt = Number.NEGATIVE_INFINITY;
   let woken = false;
@@ -298,20 +316,15 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     // whose work arrived in the last second (dispatch-queue.ts): a tenant that trickles is
     // not forgotten between its events. When the buffer is at its bound anyway (work waiting
     // for slots that hanging requests hold), pumpUnderShare still fans out the others.
-    const loads = queue.tenantLoads();
-    const share = Math.ceil(options.concurrency / Math.max(1, loads.size));
-    const full: string[] = [];
-    let fullLoad = 0;
-    for (const [tenant, load] of loads) {
-      if (load >= 2 * Math.max(share, options.concurrency / 2)) {
-        full.push(tenant);
-        fullLoad += load;
-      }
-    }
+    const { full, fullLoad } = fullTenants();
     const now = performance.now();
+    // Tenants in the side lane are fanned out there, in parallel (pumpSide).
+    const side = sideTenants(now);
+    pumpSide(full, side);
+    const skip = side.size > 0 ? [...new Set([...full, ...side])] : full;
     // A batch that left tenants out and found nothing else is not repeated at once: until a
     // wake-up or the poll tick, or FULL_RECHECK_MS later.
-    if (full.length > 0 && !woken && now - emptyFanOutAt < FULL_RECHECK_MS) return;
+    if (skip.length > 0 && !woken && now - emptyFanOutAt < FULL_RECHECK_MS) return;
     woken = false;
     const free = bufferRoom(fullLoad);
     // Claim in rounds of at least half the concurrency: each round has a fixed cost in
@@ -322,10 +335,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     }
     claiming = true;
     again = false;
-    claim(free, full, true)
+    claim(free, skip, true)
       .then((n) => {
         claiming = false;
-        emptyFanOutAt = n === 0 && full.length > 0 ? performance.now() : Number.NEGATIVE_INFINITY;
+        emptyFanOutAt = n === 0 && skip.length > 0 ? performance.now() : Number.NEGATIVE_INFINITY;
         // A full round means more is waiting: go again at once instead of waiting for a poll.
         if (n > 0 || again) setImmediate(pump);
         else if (options.exitWhenIdle) void checkIdle();
@@ -333,6 +346,69 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       .catch((err) => {
         claiming = false;
         logger.error({ err }, 'claim failed; will retry on the next poll');
+      });
+  }
+
+  /** Tenants over twice their fair share of the slots (in flight plus buffered), and their load (see pump). */
+  function fullTenants(): { full: string[]; fullLoad: number } {
+    const loads = queue.tenantLoads();
+    const share = Math.ceil(options.concurrency / Math.max(1, loads.size));
+    const full: string[] = [];
+    let fullLoad = 0;
+    for (const [tenant, load] of loads) {
+      if (load >= 2 * Math.max(share, options.concurrency / 2)) {
+        full.push(tenant);
+        fullLoad += load;
+      }
+    }
+    return { full, fullLoad };
+  }
+
+  /** The side lane's tenants at `now` (see sideUntil); a parked endpoint that still holds its subscription keeps its tenant there. */
+  function sideTenants(now: number): Set<string> {
+    const tenants = new Set<string>();
+    for (const [tenant, until] of sideUntil) {
+      if (until > now) tenants.add(tenant);
+      else sideUntil.delete(tenant);
+    }
+    for (const id of queue.parkedSubscriptions()) {
+      const tenant = parkedTenant.get(id);
+      if (tenant !== undefined) tenants.add(tenant);
+    }
+    return tenants;
+  }
+
+  /**
+   * The side lane: a second fan-out, on its own connection and in parallel with the main one,
+   * for the tenants in `side` — every tenant this relay has seen lately that is not in it is
+   * left out (a tenant it has not seen may be taken by either lane; SKIP LOCKED keeps each
+   * event to one). So a tenant whose events mostly insert deliveries that wait (hanging or
+   * failing endpoints, 10 subscriptions × 200 events/s in the bench) never makes another
+   * tenant's new event wait for that statement. Full tenants wait in both lanes.
+   */
+  function pumpSide(full: string[], side: Set<string>): void {
+    if (!running || sideClaiming || side.size === 0) return;
+    const fullSet = new Set(full);
+    if ([...side].every((t) => fullSet.has(t))) return;
+    const free = bufferRoom();
+    if (free < 1 || !recorder.healthy) return;
+    const skip = [...full];
+    for (const tenant of queue.tenantLoads().keys()) if (!side.has(tenant) && !fullSet.has(tenant)) skip.push(tenant);
+    sideClaiming = true;
+    pRetry(
+      () => fanOutBatch(Math.min(options.batchSize, free), parkedSubscriptions(performance.now()), skip, sideLane),
+      dbRetry('fan-out'),
+    )
+      .then(({ claimed, events, orderingKeys }) => {
+        sideClaiming = false;
+        queue.push(claimed);
+        startQueued();
+        if (orderingKeys.length > 0) void requestPromote(orderingKeys, []);
+        if (events > 0) setImmediate(() => pumpSide(fullTenants().full, sideTenants(performance.now())));
+      })
+      .catch((err) => {
+        sideClaiming = false;
+        logger.error({ err }, 'side-lane fan-out failed; will retry on the next poll');
       });
   }
 
@@ -357,7 +433,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     underShareWoken = false;
     claiming = true;
     again = false;
-    claim(Math.max(1, Math.floor(options.concurrency / 8)), queue.tenantsAtShare(), false)
+    const skip = [...new Set([...queue.tenantsAtShare(), ...sideTenants(performance.now())])];
+    claim(Math.max(1, Math.floor(options.concurrency / 8)), skip, false)
       .then((n) => {
         claiming = false;
         underShareFound = n > 0;
@@ -370,13 +447,14 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       });
   }
 
-  async function claim(free: number, fullTenants: string[], withDue: boolean): Promise<number> {
+  async function claim(free: number, skipTenants: string[], withDue: boolean): Promise<number> {
     const {
       claimed: fanned,
       events,
       orderingKeys,
     } = await pRetry(
-      () => fanOutBatch(Math.min(options.batchSize, free), parkedSubscriptions(performance.now()), fullTenants),
+      () =>
+        fanOutBatch(Math.min(options.batchSize, free), parkedSubscriptions(performance.now()), skipTenants, mainLane),
       dbRetry('fan-out'),
     );
     // Start the fan-out's claims now: they neither wait for the due-claim below (a look that
@@ -427,7 +505,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     const ids = new Set(queue.parkedSubscriptions());
     for (const [id, until] of parkedUntil) {
       if (until > now) ids.add(id);
-      else parkedUntil.delete(id);
+      else {
+        parkedUntil.delete(id);
+        if (!ids.has(id)) parkedTenant.delete(id);
+      }
     }
     return [...ids];
   }
@@ -504,16 +585,17 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     limit: number,
     parked: string[],
     skipTenants: string[],
+    lane: { cursor: string },
   ): Promise<{ claimed: ClaimedDelivery[]; events: number; orderingKeys: [string, string][] }> {
     // Deliveries of parked subscriptions are inserted unleased, due when the park ends.
     const t0 = performance.now();
     const { events, matched, claimed, lastTenant, orderingKeys } = await fanOut(db, limit, options.leaseMs, {
-      afterTenant: fanOutCursor,
+      afterTenant: lane.cursor,
       parkedSubscriptions: parked,
       parkMs: PARK_MS,
       skipTenants,
     });
-    if (events > 0) fanOutCursor = lastTenant;
+    if (events > 0) lane.cursor = lastTenant;
     for (const d of claimed) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
     if (events > 0) {
       observer.fannedOut?.(matched, events - matched);
@@ -571,8 +653,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       release(deferred, SATURATED_DEFER_MS, 'deferred');
     }
     if (parked.length > 0) {
-      const until = performance.now() + PARK_MS;
-      for (const d of parked) parkedUntil.set(d.subscriptionId, until);
+      const now = performance.now();
+      const until = now + PARK_MS;
+      for (const d of parked) {
+        parkedUntil.set(d.subscriptionId, until);
+        parkedTenant.set(d.subscriptionId, d.tenantId);
+        sideUntil.set(d.tenantId, Math.max(sideUntil.get(d.tenantId) ?? 0, now + SIDE_LANE_MS));
+      }
       logger.debug({ deliveries: parked.length }, 'endpoint slow or failing; parking its claims');
       release(parked, PARK_MS, 'parked');
     }
@@ -595,6 +682,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     switch (c.change) {
       case 'opened':
       case 'reopened':
+        sideUntil.set(
+          c.tenantId,
+          Math.max(sideUntil.get(c.tenantId) ?? 0, performance.now() + Math.max(SIDE_LANE_MS, c.cooldownMs ?? 0)),
+        );
         logger.warn(
           { ...log, cooldownMs: c.cooldownMs },
           c.change === 'opened'
@@ -750,7 +841,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       // The promotions asked for by the outcomes just written: parked successors are not
       // work that hasUnfinishedWork sees until they are promoted.
       while (promoting) await promoting;
-      if (queue.inFlight > 0 || queue.length > 0 || claiming) return;
+      if (queue.inFlight > 0 || queue.length > 0 || claiming || sideClaiming) return;
       if (!(await hasUnfinishedWork(db))) {
         logger.info({ delivered: stats.delivered, attempts: stats.attempts }, 'idle: nothing pending; exiting');
         await stop();
@@ -807,7 +898,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       // Let an in-progress claim land so its rows are either started or released (bounded:
       // with the database gone it would otherwise wait for TCP to give up).
       const claimDeadline = performance.now() + SHUTDOWN_DB_WAIT_MS;
-      while (claiming && performance.now() < claimDeadline) await new Promise((r) => setTimeout(r, 5));
+      while ((claiming || sideClaiming) && performance.now() < claimDeadline) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
       const unstarted = queue.drain();
       stats.queued = 0;
       const inFlightIdle = (ms: number) =>
