@@ -512,6 +512,17 @@ async function noisyOnlyRun(
          FROM h WHERE s >= -1 GROUP BY s HAVING max(fan) + max(send) > 20 OR s < 2 ORDER BY s`,
       );
       for (const r of slices) console.log('healthy by time since noise (s, ms):', JSON.stringify(r));
+      const { rows: mix } = await pool.query(
+        `WITH h AS (SELECT d.created_at, extract(epoch FROM d.last_attempt_at - e.created_at) * 1000 AS lat
+                    FROM hookbox.deliveries d JOIN hookbox.events e ON e.id = d.event_id
+                    WHERE d.tenant_id = 'healthy' AND e.created_at >= (SELECT min(created_at) FROM hookbox.subscriptions WHERE tenant_id = 'noisy')),
+              n AS (SELECT created_at, count(*) AS c FROM hookbox.deliveries WHERE tenant_id = 'noisy' GROUP BY 1)
+         SELECT CASE WHEN coalesce(n.c,0) = 0 THEN '0' WHEN n.c <= 50 THEN '1-50' WHEN n.c <= 150 THEN '51-150' ELSE '>150' END AS noisy_in_batch,
+                count(*) AS n, round(percentile_disc(0.5) WITHIN GROUP (ORDER BY lat)) AS p50, round(percentile_disc(0.99) WITHIN GROUP (ORDER BY lat)) AS p99,
+                sum((lat > 12)::int) AS over12
+         FROM h LEFT JOIN n ON n.created_at = h.created_at GROUP BY 1 ORDER BY 1`,
+      );
+      for (const r of mix) console.log('healthy by noisy deliveries in the same fan-out:', JSON.stringify(r));
     }
     return result;
   } finally {
