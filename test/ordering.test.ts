@@ -14,7 +14,7 @@ import type pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMetricsRegistry } from '../apps/relay/src/metrics/metrics.js';
 import { sampleGauges } from '../apps/relay/src/metrics/sampler.js';
-import { promoteHeads } from '../apps/relay/src/relay/sql.js';
+import { fanOut, promoteHeads } from '../apps/relay/src/relay/sql.js';
 import { inRolledBackTx, useTestDatabase } from './harness/db.js';
 import { type ReceivedRequest, startReceiver } from './harness/receiver.js';
 import { killCliRelays, spawnRelayCli, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
@@ -76,7 +76,14 @@ function arrivals(reqs: ReceivedRequest[]): Map<string, string[]> {
   return out;
 }
 
+/** Fans out every pending event: fan-out numbers the ordered ones (with no subscription, nothing is sent). */
+async function fanOutAll(pool: pg.Pool): Promise<void> {
+  while ((await fanOut(pool, 500, 60_000)).events > 0);
+}
+
+/** Each ordered event's number, after fanning out whatever is still pending. */
 async function seqsByLabel(pool: pg.Pool, t: string): Promise<Map<string, number>> {
+  await fanOutAll(pool);
   const { rows } = await pool.query(
     `SELECT payload->>'n' AS n, ordering_seq FROM hookbox.events WHERE tenant_id = $1 AND ordering_key IS NOT NULL`,
     [t],
@@ -106,7 +113,7 @@ describe('sequence numbers follow commit order', () => {
     await a.commit();
     await bEnq;
     await b.commit();
-    // A rolled-back transaction takes a number and gives it back.
+    // A rolled-back transaction leaves no gap.
     const d = await tx();
     await d.enqueue(t, 'k1', 'd1');
     await d.rollback();
@@ -137,7 +144,7 @@ describe('sequence numbers follow commit order', () => {
     expect(Object.fromEntries(seqs)).toEqual({ x1: 1, x2: 2, x3: 3, x4: 4, x5: 5 });
   });
 
-  it('a repeat racing the first writer of its idempotency key gives its number back', async () => {
+  it('a repeat racing the first writer of its idempotency key leaves no gap', async () => {
     const t = tenant();
     const ev = (n: string) => ({
       tenantId: t,
@@ -148,7 +155,7 @@ describe('sequence numbers follow commit order', () => {
     });
     const a = await tx();
     const first = await outbox.enqueue(a.client, ev('first'));
-    // B cannot see A's event yet: it takes a number (waiting for A's key), then finds the conflict.
+    // B cannot see A's event yet: it waits for A's key, then finds the conflict.
     const b = await tx();
     const bOne = outbox.enqueue(b.client, ev('repeat'));
     await sleep(100);
@@ -485,7 +492,9 @@ describe('promotion', () => {
       [1, 2, 3].map((n) => ({ tenantId: t, type: 'thing.changed', payload: { key, n: String(n) }, orderingKey: key })),
     );
     const { rows } = await db.pool.query<{ id: string; ordering_seq: string }>(
-      `WITH f AS (UPDATE hookbox.events SET fanned_out_at = now() WHERE id = ANY($1::uuid[]) RETURNING id, ordering_seq)
+      `WITH n AS (SELECT id, row_number() OVER (ORDER BY pos) AS seq FROM hookbox.events WHERE id = ANY($1::uuid[])),
+       f AS (UPDATE hookbox.events e SET fanned_out_at = now(), ordering_seq = n.seq FROM n WHERE e.id = n.id
+             RETURNING e.id, e.ordering_seq)
        INSERT INTO hookbox.deliveries
          (event_id, subscription_id, tenant_id, status, attempts, next_attempt_at, completed_at, ordering_key, ordering_seq)
        SELECT f.id, $2, $3, CASE WHEN f.ordering_seq = 1 THEN 'succeeded' ELSE 'pending' END,
