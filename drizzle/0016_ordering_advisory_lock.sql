@@ -17,15 +17,17 @@
 -- the fan-out takes them first, NULLS FIRST), then given its default for new rows. Events
 -- numbered under the old scheme and still pending keep their ordering_seq;
 -- events_pending_numbered_idx (only such rows) lets the relay's head check wait for them.
--- The fan-out's pending index is created last.
+-- events_pending_numbered_idx is created last: where a cached generic plan (made while
+-- the table was empty) finds several indexes equally cheap, it takes the one created last,
+-- and the head check must probe this one, not every pending event of the tenant.
 CREATE SEQUENCE "hookbox"."events_pos_seq" INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1;--> statement-breakpoint
 ALTER TABLE "hookbox"."events" ADD COLUMN "pos" bigint;--> statement-breakpoint
 ALTER TABLE "hookbox"."events" ALTER COLUMN "pos" SET DEFAULT nextval('hookbox.events_pos_seq'::regclass);--> statement-breakpoint
 DROP INDEX "hookbox"."events_pending_ordering_idx";--> statement-breakpoint
-CREATE INDEX "events_pending_numbered_idx" ON "hookbox"."events" USING btree ("tenant_id","ordering_key","ordering_seq") WHERE "hookbox"."events"."fanned_out_at" is null and "hookbox"."events"."ordering_seq" is not null;--> statement-breakpoint
 CREATE INDEX "events_pending_ordered_idx" ON "hookbox"."events" USING btree ("tenant_id","ordering_key","pos") WHERE "hookbox"."events"."fanned_out_at" is null and "hookbox"."events"."ordering_key" is not null;--> statement-breakpoint
 DROP INDEX "hookbox"."events_pending_tenant_idx";--> statement-breakpoint
 CREATE INDEX "events_pending_tenant_idx" ON "hookbox"."events" USING btree ("tenant_id","fanned_out_at","pos" NULLS FIRST) WHERE "hookbox"."events"."fanned_out_at" is null;--> statement-breakpoint
+CREATE INDEX "events_pending_numbered_idx" ON "hookbox"."events" USING btree ("tenant_id","ordering_key","ordering_seq") WHERE "hookbox"."events"."fanned_out_at" is null and "hookbox"."events"."ordering_seq" is not null;--> statement-breakpoint
 -- hookbox.enqueue, fourth version: same signature and validation; an ordered event takes
 -- its key's advisory lock (above) instead of a number.
 CREATE OR REPLACE FUNCTION "hookbox"."enqueue"(

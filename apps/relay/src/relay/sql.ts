@@ -84,7 +84,7 @@ export function orderingHead(d: string, excludeBatch = ''): string {
   AND NOT EXISTS (
     SELECT 1 FROM hookbox.events pe
     WHERE pe.tenant_id = ${d}.tenant_id AND pe.ordering_key = ${d}.ordering_key
-      AND pe.ordering_seq < ${d}.ordering_seq AND pe.fanned_out_at IS NULL${excludeBatch})`;
+      AND pe.ordering_seq IS NOT NULL AND pe.ordering_seq < ${d}.ordering_seq AND pe.fanned_out_at IS NULL${excludeBatch})`;
 }
 
 // Fan-out in one statement, one round trip: claim pending events by state (never by an id
@@ -394,7 +394,7 @@ export async function claimDueDeliveries(
   parkedSubscriptions: readonly string[] = [],
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query({
-    name: 'hookbox_claim_due_v6',
+    name: 'hookbox_claim_due_v7',
     text: CLAIM_DUE,
     values: [limit, leaseMs, exclude, parkedSubscriptions],
   });
@@ -766,7 +766,7 @@ export async function promoteHeads(
   lease: PromoteLease = { leaseMs: 0, limit: 0 },
 ): Promise<PromoteResult> {
   const { rows } = await db.query({
-    name: 'hookbox_promote_heads_v2',
+    name: 'hookbox_promote_heads_v3',
     text: PROMOTE,
     values: [
       keys.map((k) => k[0]),
