@@ -14,7 +14,13 @@
 -- could draw a lower number after another session's later commit.
 --
 -- No table rewrite: the column is added without a default (existing rows keep a null pos:
--- the fan-out takes them first, NULLS FIRST), then given its default for new rows. Events
+-- the fan-out takes them first, NULLS FIRST), then given its default for new rows.
+-- events_pending_tenant_idx becomes (tenant_id, pos): the fan-out's pick in pos order, and
+-- its deferral probe (a tenant's pending events below a pos, bounded by it); only this
+-- index gives that order, which keeps cached plans on it (see migration 0015).
+-- events_pending_ordering_idx is replaced by events_pending_numbered_idx: an ordered event
+-- has no number until fan-out, so only events numbered before this migration can be
+-- pending with one. No index is added that every ordered enqueue would pay for. Events
 -- numbered under the old scheme and still pending keep their ordering_seq;
 -- events_pending_numbered_idx (only such rows) lets the relay's head check wait for them.
 -- events_pending_numbered_idx is created last: where a cached generic plan (made while
@@ -24,9 +30,8 @@ CREATE SEQUENCE "hookbox"."events_pos_seq" INCREMENT BY 1 MINVALUE 1 MAXVALUE 92
 ALTER TABLE "hookbox"."events" ADD COLUMN "pos" bigint;--> statement-breakpoint
 ALTER TABLE "hookbox"."events" ALTER COLUMN "pos" SET DEFAULT nextval('hookbox.events_pos_seq'::regclass);--> statement-breakpoint
 DROP INDEX "hookbox"."events_pending_ordering_idx";--> statement-breakpoint
-CREATE INDEX "events_pending_ordered_idx" ON "hookbox"."events" USING btree ("tenant_id","ordering_key","pos") WHERE "hookbox"."events"."fanned_out_at" is null and "hookbox"."events"."ordering_key" is not null;--> statement-breakpoint
 DROP INDEX "hookbox"."events_pending_tenant_idx";--> statement-breakpoint
-CREATE INDEX "events_pending_tenant_idx" ON "hookbox"."events" USING btree ("tenant_id","fanned_out_at","pos" NULLS FIRST) WHERE "hookbox"."events"."fanned_out_at" is null;--> statement-breakpoint
+CREATE INDEX "events_pending_tenant_idx" ON "hookbox"."events" USING btree ("tenant_id","pos" NULLS FIRST) WHERE "hookbox"."events"."fanned_out_at" is null;--> statement-breakpoint
 CREATE INDEX "events_pending_numbered_idx" ON "hookbox"."events" USING btree ("tenant_id","ordering_key","ordering_seq") WHERE "hookbox"."events"."fanned_out_at" is null and "hookbox"."events"."ordering_seq" is not null;--> statement-breakpoint
 -- hookbox.enqueue, fourth version: same signature and validation; an ordered event takes
 -- its key's advisory lock (above) instead of a number.

@@ -156,12 +156,11 @@ export const events = hookboxSchema.table(
       .on(t.tenantId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),
     // The relay's fan-out claim: the tenants with pending events (a skip scan), then each
-    // one's pending events in `pos` order, a bounded number per tenant per batch. The
-    // (always null) fanned_out_at column makes its order one that events_tenant_id_idx
-    // cannot give, so the fan-out's cached plan never picks that one (migrations 0015, 0016).
-    index('events_pending_tenant_idx')
-      .on(t.tenantId, t.fannedOutAt, t.pos.asc().nullsFirst())
-      .where(sql`${t.fannedOutAt} is null`),
+    // one's pending events in `pos` order, a bounded number per tenant per batch; and its
+    // deferral probe, a tenant's pending events below a `pos`. Only this index gives
+    // (tenant_id, pos) order, so the fan-out's cached plan never walks events_tenant_id_idx
+    // past fanned-out events (migrations 0015, 0016).
+    index('events_pending_tenant_idx').on(t.tenantId, t.pos.asc().nullsFirst()).where(sql`${t.fannedOutAt} is null`),
     index('events_tenant_id_idx').on(t.tenantId, t.id),
     // Ordered delivery waits while an earlier numbered event of the same key is not fanned
     // out yet: only events numbered at enqueue before migration 0016 are ever pending and
@@ -169,11 +168,6 @@ export const events = hookboxSchema.table(
     index('events_pending_numbered_idx')
       .on(t.tenantId, t.orderingKey, t.orderingSeq)
       .where(sql`${t.fannedOutAt} is null and ${t.orderingSeq} is not null`),
-    // Fan-out defers an ordered event while a pending event of its key with a lower `pos`
-    // is not in its batch (another relay's fan-out holds it).
-    index('events_pending_ordered_idx')
-      .on(t.tenantId, t.orderingKey, t.pos)
-      .where(sql`${t.fannedOutAt} is null and ${t.orderingKey} is not null`),
   ],
 );
 

@@ -151,13 +151,13 @@ const FAN_OUT = `WITH RECURSIVE after_cursor(tenant_id) AS (
   CROSS JOIN LATERAL (
     SELECT e.id, e.tenant_id, e.type, e.payload, e.created_at, e.ordering_key, e.ordering_seq, e.pos
     FROM hookbox.events e
-    -- A range of one tenant rather than '=', and ordered by (tenant_id, fanned_out_at, pos)
-    -- (fanned_out_at is null here, so that is pos order): only events_pending_tenant_idx
-    -- gives that order, so the cached generic plan never walks events_pkey or
-    -- events_tenant_id_idx past every fanned-out event (it did after a drain, while the
-    -- statistics still said most events were pending: 4 ms a batch instead of 0.1).
+    -- A range of one tenant rather than '=', and ordered by (tenant_id, pos): only
+    -- events_pending_tenant_idx gives that order, so the cached generic plan never walks
+    -- events_pkey or events_tenant_id_idx past every fanned-out event (it did after a drain,
+    -- while the statistics still said most events were pending: 4 ms a batch instead of
+    -- 0.1). Events written before migration 0016 (null pos) come first.
     WHERE e.tenant_id >= t.tenant_id AND e.tenant_id <= t.tenant_id AND e.fanned_out_at IS NULL
-    ORDER BY e.tenant_id, e.fanned_out_at, e.pos NULLS FIRST
+    ORDER BY e.tenant_id, e.pos NULLS FIRST
     LIMIT share.per_tenant
     FOR UPDATE SKIP LOCKED
   ) p
@@ -165,17 +165,26 @@ const FAN_OUT = `WITH RECURSIVE after_cursor(tenant_id) AS (
   -- of the batch small, so marking it fanned out looks each event up by key
   LIMIT $1
 ), gap AS MATERIALIZED (
-  -- Per key this batch numbers: the lowest pos of a pending event of the key, below the
-  -- batch's highest, that the batch does not hold (another fan-out locked it): the batch's
-  -- events of the key from there on wait (events_pending_ordered_idx).
-  SELECT k.tenant_id, k.ordering_key,
-    (SELECT pe.pos FROM hookbox.events pe
-     WHERE pe.tenant_id = k.tenant_id AND pe.ordering_key = k.ordering_key AND pe.fanned_out_at IS NULL
-       AND pe.pos < k.hi AND NOT EXISTS (SELECT 1 FROM ev0 WHERE ev0.id = pe.id)
-     ORDER BY pe.pos LIMIT 1) AS first_gap
-  FROM (SELECT ev0.tenant_id, ev0.ordering_key, max(ev0.pos) AS hi FROM ev0
-        WHERE ev0.ordering_key IS NOT NULL AND ev0.ordering_seq IS NULL
-        GROUP BY ev0.tenant_id, ev0.ordering_key) k
+  -- Per key this batch numbers: the lowest pos of a pending event of the key that the batch
+  -- does not hold (another relay's fan-out locked it) and that is below the batch's highest
+  -- of its tenant; the batch's events of the key from there on wait. One range of
+  -- events_pending_tenant_idx per tenant, which holds little more than the batch's own
+  -- events of that tenant (the pick took the lowest pos it could lock): no index of its own,
+  -- which every ordered enqueue would pay for.
+  SELECT h.tenant_id, h.ordering_key, min(h.pos) AS first_gap
+  FROM (SELECT ev0.tenant_id, max(ev0.pos) AS hi FROM ev0
+        WHERE ev0.ordering_key IS NOT NULL AND ev0.ordering_seq IS NULL GROUP BY ev0.tenant_id) t
+  CROSS JOIN LATERAL (
+    SELECT pe.tenant_id, pe.ordering_key, pe.pos FROM hookbox.events pe
+    -- '=' on the tenant makes pos < hi a bound where the index scan stops (after a range of
+    -- tenants it would walk every pending event of the tenant); the ORDER BY, which only
+    -- events_pending_tenant_idx gives, keeps cached plans on it.
+    WHERE pe.tenant_id = t.tenant_id AND pe.fanned_out_at IS NULL
+      AND pe.pos < t.hi AND pe.ordering_key IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM ev0 WHERE ev0.id = pe.id)
+    ORDER BY pe.tenant_id, pe.pos NULLS FIRST
+  ) h
+  GROUP BY h.tenant_id, h.ordering_key
 ), ev1 AS MATERIALIZED (
   SELECT ev0.*, count(*) OVER w AS n, row_number() OVER (w ORDER BY ev0.pos) AS rn
   FROM ev0 LEFT JOIN gap g
