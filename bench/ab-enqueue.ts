@@ -1,8 +1,10 @@
 /**
  * A/B of the ordered enqueue's statement (issue #16): the base transaction (one business
- * insert) and the same with an ordered outbox event written by statement A (the upsert,
- * INSERT … ON CONFLICT DO UPDATE) or B (UPDATE first, the upsert only for a new key), in
- * alternating one-second slices on one embedded PostgreSQL (durable), 8 writers, 1,000
+ * insert) and the same with an ordered outbox event written by statement A (the key's
+ * advisory lock, then the insert drawing events.pos: `hookbox_enqueue_ordered_v2`, what
+ * `enqueue` sends since migration 0016) or B (the scheme before it: the key's counter
+ * upserted in hookbox.ordering_keys, INSERT … ON CONFLICT DO UPDATE, numbering at enqueue),
+ * in alternating one-second slices on one embedded PostgreSQL (durable), 8 writers, 1,000
  * keys; prints each one's ratio to the base, and WAL bytes per transaction. Not part of
  * `pnpm bench`.
  *
@@ -18,35 +20,23 @@ const { values: args } = parseArgs({ options: { slices: { type: 'string', defaul
 const WORKERS = 8;
 const KEYS = 1000;
 
-const A = `WITH k AS (
+// A copy of INSERT_ONE_ORDERED in packages/outbox/src/outbox.ts.
+const A = `WITH l AS (
+  SELECT pg_advisory_xact_lock(1751868015, hashtext($2::text || E'\\x1f' || $6::text))
+)
+INSERT INTO hookbox.events (id, tenant_id, type, payload, idempotency_key, ordering_key, pos)
+SELECT $1, $2, $3, $4::jsonb, $5, $6, nextval('hookbox.events_pos_seq') FROM l
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id`;
+
+// The statement `hookbox_enqueue_ordered_v1` sent before migration 0016.
+const B = `WITH k AS (
   INSERT INTO hookbox.ordering_keys AS k (tenant_id, key, seq)
   SELECT $2, $6, 1
   WHERE $5::text IS NULL
      OR NOT EXISTS (SELECT 1 FROM hookbox.events e WHERE e.tenant_id = $2 AND e.idempotency_key = $5)
   ON CONFLICT (tenant_id, key) DO UPDATE SET seq = k.seq + 1
   RETURNING k.seq
-), ins AS (
-  INSERT INTO hookbox.events (id, tenant_id, type, payload, idempotency_key, ordering_key, ordering_seq)
-  SELECT $1, $2, $3, $4::jsonb, $5, $6, k.seq FROM k
-  ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-  RETURNING id
-)
-SELECT (SELECT id FROM ins) AS id, (SELECT seq FROM k) AS seq`;
-
-const B = `WITH fresh AS (
-  SELECT $5::text IS NULL
-     OR NOT EXISTS (SELECT 1 FROM hookbox.events e WHERE e.tenant_id = $2 AND e.idempotency_key = $5) AS ok
-), u AS (
-  UPDATE hookbox.ordering_keys k SET seq = k.seq + 1
-  WHERE k.tenant_id = $2 AND k.key = $6 AND (SELECT ok FROM fresh)
-  RETURNING k.seq
-), i AS (
-  INSERT INTO hookbox.ordering_keys AS k (tenant_id, key, seq)
-  SELECT $2, $6, 1 WHERE (SELECT ok FROM fresh) AND NOT EXISTS (SELECT 1 FROM u)
-  ON CONFLICT (tenant_id, key) DO UPDATE SET seq = k.seq + 1
-  RETURNING k.seq
-), k AS (
-  SELECT seq FROM u UNION ALL SELECT seq FROM i
 ), ins AS (
   INSERT INTO hookbox.events (id, tenant_id, type, payload, idempotency_key, ordering_key, ordering_seq)
   SELECT $1, $2, $3, $4::jsonb, $5, $6, k.seq FROM k
@@ -124,7 +114,7 @@ async function main() {
         }
         const f = (x: { tx: number; wal: number }) =>
           `${x.tx} tx, ratio ${(x.tx / t.base.tx).toFixed(3)}, WAL ${(x.wal / x.tx).toFixed(0)} B/tx`;
-        console.log(`base ${f(t.base)}\nA (upsert) ${f(t.A)}\nB (update first) ${f(t.B)}`);
+        console.log(`base ${f(t.base)}\nA (advisory lock) ${f(t.A)}\nB (counter upsert, before 0016) ${f(t.B)}`);
       } finally {
         await pool.end();
       }

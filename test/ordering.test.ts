@@ -14,7 +14,7 @@ import type pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createMetricsRegistry } from '../apps/relay/src/metrics/metrics.js';
 import { sampleGauges } from '../apps/relay/src/metrics/sampler.js';
-import { promoteHeads } from '../apps/relay/src/relay/sql.js';
+import { fanOut, promoteHeads } from '../apps/relay/src/relay/sql.js';
 import { inRolledBackTx, useTestDatabase } from './harness/db.js';
 import { type ReceivedRequest, startReceiver } from './harness/receiver.js';
 import { killCliRelays, spawnRelayCli, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
@@ -76,7 +76,14 @@ function arrivals(reqs: ReceivedRequest[]): Map<string, string[]> {
   return out;
 }
 
+/** Fans out every pending event: fan-out numbers the ordered ones (with no subscription, nothing is sent). */
+async function fanOutAll(pool: pg.Pool): Promise<void> {
+  while ((await fanOut(pool, 500, 60_000)).events > 0);
+}
+
+/** Each ordered event's number, after fanning out whatever is still pending. */
 async function seqsByLabel(pool: pg.Pool, t: string): Promise<Map<string, number>> {
+  await fanOutAll(pool);
   const { rows } = await pool.query(
     `SELECT payload->>'n' AS n, ordering_seq FROM hookbox.events WHERE tenant_id = $1 AND ordering_key IS NOT NULL`,
     [t],
@@ -106,7 +113,7 @@ describe('sequence numbers follow commit order', () => {
     await a.commit();
     await bEnq;
     await b.commit();
-    // A rolled-back transaction takes a number and gives it back.
+    // A rolled-back transaction leaves no gap.
     const d = await tx();
     await d.enqueue(t, 'k1', 'd1');
     await d.rollback();
@@ -137,7 +144,7 @@ describe('sequence numbers follow commit order', () => {
     expect(Object.fromEntries(seqs)).toEqual({ x1: 1, x2: 2, x3: 3, x4: 4, x5: 5 });
   });
 
-  it('a repeat racing the first writer of its idempotency key gives its number back', async () => {
+  it('a repeat racing the first writer of its idempotency key leaves no gap', async () => {
     const t = tenant();
     const ev = (n: string) => ({
       tenantId: t,
@@ -148,7 +155,7 @@ describe('sequence numbers follow commit order', () => {
     });
     const a = await tx();
     const first = await outbox.enqueue(a.client, ev('first'));
-    // B cannot see A's event yet: it takes a number (waiting for A's key), then finds the conflict.
+    // B cannot see A's event yet: it waits for A's key, then finds the conflict.
     const b = await tx();
     const bOne = outbox.enqueue(b.client, ev('repeat'));
     await sleep(100);
@@ -207,6 +214,101 @@ describe('sequence numbers follow commit order', () => {
       [t],
     );
     expect(rows[0].n).toBe(2);
+  });
+
+  it('a transaction on key K holds the advisory lock of (tenant, K): a second on K waits, one on L does not', async () => {
+    const t = tenant();
+    const a = await tx();
+    await a.enqueue(t, 'K', 'a1');
+    // The lock is the documented transaction-level advisory lock, held by A's session.
+    const aPid = (await a.client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    const { rows: locks } = await db.pool.query(
+      `SELECT l.pid FROM pg_locks l
+       WHERE l.locktype = 'advisory' AND l.classid = 1751868015 AND l.objsubid = 2 AND l.granted
+         AND l.objid = (hashtext($1 || E'\\x1f' || 'K')::bigint & 4294967295)::oid`,
+      [t],
+    );
+    expect(locks.map((l) => l.pid)).toEqual([aPid]);
+    const { rows: written } = await db.pool.query('SELECT count(*)::int AS n FROM hookbox.ordering_keys');
+    const keysBefore = written[0].n;
+    // B (enqueue), C (enqueueMany) and D (the SQL function) want K: they wait for A.
+    const done = new Set<string>();
+    const b = await tx();
+    const bEnq = b.enqueue(t, 'K', 'b1').then(() => done.add('b'));
+    const c = await tx();
+    const cEnq = outbox
+      .enqueueMany(c.client, [
+        { tenantId: t, type: 'thing.changed', payload: { key: 'K', n: 'c1' }, orderingKey: 'K' },
+        { tenantId: t, type: 'thing.changed', payload: { key: 'K', n: 'c2' }, orderingKey: 'K' },
+      ])
+      .then(() => done.add('c'));
+    const d = await tx();
+    const dEnq = d.client
+      .query(`SELECT hookbox.enqueue($1, 'thing.changed', '{"key":"K","n":"d1"}', NULL, 'K')`, [t])
+      .then(() => done.add('d'));
+    // E on key L (library and SQL function), and an unordered event, do not wait.
+    const e = await tx();
+    await e.enqueue(t, 'L', 'e1');
+    await e.client.query(`SELECT hookbox.enqueue($1, 'thing.changed', '{"key":"L","n":"e2"}', NULL, 'L')`, [t]);
+    await outbox.enqueue(e.client, { tenantId: t, type: 'thing.changed', payload: { n: 'plain' } });
+    await sleep(200);
+    expect([...done]).toEqual([]);
+    await e.commit();
+    await a.commit();
+    // B, C and D now take K one after the other: each commits once it has it.
+    const pending = new Map([
+      ['b', b],
+      ['c', c],
+      ['d', d],
+    ]);
+    while (pending.size > 0) {
+      await waitFor(() => [...done].some((x) => pending.has(x)), { what: 'the next holder of K' });
+      for (const x of [...done]) {
+        const holder = pending.get(x);
+        if (!holder) continue;
+        pending.delete(x);
+        await holder.commit();
+      }
+    }
+    await Promise.all([bEnq, cEnq, dEnq]);
+    // Enqueue wrote no counter row; fan-out numbers K in commit order: a1, then B, C, D in
+    // the order they got the lock (each committed before the next could take it).
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM hookbox.ordering_keys')).rows[0].n).toBe(keysBefore);
+    const seqs = await seqsByLabel(db.pool, t);
+    expect(seqs.get('a1')).toBe(1);
+    expect(new Set(['b1', 'c1', 'c2', 'd1'].map((n) => seqs.get(n)))).toEqual(new Set([2, 3, 4, 5]));
+    expect((seqs.get('c2') ?? 0) - (seqs.get('c1') ?? 0)).toBe(1);
+    expect([seqs.get('e1'), seqs.get('e2')]).toEqual([1, 2]);
+  });
+
+  it("fan-out defers a key's event while a lower one of the key is held by another fan-out", async () => {
+    const t = tenant();
+    const ev = (key: string, n: string) => ({
+      tenantId: t,
+      type: 'thing.changed',
+      payload: { key, n },
+      orderingKey: key,
+    });
+    const [first] = await outbox.enqueueMany(db.pool, [ev('K', 'k1'), ev('K', 'k2'), ev('L', 'l1')]);
+    // Another relay's fan-out holds k1 (FOR UPDATE, as its SKIP LOCKED claim does).
+    const other = await tx();
+    await other.client.query('SELECT id FROM hookbox.events WHERE id = $1 FOR UPDATE', [first?.id]);
+    const res = await fanOut(db.pool, 100, 60_000);
+    // k2 must not be numbered ahead of k1: only L's event went out.
+    expect(res.events).toBe(1);
+    expect(res.orderingKeys).toEqual([[t, 'L']]);
+    const { rows } = await db.pool.query(
+      `SELECT payload->>'n' AS n, ordering_seq, fanned_out_at IS NOT NULL AS out FROM hookbox.events
+       WHERE tenant_id = $1 ORDER BY pos`,
+      [t],
+    );
+    expect(rows).toEqual([
+      { n: 'k1', ordering_seq: null, out: false },
+      { n: 'k2', ordering_seq: null, out: false },
+      { n: 'l1', ordering_seq: '1', out: true },
+    ]);
+    await other.rollback();
+    expect(Object.fromEntries(await seqsByLabel(db.pool, t))).toEqual({ k1: 1, k2: 2, l1: 1 });
   });
 
   it('refuses bad ordering keys with a ValidationError naming the field and rule, writing nothing', async () => {
@@ -322,6 +424,57 @@ describe('delivery in order per (subscription, key)', () => {
       expect([...statuses], path).toEqual(['next']);
       expect(Object.fromEntries(state)).toEqual(Object.fromEntries(keys.map((k) => [k, committed.get(k)?.length])));
     }
+  });
+
+  it('rollbacks and idempotent repeats leave no gap in the seq a receiver gets', async () => {
+    const rx = await receiver();
+    const t = tenant();
+    const sub = await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/a'), eventTypes: ['*'] });
+    relay();
+    const ev = (n: string, idempotencyKey?: string) => ({
+      tenantId: t,
+      type: 'thing.changed',
+      payload: { key: 'K', n },
+      orderingKey: 'K',
+      ...(idempotencyKey ? { idempotencyKey } : {}),
+    });
+    await outbox.enqueue(db.pool, ev('1', 'i1'));
+    await outbox.enqueue(db.pool, ev('1-again', 'i1'));
+    const rolledBack = await tx();
+    await outbox.enqueue(rolledBack.client, ev('rolled-back'));
+    await outbox.enqueueMany(rolledBack.client, [ev('rolled-back-2'), ev('rolled-back-3')]);
+    await rolledBack.rollback();
+    await outbox.enqueueMany(db.pool, [ev('2'), ev('1-in-batch', 'i1'), ev('3', 'i3')]);
+    await db.pool.query(
+      `SELECT hookbox.enqueue($1, 'thing.changed', '{"key":"K","n":"3-sql"}', idempotency_key => 'i3', ordering_key => 'K')`,
+      [t],
+    );
+    // A repeat racing its first writer: it waits for the key, then finds the event.
+    const first = await tx();
+    await outbox.enqueue(first.client, ev('4', 'i4'));
+    const racing = outbox.enqueue(db.pool, ev('4-racing', 'i4'));
+    await sleep(100);
+    await first.commit();
+    expect((await racing).created).toBe(false);
+    const failing = await tx();
+    await outbox.enqueue(failing.client, ev('aborted'));
+    await failing.client.query('SELECT 1/0').catch(() => undefined);
+    await failing.rollback();
+    await db.pool.query(`SELECT hookbox.enqueue($1, 'thing.changed', '{"key":"K","n":"5"}', NULL, 'K')`, [t]);
+
+    await waitForAllFinal(db.pool, { tenants: [t], atLeast: 5 });
+    const got = rx.requests('/a');
+    expect(got.map((r) => payloadOf(r).n)).toEqual(['1', '2', '3', '4', '5']);
+    expect(got.map(seqOf)).toEqual([1, 2, 3, 4, 5]);
+    const statuses = new Set<string>();
+    const state = new Map<string, number>();
+    for (const r of got) {
+      verify(sub.secret, r.headers as Record<string, string>, r.body, {
+        ordering: state,
+        onOrdering: (report) => statuses.add(report.status),
+      });
+    }
+    expect([...statuses]).toEqual(['next']);
   });
 
   it('a failing head holds only its key (block), other keys and subscriptions go on; a replay unblocks it', async () => {
@@ -485,7 +638,9 @@ describe('promotion', () => {
       [1, 2, 3].map((n) => ({ tenantId: t, type: 'thing.changed', payload: { key, n: String(n) }, orderingKey: key })),
     );
     const { rows } = await db.pool.query<{ id: string; ordering_seq: string }>(
-      `WITH f AS (UPDATE hookbox.events SET fanned_out_at = now() WHERE id = ANY($1::uuid[]) RETURNING id, ordering_seq)
+      `WITH n AS (SELECT id, row_number() OVER (ORDER BY pos) AS seq FROM hookbox.events WHERE id = ANY($1::uuid[])),
+       f AS (UPDATE hookbox.events e SET fanned_out_at = now(), ordering_seq = n.seq FROM n WHERE e.id = n.id
+             RETURNING e.id, e.ordering_seq)
        INSERT INTO hookbox.deliveries
          (event_id, subscription_id, tenant_id, status, attempts, next_attempt_at, completed_at, ordering_key, ordering_seq)
        SELECT f.id, $2, $3, CASE WHEN f.ordering_seq = 1 THEN 'succeeded' ELSE 'pending' END,

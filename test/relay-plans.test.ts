@@ -49,12 +49,22 @@ describe('prepared relay statements', () => {
     );
     // No ANALYZE here: the plans must hold up even before autovacuum gets round to it.
 
-    const fan = await plan('hookbox_fan_out_v5', "100, 60000, '{}', '', 0, '{}'");
+    const fan = await plan('hookbox_fan_out_v6', "100, 60000, '{}', '', 0, '{}'");
     expect(fan).toContain('events_pending_tenant_idx');
     expect(fan).not.toMatch(/Seq Scan on events/);
-    const due = await plan('hookbox_claim_due_v6', "100, 60000, '{}', '{}'");
+    // Ordered events: the deferral probe reads the tenant's pending events below the batch,
+    // the head check only the key's pending numbered ones (events_pending_tenant_idx would
+    // read every pending event of the tenant, once per ordered delivery).
+    // ...bounded by that pos (not a walk through all of the tenant's pending events):
+    expect(fan).toMatch(
+      /Index Scan using events_pending_tenant_idx on events pe\n\s+Index Cond: \(\(tenant_id = ev0\.tenant_id\) AND \(pos < /,
+    );
+    expect(fan).toMatch(/Index (Only )?Scan using events_pending_numbered_idx on events pe_1/);
+    const due = await plan('hookbox_claim_due_v7', "100, 60000, '{}', '{}'");
     expect(due).toContain('deliveries_due_idx');
     expect(due).not.toMatch(/Seq Scan on deliveries/);
+    expect(due).toContain('events_pending_numbered_idx');
+    expect(due).not.toContain('events_pending_tenant_idx');
     // Recording a batch looks each delivery up by primary key: never a scan of the pending
     // rows (the due index) or of the whole table, whose size grows with the backlog.
     const record = await plan(
@@ -66,10 +76,12 @@ describe('prepared relay statements', () => {
     expect(record).not.toMatch(/Seq Scan on deliveries|deliveries_due_idx|Bitmap Heap Scan on deliveries/);
     // Promoting the successors of ordered deliveries reads only their keys' chains.
     const promote = await plan(
-      'hookbox_promote_heads_v2',
+      'hookbox_promote_heads_v3',
       `'{p}'::text[], '{k}'::text[], '{1}'::bigint[], true, 60000, '{}'::uuid[], 100`,
     );
     expect(promote).toContain('deliveries_ordering_idx');
+    expect(promote).toContain('events_pending_numbered_idx');
+    expect(promote).not.toContain('events_pending_tenant_idx');
     expect(promote).not.toMatch(/Seq Scan on (deliveries|events)/);
   });
 
@@ -88,7 +100,7 @@ describe('prepared relay statements', () => {
     try {
       for (let i = 0; i < 10; i++) await fanOut(fresh, 1, 60_000, { afterTenant: 'z' });
       const { rows } = await fresh.query(
-        "EXPLAIN (COSTS OFF) EXECUTE hookbox_fan_out_v5(100, 60000, '{}', '', 0, '{}')",
+        "EXPLAIN (COSTS OFF) EXECUTE hookbox_fan_out_v6(100, 60000, '{}', '', 0, '{}')",
       );
       const fan = rows.map((r) => r['QUERY PLAN']).join('\n');
       expect(fan).toContain('events_pending_tenant_idx');

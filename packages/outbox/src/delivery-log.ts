@@ -121,7 +121,7 @@ export interface EventRecord {
   idempotencyKey: string | null;
   /** The event's ordering key; null for an unordered event. */
   orderingKey: string | null;
-  /** Its position among the key's events, in commit order (1, 2, 3…); null for an unordered event. */
+  /** Its position among the key's events, in commit order (1, 2, 3…); null for an unordered event, and until the relay fans the event out. */
   orderingSeq: number | null;
   createdAt: Date;
   /** null while the relay has not fanned it out yet. */

@@ -130,103 +130,40 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
 ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id`;
 
-// Ordered events take the next number of their (tenant, key) in the same statement. The
-// upsert's row lock is held until the caller's transaction ends: a second transaction on
-// the same key waits on it, so numbers follow commit order, and a rollback gives its
-// number back. An idempotent repeat of a visible event takes no number. Returns one row:
-// the new id (null when the event existed) and the number taken (null when none was).
-// See docs/ordering.md.
-const INSERT_ONE_ORDERED = `WITH k AS (
-  INSERT INTO hookbox.ordering_keys AS k (tenant_id, key, seq)
-  SELECT $2, $6, 1
-  WHERE $5::text IS NULL
-     OR NOT EXISTS (SELECT 1 FROM hookbox.events e WHERE e.tenant_id = $2 AND e.idempotency_key = $5)
-  ON CONFLICT (tenant_id, key) DO UPDATE SET seq = k.seq + 1
-  RETURNING k.seq
-), ins AS (
-  INSERT INTO hookbox.events (id, tenant_id, type, payload, idempotency_key, ordering_key, ordering_seq)
-  SELECT $1, $2, $3, $4::jsonb, $5, $6, k.seq FROM k
-  ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-  RETURNING id
+// Ordered events take their key's transaction-level advisory lock, held until the caller's
+// transaction ends, and only then draw events.pos (the lock is taken in a CTE the insert
+// reads from, so nextval runs after it): a second transaction on the same key waits here
+// until the first commits or rolls back, and per key, pos order is commit order. The relay
+// numbers ordering_seq from pos order at fan-out; a rollback or an idempotent repeat leaves
+// only a gap in pos. The lock key: classid 1751868015, objid hashtext(tenant || 0x1f || key)
+// (the same as hookbox.enqueue in SQL). See docs/ordering.md.
+const INSERT_ONE_ORDERED = `WITH l AS (
+  SELECT pg_advisory_xact_lock(1751868015, hashtext($2::text || E'\\x1f' || $6::text))
 )
-SELECT (SELECT id FROM ins) AS id, (SELECT seq FROM k) AS seq`;
+INSERT INTO hookbox.events (id, tenant_id, type, payload, idempotency_key, ordering_key, pos)
+SELECT $1, $2, $3, $4::jsonb, $5, $6, nextval('hookbox.events_pos_seq') FROM l
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id`;
 
-// A batch takes, per key, as many numbers as it has new events of that key (in batch
-// order), locking its keys in one sorted order so that two batches cannot deadlock on each
-// other. Events whose idempotency key exists already (or repeats one earlier in the batch)
-// take no number. Returns the inserted ids, and per key the last number taken and how many.
-const INSERT_MANY_ORDERED = `WITH u0 AS (
-  SELECT u.*,
-    u.idempotency_key IS NULL
-    OR (row_number() OVER (PARTITION BY u.tenant_id, u.idempotency_key ORDER BY u.ord) = 1
-        AND NOT EXISTS (SELECT 1 FROM hookbox.events e
-                        WHERE e.tenant_id = u.tenant_id AND e.idempotency_key = u.idempotency_key)) AS fresh
-  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY
+// A batch locks its distinct keys in one order (of the lock key), so that two batches
+// cannot deadlock on each other, all before its first pos is drawn (the one-time filter
+// reads every lock row first); then draws pos in batch order (volatile expressions are
+// evaluated after the sort).
+const INSERT_MANY_ORDERED = `WITH u AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) WITH ORDINALITY
     AS u(id, tenant_id, type, payload, idempotency_key, ordering_key, ord)
-), u AS (
-  SELECT u0.*, count(*) OVER w AS n, row_number() OVER (w ORDER BY u0.ord) AS rn
-  FROM u0 WHERE u0.fresh
-  WINDOW w AS (PARTITION BY u0.tenant_id, u0.ordering_key)
-), k AS (
-  INSERT INTO hookbox.ordering_keys AS k (tenant_id, key, seq)
-  SELECT DISTINCT u.tenant_id, u.ordering_key, u.n FROM u WHERE u.ordering_key IS NOT NULL
-  ORDER BY 1, 2
-  ON CONFLICT (tenant_id, key) DO UPDATE SET seq = k.seq + excluded.seq
-  RETURNING k.tenant_id, k.key, k.seq
-), ins AS (
-  INSERT INTO hookbox.events (id, tenant_id, type, payload, idempotency_key, ordering_key, ordering_seq)
-  SELECT u.id, u.tenant_id, u.type, u.payload::jsonb, u.idempotency_key, u.ordering_key, k.seq - u.n + u.rn
-  FROM u LEFT JOIN k ON k.tenant_id = u.tenant_id AND k.key = u.ordering_key
-  ORDER BY u.ord
-  ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-  RETURNING id
+), l AS MATERIALIZED (
+  SELECT pg_advisory_xact_lock(1751868015, x.h) IS NULL AS locked
+  FROM (SELECT DISTINCT hashtext(u.tenant_id || E'\\x1f' || u.ordering_key) AS h
+        FROM u WHERE u.ordering_key IS NOT NULL ORDER BY 1) x
 )
-SELECT ins.id::text AS id, NULL AS tenant_id, NULL AS key, NULL::bigint AS seq, NULL::bigint AS taken FROM ins
-UNION ALL
-SELECT NULL, k.tenant_id, k.key, k.seq, (SELECT max(u.n) FROM u WHERE u.tenant_id = k.tenant_id AND u.ordering_key = k.key)
-FROM k`;
-
-// Numbers taken for events that a concurrent transaction inserted first (its idempotency
-// key committed while this insert waited) are given back, and this call's new events of
-// those keys renumbered without gaps. Only keys whose counter still ends at the number
-// this call took: inside a transaction that is always so (its row locks are held), while
-// after an autocommit statement another writer may have moved on, and then the gap stays.
-const GIVE_BACK = `WITH t AS (
-  SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS t(tenant_id, key, last, taken)
-), b AS (
-  SELECT k.tenant_id, k.key, t.last - t.taken AS base
-  FROM hookbox.ordering_keys k JOIN t ON k.tenant_id = t.tenant_id AND k.key = t.key AND k.seq = t.last
-  FOR UPDATE OF k
-), mine AS (
-  SELECT e.id, b.base + row_number() OVER (PARTITION BY e.tenant_id, e.ordering_key ORDER BY e.ordering_seq) AS seq
-  FROM hookbox.events e JOIN b ON b.tenant_id = e.tenant_id AND b.key = e.ordering_key
-  WHERE e.id = ANY($1::uuid[])
-), renumber AS (
-  UPDATE hookbox.events e SET ordering_seq = m.seq FROM mine m WHERE e.id = m.id AND e.ordering_seq <> m.seq
-)
-UPDATE hookbox.ordering_keys k
-SET seq = b.base + (SELECT count(*) FROM mine m JOIN hookbox.events e ON e.id = m.id
-                    WHERE e.tenant_id = b.tenant_id AND e.ordering_key = b.key)
-FROM b WHERE k.tenant_id = b.tenant_id AND k.key = b.key`;
-
-type TakenRow = {
-  id: string | null;
-  tenant_id: string | null;
-  key: string | null;
-  seq: string | number | null;
-  taken: string | number | null;
-};
-
-async function giveBack(executor: Executor, insertedIds: string[], taken: TakenRow[]): Promise<void> {
-  if (taken.length === 0) return;
-  await runQuery(executor, GIVE_BACK, [
-    insertedIds,
-    taken.map((t) => t.tenant_id),
-    taken.map((t) => t.key),
-    taken.map((t) => Number(t.seq)),
-    taken.map((t) => Number(t.taken)),
-  ]);
-}
+INSERT INTO hookbox.events (id, tenant_id, type, payload, idempotency_key, ordering_key, pos)
+SELECT u.id, u.tenant_id, u.type, u.payload::jsonb, u.idempotency_key, u.ordering_key, nextval('hookbox.events_pos_seq')
+FROM u
+WHERE (SELECT count(*) FROM l) >= 0
+ORDER BY u.ord
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING id`;
 
 // A separate statement, so that in READ COMMITTED it sees a row a concurrent transaction
 // committed while our INSERT waited on the unique index.
@@ -257,26 +194,15 @@ export function createOutbox<E extends EventMap = EventMap>(options: OutboxOptio
     const id = uuidv7();
     lastEnqueueAt = performance.now();
     const ordered = ev.orderingKey !== null;
-    if (ordered) {
-      const [r] = await runQuery<{ id: string | null; seq: string | null }>(
-        executor,
-        INSERT_ONE_ORDERED,
-        [id, ev.tenantId, ev.type, ev.payloadJson, ev.idempotencyKey, ev.orderingKey],
-        opts.preparedStatements ? 'hookbox_enqueue_ordered_v1' : undefined,
-      );
-      if (r?.id) return { id, created: true };
-      if (r?.seq !== null && r?.seq !== undefined) {
-        await giveBack(executor, [], [{ id: null, tenant_id: ev.tenantId, key: ev.orderingKey, seq: r.seq, taken: 1 }]);
-      }
-    } else {
-      const rows = await runQuery<{ id: string }>(
-        executor,
-        INSERT_ONE,
-        [id, ev.tenantId, ev.type, ev.payloadJson, ev.idempotencyKey],
-        opts.preparedStatements ? 'hookbox_enqueue_v1' : undefined,
-      );
-      if (rows.length > 0) return { id, created: true };
-    }
+    const rows = await runQuery<{ id: string }>(
+      executor,
+      ordered ? INSERT_ONE_ORDERED : INSERT_ONE,
+      ordered
+        ? [id, ev.tenantId, ev.type, ev.payloadJson, ev.idempotencyKey, ev.orderingKey]
+        : [id, ev.tenantId, ev.type, ev.payloadJson, ev.idempotencyKey],
+      opts.preparedStatements ? (ordered ? 'hookbox_enqueue_ordered_v2' : 'hookbox_enqueue_v1') : undefined,
+    );
+    if (rows.length > 0) return { id, created: true };
     const existing = (await resolveExisting(executor, [ev])).get(keyOf(ev.tenantId, ev.idempotencyKey ?? ''));
     if (!existing) throw lostIdempotentRow();
     return { id: existing, created: false };
@@ -319,36 +245,10 @@ export function createOutbox<E extends EventMap = EventMap>(options: OutboxOptio
       valid.map((e) => e.payloadJson),
       valid.map((e) => e.idempotencyKey),
     ];
-    let rows: { id: string }[];
-    if (ordered) {
-      const out = await runQuery<TakenRow>(executor, INSERT_MANY_ORDERED, [
-        ...columns,
-        valid.map((e) => e.orderingKey),
-      ]);
-      rows = out.filter((r): r is TakenRow & { id: string } => r.id !== null);
-      if (rows.length === valid.length) return ids.map((id) => ({ id, created: true }));
-      // Only when a concurrent transaction won an idempotency key after the numbers were taken.
-      const numbered = out.filter((r) => r.key !== null);
-      const newOfKey = new Map<string, number>();
-      const insertedSet = new Set(rows.map((r) => r.id));
-      valid.forEach((e, i) => {
-        if (e.orderingKey !== null && insertedSet.has(ids[i] as string)) {
-          const k = keyOf(e.tenantId, e.orderingKey);
-          newOfKey.set(k, (newOfKey.get(k) ?? 0) + 1);
-        }
-      });
-      const short = numbered.filter(
-        (r) => (newOfKey.get(keyOf(r.tenant_id as string, r.key as string)) ?? 0) < Number(r.taken),
-      );
-      await giveBack(
-        executor,
-        rows.map((r) => r.id),
-        short,
-      );
-    } else {
-      rows = await runQuery<{ id: string }>(executor, INSERT_MANY, columns);
-      if (rows.length === valid.length) return ids.map((id) => ({ id, created: true }));
-    }
+    const rows = ordered
+      ? await runQuery<{ id: string }>(executor, INSERT_MANY_ORDERED, [...columns, valid.map((e) => e.orderingKey)])
+      : await runQuery<{ id: string }>(executor, INSERT_MANY, columns);
+    if (rows.length === valid.length) return ids.map((id) => ({ id, created: true }));
     const inserted = new Set(rows.map((r) => r.id));
     const missing = valid.filter((_, i) => !inserted.has(ids[i] as string));
     const existing = await resolveExisting(executor, missing);

@@ -21,6 +21,12 @@ import {
 
 export const hookboxSchema = pgSchema('hookbox');
 
+/**
+ * Source of `events.pos`. No per-session cache (CACHE 1, the default): with cached ranges a
+ * session could draw a lower number after another session's later commit.
+ */
+export const eventsPosSeq = hookboxSchema.sequence('events_pos_seq');
+
 const tz = { withTimezone: true, mode: 'date' } as const;
 
 /** Policies for a dead delivery of an ordering key (see `subscriptions.ordering_on_dead`). */
@@ -131,32 +137,44 @@ export const events = hookboxSchema.table(
     orderingKey: text('ordering_key'),
     /**
      * Position of this event among its tenant's events with the same ordering key: 1, 2, 3…
-     * in the commit order of their transactions, without gaps (see `ordering_keys`).
+     * in the commit order of their transactions, without gaps. Null until fan-out numbers it
+     * (from `ordering_keys`, in `pos` order); events numbered at enqueue by hookbox before
+     * migration 0016 carry theirs from the start.
      */
     orderingSeq: bigint('ordering_seq', { mode: 'number' }),
+    /**
+     * Drawn from `events_pos_seq` when the row is inserted. An ordered event draws it only
+     * after taking its key's transaction-level advisory lock, which is held until commit,
+     * so per (tenant, ordering key) `pos` order is commit order (gaps do not matter). The
+     * fan-out takes each tenant's pending events in `pos` order. Null in rows written
+     * before migration 0016 (taken first).
+     */
+    pos: bigint('pos', { mode: 'number' }).default(sql`nextval('hookbox.events_pos_seq'::regclass)`),
   },
   (t) => [
     uniqueIndex('events_tenant_idempotency_key_uq')
       .on(t.tenantId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),
     // The relay's fan-out claim: the tenants with pending events (a skip scan), then each
-    // one's pending events in enqueue order, a bounded number per tenant per batch. The
-    // (always null) fanned_out_at column makes its order one that events_tenant_id_idx
-    // cannot give, so the fan-out's cached plan never picks that one (migration 0015).
-    index('events_pending_tenant_idx').on(t.tenantId, t.fannedOutAt, t.id).where(sql`${t.fannedOutAt} is null`),
+    // one's pending events in `pos` order, a bounded number per tenant per batch; and its
+    // deferral probe, a tenant's pending events below a `pos`. Only this index gives
+    // (tenant_id, pos) order, so the fan-out's cached plan never walks events_tenant_id_idx
+    // past fanned-out events (migrations 0015, 0016).
+    index('events_pending_tenant_idx').on(t.tenantId, t.pos.asc().nullsFirst()).where(sql`${t.fannedOutAt} is null`),
     index('events_tenant_id_idx').on(t.tenantId, t.id),
-    // Ordered delivery waits while an earlier event of the same key is not fanned out yet.
-    index('events_pending_ordering_idx')
+    // Ordered delivery waits while an earlier numbered event of the same key is not fanned
+    // out yet: only events numbered at enqueue before migration 0016 are ever pending and
+    // numbered (fan-out numbers the others as it marks them fanned out).
+    index('events_pending_numbered_idx')
       .on(t.tenantId, t.orderingKey, t.orderingSeq)
-      .where(sql`${t.fannedOutAt} is null and ${t.orderingKey} is not null`),
+      .where(sql`${t.fannedOutAt} is null and ${t.orderingSeq} is not null`),
   ],
 );
 
 /**
- * The last sequence number taken per (tenant, ordering key). `enqueue` increments the row
- * in the caller's transaction and holds its row lock until that transaction ends, so
- * transactions on one key take their numbers one after the other, in commit order; a
- * rollback undoes its increment.
+ * The last sequence number given per (tenant, ordering key). The relay's fan-out adds the
+ * number of events of the key it numbers in a batch (migration 0016; before it, `enqueue`
+ * incremented it in the producer's transaction).
  */
 export const orderingKeys = hookboxSchema.table(
   'ordering_keys',

@@ -105,7 +105,10 @@ export function registerEvents(program: Command): Command {
           ['tenant', e.tenantId],
           ['type', e.type],
           ['idempotency key', e.idempotencyKey ?? '-'],
-          ['ordering', e.orderingKey === null ? '-' : `${e.orderingKey} #${e.orderingSeq}`],
+          [
+            'ordering',
+            e.orderingKey === null ? '-' : `${e.orderingKey} #${e.orderingSeq ?? '- (numbered at fan-out)'}`,
+          ],
           ['created', formatTime(e.createdAt)],
           ['fanned out', formatTime(e.fannedOutAt)],
           ['deliveries', fanoutText(e.deliveries, e.fannedOutAt !== null)],

@@ -778,11 +778,14 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       observer.outcome?.(d, prepared.observed);
       return 'none';
     }
+    // A subscription's own timeout may shorten the relay's, never lengthen it: the lease
+    // and the staleness check are sized for --request-timeout.
+    const timeoutMs = Math.min(d.requestTimeoutMs ?? options.requestTimeoutMs, options.requestTimeoutMs);
     const attempt = await sendAttempt(agent, prepared.origin, prepared.path, prepared.headers, prepared.body, {
-      // A subscription's own timeout may shorten the relay's, never lengthen it: the lease
-      // and the staleness check are sized for --request-timeout.
-      timeoutMs: Math.min(d.requestTimeoutMs ?? options.requestTimeoutMs, options.requestTimeoutMs),
-      deadlines,
+      timeoutMs,
+      // The shared timer is a FIFO that holds only deadlines of the relay's own timeout: a
+      // shorter one queued behind them would fire only when they do.
+      ...(timeoutMs === options.requestTimeoutMs ? { deadlines } : {}),
       maxResponseBytes: options.maxResponseBytes,
       maxDrainBytes: 64 * 1024,
     });

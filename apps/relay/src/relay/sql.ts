@@ -64,8 +64,10 @@ const SUBSCRIPTION_COLUMNS = `s.url, s.secret,
 // with a lower sequence is unfinished — pending (in flight or waiting for a retry), or dead
 // while the subscription's policy is `block` and no later delivery of that event to that
 // endpoint (a replay) exists — and no event of the key with a lower sequence still waits
-// for fan-out (it may yet add a delivery ahead of this one). Both probes are index range
-// scans (deliveries_ordering_idx, events_pending_ordering_idx) that stop at the first row.
+// for fan-out (it may yet add a delivery ahead of this one: only events numbered at enqueue
+// before migration 0016 are pending with a number; fan-out numbers the others above every
+// number given so far). Both probes are index range scans (deliveries_ordering_idx,
+// events_pending_numbered_idx) that stop at the first row.
 // Correctness rests on this predicate alone: final states never become pending again
 // except through a replay, which adds a row of the same sequence.
 export function orderingHead(d: string, excludeBatch = ''): string {
@@ -82,7 +84,7 @@ export function orderingHead(d: string, excludeBatch = ''): string {
   AND NOT EXISTS (
     SELECT 1 FROM hookbox.events pe
     WHERE pe.tenant_id = ${d}.tenant_id AND pe.ordering_key = ${d}.ordering_key
-      AND pe.ordering_seq < ${d}.ordering_seq AND pe.fanned_out_at IS NULL${excludeBatch})`;
+      AND pe.ordering_seq IS NOT NULL AND pe.ordering_seq < ${d}.ordering_seq AND pe.fanned_out_at IS NULL${excludeBatch})`;
 }
 
 // Fan-out in one statement, one round trip: claim pending events by state (never by an id
@@ -93,15 +95,24 @@ export function orderingHead(d: string, excludeBatch = ''): string {
 // its own. Every row carries the batch's counts; a batch with no deliveries returns one
 // row of counts only.
 //
-// Ordered events: of a batch's deliveries to one (subscription, key) only the lowest
-// sequence may be leased here, and only when it is the head (orderingHead, not counting
-// this batch's own events as waiting for fan-out); the others are inserted parked
-// (next_attempt_at = infinity, attempts 0) until promoteHeads makes them due.
+// Ordered events are numbered here (docs/ordering.md): enqueue drew their pos after taking
+// their key's advisory lock, held to commit, so per key pos order is commit order, and
+// every event of a key that committed before this statement's snapshot is visible to it.
+// The batch numbers its events of each key in pos order, continuing the key's counter in
+// hookbox.ordering_keys (one upsert per key), and writes the number onto the event and its
+// deliveries. An event of a key waits for a later batch (is not marked fanned out) when a
+// pending event of its key with a lower pos is not in this batch (another relay's fan-out
+// holds it: SKIP LOCKED), so numbers never overtake. Events numbered at enqueue (before
+// migration 0016) keep their number.
+// Of a batch's deliveries to one (subscription, key) only the lowest sequence may be leased
+// here, and only when it is the head (orderingHead, not counting this batch's own events as
+// waiting for fan-out); the others are inserted parked (next_attempt_at = infinity,
+// attempts 0) until promoteHeads makes them due.
 //
 // Fair across tenants: the batch takes the tenants with pending events in turn, starting
 // after the last tenant of the previous batch ($4, wrapping around), found by a skip scan
 // of events_pending_tenant_idx (one index probe per tenant, at most $1 tenants), and then
-// at most ceil($1 / tenants) events of each, oldest first. One tenant alone still fills
+// at most ceil($1 / tenants) events of each, lowest pos first. One tenant alone still fills
 // whole batches; a tenant with a backlog of any size takes only its share of each batch,
 // so another tenant's new event waits for one batch at most, not for the backlog. Tenants
 // in $6 (whose work already fills this relay's buffer) are left out of the batch.
@@ -134,27 +145,67 @@ const FAN_OUT = `WITH RECURSIVE after_cursor(tenant_id) AS (
   LIMIT $1
 ), share AS (
   SELECT ceil($1::int::numeric / greatest(1, count(*)))::int AS per_tenant FROM tenants
-), ev AS MATERIALIZED (
-  SELECT p.id, p.tenant_id, p.type, p.payload, p.created_at, p.ordering_key, p.ordering_seq, t.turn
+), ev0 AS MATERIALIZED (
+  SELECT p.id, p.tenant_id, p.type, p.payload, p.created_at, p.ordering_key, p.ordering_seq, p.pos, t.turn
   FROM tenants t CROSS JOIN share
   CROSS JOIN LATERAL (
-    SELECT e.id, e.tenant_id, e.type, e.payload, e.created_at, e.ordering_key, e.ordering_seq
+    SELECT e.id, e.tenant_id, e.type, e.payload, e.created_at, e.ordering_key, e.ordering_seq, e.pos
     FROM hookbox.events e
-    -- A range of one tenant rather than '=', and ordered by (tenant_id, fanned_out_at, id)
-    -- (fanned_out_at is null here, so that is id order): only events_pending_tenant_idx
-    -- gives that order, so the cached generic plan never walks events_pkey or
-    -- events_tenant_id_idx past every fanned-out event (it did after a drain, while the
-    -- statistics still said most events were pending: 4 ms a batch instead of 0.1).
+    -- A range of one tenant rather than '=', and ordered by (tenant_id, pos): only
+    -- events_pending_tenant_idx gives that order, so the cached generic plan never walks
+    -- events_pkey or events_tenant_id_idx past every fanned-out event (it did after a drain,
+    -- while the statistics still said most events were pending: 4 ms a batch instead of
+    -- 0.1). Events written before migration 0016 (null pos) come first.
     WHERE e.tenant_id >= t.tenant_id AND e.tenant_id <= t.tenant_id AND e.fanned_out_at IS NULL
-    ORDER BY e.tenant_id, e.fanned_out_at, e.id
+    ORDER BY e.tenant_id, e.pos NULLS FIRST
     LIMIT share.per_tenant
     FOR UPDATE SKIP LOCKED
   ) p
   -- never more than the batch (the shares round up); also keeps the generic plan's estimate
   -- of the batch small, so marking it fanned out looks each event up by key
   LIMIT $1
+), gap AS MATERIALIZED (
+  -- Per key this batch numbers: the lowest pos of a pending event of the key that the batch
+  -- does not hold (another relay's fan-out locked it) and that is below the batch's highest
+  -- of its tenant; the batch's events of the key from there on wait. One range of
+  -- events_pending_tenant_idx per tenant, which holds little more than the batch's own
+  -- events of that tenant (the pick took the lowest pos it could lock): no index of its own,
+  -- which every ordered enqueue would pay for.
+  SELECT h.tenant_id, h.ordering_key, min(h.pos) AS first_gap
+  FROM (SELECT ev0.tenant_id, max(ev0.pos) AS hi FROM ev0
+        WHERE ev0.ordering_key IS NOT NULL AND ev0.ordering_seq IS NULL GROUP BY ev0.tenant_id) t
+  CROSS JOIN LATERAL (
+    SELECT pe.tenant_id, pe.ordering_key, pe.pos FROM hookbox.events pe
+    -- '=' on the tenant makes pos < hi a bound where the index scan stops (after a range of
+    -- tenants it would walk every pending event of the tenant); the ORDER BY, which only
+    -- events_pending_tenant_idx gives, keeps cached plans on it.
+    WHERE pe.tenant_id = t.tenant_id AND pe.fanned_out_at IS NULL
+      AND pe.pos < t.hi AND pe.ordering_key IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM ev0 WHERE ev0.id = pe.id)
+    ORDER BY pe.tenant_id, pe.pos NULLS FIRST
+  ) h
+  GROUP BY h.tenant_id, h.ordering_key
+), ev1 AS MATERIALIZED (
+  SELECT ev0.*, count(*) OVER w AS n, row_number() OVER (w ORDER BY ev0.pos) AS rn
+  FROM ev0 LEFT JOIN gap g
+    ON g.tenant_id = ev0.tenant_id AND g.ordering_key = ev0.ordering_key AND ev0.ordering_seq IS NULL
+  WHERE g.first_gap IS NULL OR ev0.pos < g.first_gap
+  WINDOW w AS (PARTITION BY ev0.tenant_id, ev0.ordering_key, ev0.ordering_seq IS NULL)
+), k AS (
+  -- One upsert per key: its next n numbers, in (tenant, key) order.
+  INSERT INTO hookbox.ordering_keys AS k (tenant_id, key, seq)
+  SELECT DISTINCT ev1.tenant_id, ev1.ordering_key, ev1.n FROM ev1
+  WHERE ev1.ordering_key IS NOT NULL AND ev1.ordering_seq IS NULL
+  ORDER BY 1, 2
+  ON CONFLICT (tenant_id, key) DO UPDATE SET seq = k.seq + excluded.seq
+  RETURNING k.tenant_id, k.key, k.seq
+), ev AS MATERIALIZED (
+  SELECT ev1.id, ev1.tenant_id, ev1.type, ev1.payload, ev1.created_at, ev1.ordering_key, ev1.turn,
+    CASE WHEN ev1.ordering_key IS NOT NULL AND ev1.ordering_seq IS NULL THEN k.seq - ev1.n + ev1.rn
+         ELSE ev1.ordering_seq END AS ordering_seq
+  FROM ev1 LEFT JOIN k ON k.tenant_id = ev1.tenant_id AND k.key = ev1.ordering_key
 ), done AS (
-  UPDATE hookbox.events e SET fanned_out_at = now() FROM ev WHERE e.id = ev.id
+  UPDATE hookbox.events e SET fanned_out_at = now(), ordering_seq = ev.ordering_seq FROM ev WHERE e.id = ev.id
 ), m0 AS (
   SELECT ev.id AS event_id, s.id AS subscription_id, ev.tenant_id, ev.ordering_key, ev.ordering_seq,
     s.circuit_open_until, s.id = ANY($3::uuid[]) AS parked,
@@ -239,7 +290,7 @@ export async function fanOut(
   { afterTenant = '', parkedSubscriptions = [], parkMs = 0, skipTenants = [] }: FanOutOptions = {},
 ): Promise<FanOutResult> {
   const { rows } = await db.query({
-    name: 'hookbox_fan_out_v5',
+    name: 'hookbox_fan_out_v6',
     text: FAN_OUT,
     values: [limit, leaseMs, parkedSubscriptions, afterTenant, parkMs, skipTenants],
   });
@@ -352,7 +403,7 @@ export async function claimDueDeliveries(
   parkedSubscriptions: readonly string[] = [],
 ): Promise<ClaimedDelivery[]> {
   const { rows } = await db.query({
-    name: 'hookbox_claim_due_v6',
+    name: 'hookbox_claim_due_v7',
     text: CLAIM_DUE,
     values: [limit, leaseMs, exclude, parkedSubscriptions],
   });
@@ -724,7 +775,7 @@ export async function promoteHeads(
   lease: PromoteLease = { leaseMs: 0, limit: 0 },
 ): Promise<PromoteResult> {
   const { rows } = await db.query({
-    name: 'hookbox_promote_heads_v2',
+    name: 'hookbox_promote_heads_v3',
     text: PROMOTE,
     values: [
       keys.map((k) => k[0]),

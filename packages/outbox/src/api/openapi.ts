@@ -80,7 +80,10 @@ const EVENT_PROPS: Record<string, Schema> = {
   type: { type: 'string' },
   idempotencyKey: nullable('string'),
   orderingKey: nullable('string'),
-  orderingSeq: { ...nullable('integer'), description: "Position among the key's events, in commit order" },
+  orderingSeq: {
+    ...nullable('integer'),
+    description: "Position among the key's events, in commit order; null until the relay fans the event out",
+  },
   createdAt: time,
   fannedOutAt: timeOrNull,
   deliveries: ref('Fanout'),
