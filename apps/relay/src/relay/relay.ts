@@ -58,6 +58,8 @@ const PARK_MS = 5_000;
  * least this long (see pumpSide).
  */
 const SIDE_LANE_MS = 5_000;
+/** ...and so is a tenant that took this many deliveries of one main-lane batch next to other tenants. */
+const SIDE_LANE_BATCH = 32;
 
 /** Everything the relay loop needs to know; defaults live in apps/relay/src/config.ts. */
 export interface RelayOptions {
@@ -97,7 +99,8 @@ export interface RelayOptions {
 
 /** Hooks for metrics; every one is optional and must not throw. */
 export interface RelayObserver {
-  fannedOut?(matchedEvents: number, unmatchedEvents: number): void;
+  /** A fan-out batch: events with and without a matching subscription, and the tenants they came from. */
+  fannedOut?(matchedEvents: number, unmatchedEvents: number, tenants: readonly string[]): void;
   attempt?(d: ClaimedDelivery, result: AttemptResult, durationMs: number): void;
   outcome?(d: ClaimedDelivery, outcome: 'succeeded' | 'retry' | 'dead' | 'disabled' | 'cancelled'): void;
   /** The dispatch queue's isolation state, on every poll tick. */
@@ -364,6 +367,21 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     return { full, fullLoad };
   }
 
+  /**
+   * A tenant that got SIDE_LANE_BATCH or more deliveries out of one main-lane batch shared
+   * with other tenants (a burst to many endpoints; new endpoints that cannot take it yet)
+   * goes to the side lane for SIDE_LANE_MS: the next statements of the main lane stay small.
+   */
+  function sendHeavyToSide(claimed: ClaimedDelivery[]): void {
+    const perTenant = new Map<string, number>();
+    for (const d of claimed) perTenant.set(d.tenantId, (perTenant.get(d.tenantId) ?? 0) + 1);
+    if (perTenant.size < 2 && queue.tenantLoads().size < 2) return;
+    const until = performance.now() + SIDE_LANE_MS;
+    for (const [tenant, n] of perTenant) {
+      if (n >= SIDE_LANE_BATCH) sideUntil.set(tenant, Math.max(sideUntil.get(tenant) ?? 0, until));
+    }
+  }
+
   /** The side lane's tenants at `now` (see sideUntil); a parked endpoint that still holds its subscription keeps its tenant there. */
   function sideTenants(now: number): Set<string> {
     const tenants = new Set<string>();
@@ -380,9 +398,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
 
   /**
    * The side lane: a second fan-out, on its own connection and in parallel with the main one,
-   * for the tenants in `side` — every tenant this relay has seen lately that is not in it is
-   * left out (a tenant it has not seen may be taken by either lane; SKIP LOCKED keeps each
-   * event to one). So a tenant whose events mostly insert deliveries that wait (hanging or
+   * that takes only the tenants in `side` (the main lane leaves them out). So a tenant whose events mostly insert deliveries that wait (hanging or
    * failing endpoints, 10 subscriptions × 200 events/s in the bench) never makes another
    * tenant's new event wait for that statement. Full tenants wait in both lanes.
    */
@@ -392,11 +408,11 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     if ([...side].every((t) => fullSet.has(t))) return;
     const free = bufferRoom();
     if (free < 1 || !recorder.healthy) return;
-    const skip = [...full];
-    for (const tenant of queue.tenantLoads().keys()) if (!side.has(tenant) && !fullSet.has(tenant)) skip.push(tenant);
+    const only = [...side].filter((t) => !fullSet.has(t));
     sideClaiming = true;
     pRetry(
-      () => fanOutBatch(Math.min(options.batchSize, free), parkedSubscriptions(performance.now()), skip, sideLane),
+      () =>
+        fanOutBatch(Math.min(options.batchSize, free), parkedSubscriptions(performance.now()), full, sideLane, only),
       dbRetry('fan-out'),
     )
       .then(({ claimed, events, orderingKeys }) => {
@@ -586,19 +602,22 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     parked: string[],
     skipTenants: string[],
     lane: { cursor: string },
+    onlyTenants: string[] | null = null,
   ): Promise<{ claimed: ClaimedDelivery[]; events: number; orderingKeys: [string, string][] }> {
     // Deliveries of parked subscriptions are inserted unleased, due when the park ends.
     const t0 = performance.now();
-    const { events, matched, claimed, lastTenant, orderingKeys } = await fanOut(db, limit, options.leaseMs, {
+    const { events, matched, claimed, lastTenant, orderingKeys, tenants } = await fanOut(db, limit, options.leaseMs, {
       afterTenant: lane.cursor,
       parkedSubscriptions: parked,
       parkMs: PARK_MS,
       skipTenants,
+      onlyTenants,
     });
     if (events > 0) lane.cursor = lastTenant;
     for (const d of claimed) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
+    if (lane === mainLane && claimed.length >= SIDE_LANE_BATCH) sendHeavyToSide(claimed);
     if (events > 0) {
-      observer.fannedOut?.(matched, events - matched);
+      observer.fannedOut?.(matched, events - matched, tenants);
       logger.debug(
         {
           events,

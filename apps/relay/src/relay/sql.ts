@@ -115,7 +115,8 @@ export function orderingHead(d: string, excludeBatch = ''): string {
 // at most ceil($1 / tenants) events of each, lowest pos first. One tenant alone still fills
 // whole batches; a tenant with a backlog of any size takes only its share of each batch,
 // so another tenant's new event waits for one batch at most, not for the backlog. Tenants
-// in $6 (whose work already fills this relay's buffer) are left out of the batch.
+// in $6 (whose work already fills this relay's buffer) are left out of the batch; when $7
+// is not null, only the tenants in it are taken (the relay's side lane, relay.ts).
 //
 // Deliveries for subscriptions this relay has parked ($3: slow or failing endpoints) are
 // inserted unleased and not due before $5 ms, and are not returned: the relay would only
@@ -142,6 +143,8 @@ const FAN_OUT = `WITH RECURSIVE after_cursor(tenant_id) AS (
         SELECT tenant_id, 2 FROM up_to_cursor WHERE tenant_id IS NOT NULL) t
   -- tenants whose work already fills this relay's buffer wait for the next batch
   WHERE tenant_id <> ALL($6::text[])
+    -- the side lane takes only its own tenants
+    AND ($7::text[] IS NULL OR tenant_id = ANY($7::text[]))
   LIMIT $1
 ), share AS (
   SELECT ceil($1::int::numeric / greatest(1, count(*)))::int AS per_tenant FROM tenants
@@ -242,9 +245,10 @@ const FAN_OUT = `WITH RECURSIVE after_cursor(tenant_id) AS (
   SELECT (SELECT count(*) FROM ev)::int AS events, (SELECT count(DISTINCT event_id) FROM m)::int AS matched,
     (SELECT jsonb_agg(DISTINCT jsonb_build_array(ev.tenant_id, ev.ordering_key)) FROM ev
      WHERE ev.ordering_key IS NOT NULL) AS ordering_keys,
-    (SELECT tenant_id FROM tenants ORDER BY turn DESC LIMIT 1) AS last_tenant
+    (SELECT tenant_id FROM tenants ORDER BY turn DESC LIMIT 1) AS last_tenant,
+    (SELECT jsonb_agg(DISTINCT ev.tenant_id) FROM ev) AS tenants
 )
-SELECT counts.events, counts.matched, counts.ordering_keys, counts.last_tenant, d.*
+SELECT counts.events, counts.matched, counts.ordering_keys, counts.last_tenant, counts.tenants, d.*
 FROM counts LEFT JOIN (
   SELECT ins.id, e.id AS event_id, e.tenant_id, e.type, e.payload::text AS payload,
     ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
@@ -269,6 +273,8 @@ export interface FanOutResult {
   orderingKeys: [string, string][];
   /** The last tenant this batch took events of: where the next batch starts ('' when none). */
   lastTenant: string;
+  /** The tenants whose events this batch fanned out. */
+  tenants: string[];
 }
 
 /** Where fan-out starts and what it leaves unleased; see FAN_OUT. */
@@ -280,6 +286,8 @@ export interface FanOutOptions {
   parkMs?: number;
   /** Tenants left out of this batch (their work already fills the relay's buffer). */
   skipTenants?: readonly string[];
+  /** When set, only these tenants are taken (the relay's side lane). */
+  onlyTenants?: readonly string[] | null;
 }
 
 /** Fans out up to `limit` pending events in one statement, fairly across tenants; see FAN_OUT. */
@@ -287,15 +295,21 @@ export async function fanOut(
   db: pg.Pool,
   limit: number,
   leaseMs: number,
-  { afterTenant = '', parkedSubscriptions = [], parkMs = 0, skipTenants = [] }: FanOutOptions = {},
+  { afterTenant = '', parkedSubscriptions = [], parkMs = 0, skipTenants = [], onlyTenants = null }: FanOutOptions = {},
 ): Promise<FanOutResult> {
   const { rows } = await db.query({
-    name: 'hookbox_fan_out_v6',
+    name: 'hookbox_fan_out_v7',
     text: FAN_OUT,
-    values: [limit, leaseMs, parkedSubscriptions, afterTenant, parkMs, skipTenants],
+    values: [limit, leaseMs, parkedSubscriptions, afterTenant, parkMs, skipTenants, onlyTenants],
   });
   const first = rows[0] as
-    | { events: number; matched: number; ordering_keys: [string, string][] | null; last_tenant: string | null }
+    | {
+        events: number;
+        matched: number;
+        ordering_keys: [string, string][] | null;
+        last_tenant: string | null;
+        tenants: string[] | null;
+      }
     | undefined;
   const claimedAt = performance.now();
   const claimed: ClaimedDelivery[] = [];
@@ -306,6 +320,7 @@ export async function fanOut(
     claimed,
     orderingKeys: first?.ordering_keys ?? [],
     lastTenant: first?.last_tenant ?? '',
+    tenants: first?.tenants ?? [],
   };
 }
 
