@@ -373,6 +373,7 @@ async function oneRun(url: string): Promise<RunResult> {
     }
     const rssMiB = peakRssMiB(relay.pid as number);
     const noisy = await noisyNeighbours(pool, secret, receiver);
+    if (process.env.BENCH_NOISY_BREAKDOWN) await noisyBreakdown(pool);
     return {
       ratio: outboxTps / baseTps,
       ratioNoNotify: plainTps / baseTps,
@@ -478,6 +479,43 @@ async function scenario<T>(adminUrl: string, fn: (url: string, receiver: Receive
   });
 }
 
+/** BENCH_NOISY_BREAKDOWN: where the healthy tenant's time went in the noisy-neighbours phase. */
+async function noisyBreakdown(pool: pg.Pool): Promise<void> {
+  // Where the healthy tenant's time went: commit → fan-out, fan-out → last attempt start.
+  const { rows } = await pool.query(
+    `SELECT e.created_at >= (SELECT min(created_at) FROM hookbox.subscriptions WHERE tenant_id = 'noisy') AS noisy,
+              percentile_disc(ARRAY[0.5, 0.99, 1]) WITHIN GROUP (ORDER BY round(extract(epoch FROM e.fanned_out_at - e.created_at) * 1000)) AS fan,
+              percentile_disc(ARRAY[0.5, 0.99, 1]) WITHIN GROUP (ORDER BY round(extract(epoch FROM d.last_attempt_at - e.fanned_out_at) * 1000)) AS send,
+              percentile_disc(ARRAY[0.5, 0.99, 1]) WITHIN GROUP (ORDER BY round(extract(epoch FROM d.completed_at - d.last_attempt_at) * 1000)) AS record,
+              max(d.attempts) AS max_attempts, count(*) AS n, min(e.created_at) AS first, max(e.created_at) AS last, (SELECT min(created_at) FROM hookbox.subscriptions WHERE tenant_id = 'noisy') AS noisy_at
+       FROM hookbox.deliveries d JOIN hookbox.events e ON e.id = d.event_id WHERE d.tenant_id = 'healthy' GROUP BY 1`,
+  );
+  for (const r of rows) console.log('healthy breakdown (ms, p50/p99/max):', JSON.stringify(r));
+  // The same per 250 ms since the noisy tenant's first subscription: where in time the tail is.
+  const { rows: slices } = await pool.query(
+    `WITH h AS (
+         SELECT floor(extract(epoch FROM e.created_at - (SELECT min(created_at) FROM hookbox.subscriptions WHERE tenant_id = 'noisy')) * 4) / 4 AS s,
+                extract(epoch FROM e.fanned_out_at - e.created_at) * 1000 AS fan,
+                extract(epoch FROM d.last_attempt_at - e.fanned_out_at) * 1000 AS send
+         FROM hookbox.deliveries d JOIN hookbox.events e ON e.id = d.event_id WHERE d.tenant_id = 'healthy')
+       SELECT s, count(*) AS n, round(max(fan)) AS max_fan, round(max(send)) AS max_send,
+              round(percentile_disc(0.5) WITHIN GROUP (ORDER BY fan + send)) AS p50
+       FROM h WHERE s >= -1 GROUP BY s HAVING max(fan) + max(send) > 20 OR s < 2 ORDER BY s`,
+  );
+  for (const r of slices) console.log('healthy by time since noise (s, ms):', JSON.stringify(r));
+  const { rows: mix } = await pool.query(
+    `WITH h AS (SELECT d.created_at, extract(epoch FROM d.last_attempt_at - e.created_at) * 1000 AS lat
+                  FROM hookbox.deliveries d JOIN hookbox.events e ON e.id = d.event_id
+                  WHERE d.tenant_id = 'healthy' AND e.created_at >= (SELECT min(created_at) FROM hookbox.subscriptions WHERE tenant_id = 'noisy')),
+            n AS (SELECT created_at, count(*) AS c FROM hookbox.deliveries WHERE tenant_id = 'noisy' GROUP BY 1)
+       SELECT CASE WHEN coalesce(n.c,0) = 0 THEN '0' WHEN n.c <= 50 THEN '1-50' WHEN n.c <= 150 THEN '51-150' ELSE '>150' END AS noisy_in_batch,
+              count(*) AS n, round(percentile_disc(0.5) WITHIN GROUP (ORDER BY lat)) AS p50, round(percentile_disc(0.99) WITHIN GROUP (ORDER BY lat)) AS p99,
+              sum((lat > 12)::int) AS over12
+       FROM h LEFT JOIN n ON n.created_at = h.created_at GROUP BY 1 ORDER BY 1`,
+  );
+  for (const r of mix) console.log('healthy by noisy deliveries in the same fan-out:', JSON.stringify(r));
+}
+
 /** `--only noisy`: the noisy-neighbours phase on a fresh database and relay. */
 async function noisyOnlyRun(
   url: string,
@@ -489,41 +527,7 @@ async function noisyOnlyRun(
   const relay = startRelay(url);
   try {
     const result = await noisyNeighbours(pool, secret, receiver);
-    if (process.env.BENCH_NOISY_BREAKDOWN) {
-      // Where the healthy tenant's time went: commit → fan-out, fan-out → last attempt start.
-      const { rows } = await pool.query(
-        `SELECT e.created_at >= (SELECT min(created_at) FROM hookbox.subscriptions WHERE tenant_id = 'noisy') AS noisy,
-                percentile_disc(ARRAY[0.5, 0.99, 1]) WITHIN GROUP (ORDER BY round(extract(epoch FROM e.fanned_out_at - e.created_at) * 1000)) AS fan,
-                percentile_disc(ARRAY[0.5, 0.99, 1]) WITHIN GROUP (ORDER BY round(extract(epoch FROM d.last_attempt_at - e.fanned_out_at) * 1000)) AS send,
-                percentile_disc(ARRAY[0.5, 0.99, 1]) WITHIN GROUP (ORDER BY round(extract(epoch FROM d.completed_at - d.last_attempt_at) * 1000)) AS record,
-                max(d.attempts) AS max_attempts, count(*) AS n, min(e.created_at) AS first, max(e.created_at) AS last, (SELECT min(created_at) FROM hookbox.subscriptions WHERE tenant_id = 'noisy') AS noisy_at
-         FROM hookbox.deliveries d JOIN hookbox.events e ON e.id = d.event_id WHERE d.tenant_id = 'healthy' GROUP BY 1`,
-      );
-      for (const r of rows) console.log('healthy breakdown (ms, p50/p99/max):', JSON.stringify(r));
-      // The same per 250 ms since the noisy tenant's first subscription: where in time the tail is.
-      const { rows: slices } = await pool.query(
-        `WITH h AS (
-           SELECT floor(extract(epoch FROM e.created_at - (SELECT min(created_at) FROM hookbox.subscriptions WHERE tenant_id = 'noisy')) * 4) / 4 AS s,
-                  extract(epoch FROM e.fanned_out_at - e.created_at) * 1000 AS fan,
-                  extract(epoch FROM d.last_attempt_at - e.fanned_out_at) * 1000 AS send
-           FROM hookbox.deliveries d JOIN hookbox.events e ON e.id = d.event_id WHERE d.tenant_id = 'healthy')
-         SELECT s, count(*) AS n, round(max(fan)) AS max_fan, round(max(send)) AS max_send,
-                round(percentile_disc(0.5) WITHIN GROUP (ORDER BY fan + send)) AS p50
-         FROM h WHERE s >= -1 GROUP BY s HAVING max(fan) + max(send) > 20 OR s < 2 ORDER BY s`,
-      );
-      for (const r of slices) console.log('healthy by time since noise (s, ms):', JSON.stringify(r));
-      const { rows: mix } = await pool.query(
-        `WITH h AS (SELECT d.created_at, extract(epoch FROM d.last_attempt_at - e.created_at) * 1000 AS lat
-                    FROM hookbox.deliveries d JOIN hookbox.events e ON e.id = d.event_id
-                    WHERE d.tenant_id = 'healthy' AND e.created_at >= (SELECT min(created_at) FROM hookbox.subscriptions WHERE tenant_id = 'noisy')),
-              n AS (SELECT created_at, count(*) AS c FROM hookbox.deliveries WHERE tenant_id = 'noisy' GROUP BY 1)
-         SELECT CASE WHEN coalesce(n.c,0) = 0 THEN '0' WHEN n.c <= 50 THEN '1-50' WHEN n.c <= 150 THEN '51-150' ELSE '>150' END AS noisy_in_batch,
-                count(*) AS n, round(percentile_disc(0.5) WITHIN GROUP (ORDER BY lat)) AS p50, round(percentile_disc(0.99) WITHIN GROUP (ORDER BY lat)) AS p99,
-                sum((lat > 12)::int) AS over12
-         FROM h LEFT JOIN n ON n.created_at = h.created_at GROUP BY 1 ORDER BY 1`,
-      );
-      for (const r of mix) console.log('healthy by noisy deliveries in the same fan-out:', JSON.stringify(r));
-    }
+    if (process.env.BENCH_NOISY_BREAKDOWN) await noisyBreakdown(pool);
     return result;
   } finally {
     await stopProcess(relay);
