@@ -275,8 +275,6 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   const parkedTenant = new Map<string, string>();
   /** The side lane's fan-out, while it runs. */
   let sideClaiming = false;
-  /** A due claim, while it runs (claimDue). */
-  let dueClaiming = false;
   /** When a claim that left full tenants out found nothing; and whether a wake-up came since. */
   let emptyFanOutAt = Number.NEGATIVE_INFINITY;
   let woken = false;
@@ -482,52 +480,40 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     // Ordered events: make due what this batch parked behind a head that has finished since
     // (see PROMOTE in sql.ts), in the background: the next fan-out does not wait for it.
     if (orderingKeys.length > 0) void requestPromote(orderingKeys, []);
-    if (withDue) claimDue(Math.max(free - fanned.length, Math.ceil(free / 4)));
-    return events;
-  }
-
-  /**
-   * Looks for due retries (and expired leases, held breaker work), on its own connection and
-   * in parallel with fan-out: a look must step over parked subscriptions' due rows, which pile
-   * up while a tenant's endpoints hang (8 of them at 200 events/s took it from 2 to 20 ms in
-   * 10 s), and new events must not wait for it. Retries are scheduled seconds apart: while
-   * fan-out keeps the relay busy, it looks at most every DUE_RECHECK_MS once a look found
-   * fewer than asked for — or every 10× the last look's duration, up to the poll interval.
-   * A full look goes again at once (pump).
-   */
-  function claimDue(room: number): void {
+    const room = Math.max(free - fanned.length, Math.ceil(free / 4));
+    // Retries are scheduled seconds apart: while fan-out keeps the relay busy, look for
+    // due ones at most every DUE_RECHECK_MS once a look found fewer than asked for — or
+    // every 10× the last look's duration, up to the poll interval: the next fan-out waits
+    // for this look, and a look gets slower while parked subscriptions' due rows, which it
+    // must step over, pile up (a tenant's hanging endpoints: 8 of them at 200 events/s
+    // took it from 2 to 20 ms in 10 s).
     const now = performance.now();
     const recheckMs = Math.min(options.pollIntervalMs, Math.max(DUE_RECHECK_MS, 10 * lastDueLookMs));
     // While outcomes cannot be written, claim no retries: this relay's own unwritten rows
     // would come back due once their leases ran out, and be sent again.
-    if (dueClaiming || !running || !recorder.healthy || now - dueDrainedAt < recheckMs) return;
-    dueClaiming = true;
-    pRetry(
-      () =>
-        claimDueDeliveries(
-          db,
-          room,
-          options.leaseMs,
-          [...recorder.unwrittenIds(), ...queue.inFlightIds()],
-          [...parkedSubscriptions(now), ...rateWaiting(now)],
-        ),
-      dbRetry('claim'),
-    )
-      .then((due) => {
-        dueClaiming = false;
-        lastDueLookMs = performance.now() - now;
-        dueDrainedAt = due.length < room ? now : Number.NEGATIVE_INFINITY;
-        for (const d of due) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
-        for (const d of due) if (d.probe) holdOthersWhileProbing(d);
-        queue.push(due);
-        startQueued();
-        if (due.length > 0) setImmediate(pump);
-        else if (options.exitWhenIdle) void checkIdle();
-      })
-      .catch((err) => {
-        dueClaiming = false;
-        logger.error({ err }, 'due claim failed; will retry on the next poll');
-      });
+    const lookForDue = withDue && running && recorder.healthy && now - dueDrainedAt >= recheckMs;
+    const due = lookForDue
+      ? await pRetry(
+          () =>
+            claimDueDeliveries(
+              db,
+              room,
+              options.leaseMs,
+              [...recorder.unwrittenIds(), ...queue.inFlightIds()],
+              [...parkedSubscriptions(now), ...rateWaiting(now)],
+            ),
+          dbRetry('claim'),
+        )
+      : [];
+    if (lookForDue) {
+      lastDueLookMs = performance.now() - now;
+      dueDrainedAt = due.length < room ? now : Number.NEGATIVE_INFINITY;
+    }
+    for (const d of due) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
+    for (const d of due) if (d.probe) holdOthersWhileProbing(d);
+    queue.push(due);
+    startQueued();
+    return events + due.length;
   }
 
   /** Subscriptions parked at `now`: for PARK_MS, and then for as long as their endpoint still holds them. */
@@ -877,7 +863,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       // The promotions asked for by the outcomes just written: parked successors are not
       // work that hasUnfinishedWork sees until they are promoted.
       while (promoting) await promoting;
-      if (queue.inFlight > 0 || queue.length > 0 || claiming || sideClaiming || dueClaiming) return;
+      if (queue.inFlight > 0 || queue.length > 0 || claiming || sideClaiming) return;
       if (!(await hasUnfinishedWork(db))) {
         logger.info({ delivered: stats.delivered, attempts: stats.attempts }, 'idle: nothing pending; exiting');
         await stop();
@@ -934,7 +920,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       // Let an in-progress claim land so its rows are either started or released (bounded:
       // with the database gone it would otherwise wait for TCP to give up).
       const claimDeadline = performance.now() + SHUTDOWN_DB_WAIT_MS;
-      while ((claiming || sideClaiming || dueClaiming) && performance.now() < claimDeadline) {
+      while ((claiming || sideClaiming) && performance.now() < claimDeadline) {
         await new Promise((r) => setTimeout(r, 5));
       }
       const unstarted = queue.drain();
