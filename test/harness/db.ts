@@ -36,10 +36,13 @@ export async function createDatabase(): Promise<{ url: string; name: string }> {
 export async function dropDatabase(name: string): Promise<void> {
   await admin(async (c) => {
     // Give connections that are closing a moment to go away before calling them leaks.
+    // Only client connections count: an autovacuum worker on the database is Postgres's own
+    // (DROP DATABASE stops it).
     let leaked: { application_name: string; state: string; query: string }[] = [];
     for (let i = 0; i < 20; i++) {
       ({ rows: leaked } = await c.query(
-        'SELECT application_name, state, query FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+        `SELECT application_name, state, query FROM pg_stat_activity
+         WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
         [name],
       ));
       if (leaked.length === 0) break;
