@@ -3,18 +3,16 @@
  * schema once; a rerun applies nothing; the CLI does the same from a spawned process.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { schema } from '@hookbox/outbox';
 import { is } from 'drizzle-orm';
 import { getTableConfig, PgTable } from 'drizzle-orm/pg-core';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate, migrationStatus } from '../apps/relay/src/migrate.js';
-import { withDatabase } from './global-setup.js';
 import { CLI } from './harness/cli.js';
-import { dropDatabase } from './harness/db.js';
+import { createEmptyDatabase, dropDatabase } from './harness/db.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -29,16 +27,9 @@ const created: string[] = [];
 
 /** A database made from template0: no hookbox schema, nothing. Dropped (and leak-checked) at the end. */
 async function emptyDatabase(): Promise<string> {
-  const name = `hookbox_empty_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: inject('pgAdminUrl') });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name} TEMPLATE template0`);
-  } finally {
-    await admin.end();
-  }
+  const { url, name } = await createEmptyDatabase('hookbox_empty');
   created.push(name);
-  return withDatabase(inject('pgAdminUrl'), name);
+  return url;
 }
 
 afterAll(async () => {

@@ -1,24 +1,16 @@
-/**
- * Upgrading to migration 0016 (ordering by advisory lock, numbers at fan-out) with ordered
- * events still pending that the old scheme numbered at enqueue: they keep their numbers,
- * and the key's new events, numbered by the relay after them, are delivered behind them in
- * order — also when a fan-out numbers the new events while the old ones are still pending.
- */
-import { randomBytes } from 'node:crypto';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createOutbox, subscriptions, verify } from '@hookbox/outbox';
+import { createOutbox, subscriptions } from '@hookbox/outbox';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import { migrate as drizzleMigrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
-import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { migrate } from '../apps/relay/src/migrate.js';
 import { fanOut } from '../apps/relay/src/relay/sql.js';
-import { withDatabase } from './global-setup.js';
-import { dropDatabase } from './harness/db.js';
-import { type ReceivedRequest, startReceiver } from './harness/receiver.js';
+import { createEmptyDatabase, dropDatabase } from './harness/db.js';
+import { orderingReports, type ReceivedRequest, startReceiver } from './harness/receiver.js';
 import { startRelay, useCleanup, waitForAllFinal } from './harness/relay.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -30,16 +22,8 @@ afterAll(async () => {
 
 /** An empty database migrated up to and including migration `last` (the old scheme). */
 async function databaseAt(last: string): Promise<string> {
-  const name = `hookbox_upg_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: inject('pgAdminUrl') });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name} TEMPLATE template0`);
-  } finally {
-    await admin.end();
-  }
+  const { url, name } = await createEmptyDatabase('hookbox_upg');
   created.push(name);
-  const url = withDatabase(inject('pgAdminUrl'), name);
   // The shipped migrations, cut after `last`.
   const dir = mkdtempSync(join(tmpdir(), 'hookbox-migrations-'));
   try {
@@ -154,14 +138,6 @@ describe('upgrade to numbering at fan-out', () => {
       ['o1', '1'],
       ['n1', '2'],
     ]);
-    const statuses = new Set<string>();
-    const state = new Map<string, number>();
-    for (const r of got) {
-      verify(sub.secret, r.headers as Record<string, string>, r.body, {
-        ordering: state,
-        onOrdering: (report) => statuses.add(report.status),
-      });
-    }
-    expect([...statuses]).toEqual(['next']);
+    expect(orderingReports(sub.secret, got).statuses).toEqual(['next']);
   });
 });

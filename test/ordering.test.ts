@@ -8,7 +8,7 @@
  * heads it promotes to the promoting relay, except where the due claim must decide.
  */
 import { randomUUID } from 'node:crypto';
-import { createOutbox, subscriptions, ValidationError, verify } from '@hookbox/outbox';
+import { createOutbox, subscriptions, ValidationError } from '@hookbox/outbox';
 import { retryDelivery, stats } from '@hookbox/outbox/admin';
 import type pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ import { createMetricsRegistry } from '../apps/relay/src/metrics/metrics.js';
 import { sampleGauges } from '../apps/relay/src/metrics/sampler.js';
 import { fanOut, promoteHeads } from '../apps/relay/src/relay/sql.js';
 import { inRolledBackTx, useTestDatabase } from './harness/db.js';
-import { type ReceivedRequest, startReceiver } from './harness/receiver.js';
+import { orderingReports, type ReceivedRequest, startReceiver } from './harness/receiver.js';
 import { killCliRelays, spawnRelayCli, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
 
 const db = useTestDatabase();
@@ -413,16 +413,9 @@ describe('delivery in order per (subscription, key)', () => {
       ['/fast', fast],
       ['/slow', slow],
     ] as const) {
-      const state = new Map<string, number>();
-      const statuses = new Set<string>();
-      for (const r of rx.requests(path)) {
-        verify(sub.secret, r.headers as Record<string, string>, r.body, {
-          ordering: state,
-          onOrdering: (report) => statuses.add(report.status),
-        });
-      }
-      expect([...statuses], path).toEqual(['next']);
-      expect(Object.fromEntries(state)).toEqual(Object.fromEntries(keys.map((k) => [k, committed.get(k)?.length])));
+      const { statuses, lastSeq } = orderingReports(sub.secret, rx.requests(path));
+      expect(statuses, path).toEqual(['next']);
+      expect(Object.fromEntries(lastSeq)).toEqual(Object.fromEntries(keys.map((k) => [k, committed.get(k)?.length])));
     }
   });
 
@@ -466,15 +459,7 @@ describe('delivery in order per (subscription, key)', () => {
     const got = rx.requests('/a');
     expect(got.map((r) => payloadOf(r).n)).toEqual(['1', '2', '3', '4', '5']);
     expect(got.map(seqOf)).toEqual([1, 2, 3, 4, 5]);
-    const statuses = new Set<string>();
-    const state = new Map<string, number>();
-    for (const r of got) {
-      verify(sub.secret, r.headers as Record<string, string>, r.body, {
-        ordering: state,
-        onOrdering: (report) => statuses.add(report.status),
-      });
-    }
-    expect([...statuses]).toEqual(['next']);
+    expect(orderingReports(sub.secret, got).statuses).toEqual(['next']);
   });
 
   it('a failing head holds only its key (block), other keys and subscriptions go on; a replay unblocks it', async () => {

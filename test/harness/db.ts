@@ -33,6 +33,16 @@ export async function createDatabase(): Promise<{ url: string; name: string }> {
   return { url: withDatabase(inject('pgAdminUrl'), name), name };
 }
 
+/**
+ * A database made from template0 — no hookbox schema, nothing — named `<prefix>_<random>`.
+ * The caller drops it (dropDatabase, which also checks for leaked connections).
+ */
+export async function createEmptyDatabase(prefix: string): Promise<{ url: string; name: string }> {
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
+  await admin((c) => c.query(`CREATE DATABASE ${name} TEMPLATE template0`));
+  return { url: withDatabase(inject('pgAdminUrl'), name), name };
+}
+
 export async function dropDatabase(name: string): Promise<void> {
   await admin(async (c) => {
     // Give connections that are closing a moment to go away before calling them leaks.

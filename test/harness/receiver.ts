@@ -7,6 +7,7 @@
 import { once } from 'node:events';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { verify } from '@hookbox/outbox';
 
 export interface ReceivedRequest {
   method: string;
@@ -232,4 +233,24 @@ function respond(b: Behaviour, res: http.ServerResponse, trace: ResponseTrace): 
     return;
   }
   res.end(b.body ?? '');
+}
+
+/**
+ * Checks received requests in order as a receiver would, with verify's `ordering` option:
+ * the statuses it reported (['next'] when every key came in order without gaps) and the
+ * last seq it saw per key.
+ */
+export function orderingReports(
+  secret: string,
+  requests: readonly ReceivedRequest[],
+): { statuses: string[]; lastSeq: Map<string, number> } {
+  const lastSeq = new Map<string, number>();
+  const statuses = new Set<string>();
+  for (const r of requests) {
+    verify(secret, r.headers as Record<string, string>, r.body, {
+      ordering: lastSeq,
+      onOrdering: (report) => statuses.add(report.status),
+    });
+  }
+  return { statuses: [...statuses], lastSeq };
 }
