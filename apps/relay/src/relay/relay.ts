@@ -54,8 +54,8 @@ const FULL_RECHECK_MS = 20;
 /** Work for a slow or failing endpoint is handed back for this long, its subscription left out of due claims meanwhile. */
 const PARK_MS = 5_000;
 /**
- * A tenant with a parked or circuit-open subscription is fanned out in the side lane for at
- * least this long (see pumpSide).
+ * A tenant with a parked or circuit-open subscription is fanned out in the side lane (see
+ * pumpSide) for at least this long...
  */
 const SIDE_LANE_MS = 5_000;
 /** ...and so is a tenant that took this many deliveries of one main-lane batch next to other tenants. */
@@ -265,10 +265,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   const sideLane = { cursor: '' };
   /**
    * Tenants fanned out in the side lane -> performance.now() until which they stay there: a
-   * tenant whose subscription this relay parked (slow or failing endpoint) or whose circuit
-   * it opened. Their events mostly insert deliveries that wait (parked, circuit open), and a
-   * statement that inserts hundreds of those must not be the one another tenant's new event
-   * waits for.
+   * tenant whose subscription this relay parked (slow or failing endpoint), whose circuit it
+   * opened, or that took SIDE_LANE_BATCH deliveries of one shared batch (sendHeavyToSide).
+   * A statement that inserts hundreds of their deliveries must not be the one another
+   * tenant's new event waits for.
    */
   const sideUntil = new Map<string, number>();
   /** Parked subscriptions -> their tenant (for the side lane while the endpoint holds them). */
@@ -398,9 +398,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
 
   /**
    * The side lane: a second fan-out, on its own connection and in parallel with the main one,
-   * that takes only the tenants in `side` (the main lane leaves them out). So a tenant whose events mostly insert deliveries that wait (hanging or
-   * failing endpoints, 10 subscriptions × 200 events/s in the bench) never makes another
-   * tenant's new event wait for that statement. Full tenants wait in both lanes.
+   * that takes only the tenants in `side` (the main lane leaves them out). So a tenant whose
+   * events insert many deliveries (hanging or failing endpoints, a burst to many endpoints:
+   * 10 subscriptions × 200 events/s in the bench) never makes another tenant's new event
+   * wait for that statement. Full tenants wait in both lanes.
    */
   function pumpSide(full: string[], side: Set<string>): void {
     if (!running || sideClaiming || side.size === 0) return;
