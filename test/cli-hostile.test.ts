@@ -62,8 +62,13 @@ const BAD: Record<string, [args: string[], says: string][]> = {
     [['--breaker-cooldown', 'soon'], '--breaker-cooldown'],
     [['--breaker-cooldown', '1m', '--breaker-max-cooldown', '30s'], '--breaker-max-cooldown'],
     [['--disable-after', '0s'], '--disable-after'],
+    // A bind host that is neither an IP nor a hostname failed its lookup at run time (exit 1).
+    [['--metrics-host', 'bad host'], '--metrics-host'],
   ],
-  listen: [[['--port', 'eighty'], '--port']],
+  listen: [
+    [['--port', 'eighty'], '--port'],
+    [['--host', 'bad host'], '--host'],
+  ],
   replay: [
     [[], '--tenant'],
     [['--tenant', T, '--subscription', 'x OR 1=1'], '--subscription'],
@@ -121,7 +126,11 @@ const BAD: Record<string, [args: string[], says: string][]> = {
   'events list': [[['--tenant', T, '--type', 'Message.New'], '--type']],
   'events show': [[['not-a-uuid', '--tenant', T], 'ID']],
   'events replay': [[['not-a-uuid', '--tenant', T], 'EVENT_ID']],
-  serve: [[['--port', '99999'], '--port']],
+  serve: [
+    [['--port', '99999'], '--port'],
+    [['--host', 'bad host'], '--host'],
+    [['--host', 'a/b'], '--host'],
+  ],
   'api-keys create': [[[], '--name']],
   'api-keys list': [[['--database-url', 'mysql://db/app'], '--database-url']],
   'api-keys revoke': [[['not-a-uuid'], 'ID']],

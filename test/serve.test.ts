@@ -72,6 +72,17 @@ describe('api keys', () => {
   );
 });
 
+describe('api key names', () => {
+  it('refuse a lone surrogate (the driver stored it as U+FFFD) and write nothing', async () => {
+    const before = await db.pool.query('SELECT count(*)::int AS n FROM hookbox.api_keys');
+    await expect(createApiKey(db.pool, { name: 'ci \ud800' })).rejects.toMatchObject({
+      field: 'name',
+      rule: 'unicode',
+    });
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM hookbox.api_keys')).rows).toEqual(before.rows);
+  });
+});
+
 describe('portal tokens', () => {
   it(
     'scope requests to one tenant; an expired, tampered or foreign token is refused',

@@ -355,6 +355,13 @@ describe('update, disable, enable, delete', () => {
   it('disable records the reason; enable clears it and the failure streak', async () => {
     const tenantId = newTenant();
     const sub = await subscriptions.create(db.pool, base(tenantId));
+    // A lone surrogate is refused, not stored as U+FFFD.
+    await expectValidation(
+      subscriptions.disable(db.pool, { tenantId, id: sub.id, reason: 'a\ud800' }),
+      'reason',
+      'unicode',
+    );
+    expect(await rawRow(sub.id)).toMatchObject({ active: true, disabled_reason: null });
     const off = await subscriptions.disable(db.pool, { tenantId, id: sub.id, reason: 'endpoint retired' });
     expect(off).toMatchObject({ active: false, disabledReason: 'endpoint retired' });
     expect(off.disabledAt).toBeInstanceOf(Date);
@@ -507,6 +514,8 @@ describe('validation: typed errors naming field and rule, nothing written', () =
     ['description too long', { description: long(1001) }, 'description', 'max_length'],
     ['description not a string', { description: 5 }, 'description', 'type'],
     ['description with NUL', { description: 'a\u0000b' }, 'description', 'nul'],
+    // The driver wrote a lone surrogate as U+FFFD, silently.
+    ['description with a lone surrogate', { description: 'a\ud800b' }, 'description', 'unicode'],
     ['headers not an object', { headers: ['X-A: 1'] }, 'headers', 'type'],
     ['header name not a token', { headers: { 'X A': '1' } }, 'headers.X A', 'name_format'],
     ['header name with colon', { headers: { 'X-A:': '1' } }, 'headers.X-A:', 'name_format'],

@@ -3,6 +3,7 @@
  * once here. Only the app reads the environment; the library never does.
  */
 import { Option } from 'commander';
+import { parseBindHost } from './bind-host.js';
 import { checkAllowList } from './delivery/ssrf.js';
 import { formatDuration, parseDuration, parseDurationList } from './duration.js';
 import { UsageError } from './errors.js';
@@ -384,8 +385,7 @@ export function resolveRelayConfig(
     breaker: resolveBreaker(pick, flag),
   };
   const metricsPortText = pick('metricsPort') ?? RELAY_DEFAULTS.metricsPort;
-  const metricsHost = (pick('metricsHost') ?? RELAY_DEFAULTS.metricsHost).trim();
-  if (metricsHost === '') throw new UsageError('--metrics-host: must not be empty');
+  const metricsHost = parseBindHost(pick('metricsHost') ?? RELAY_DEFAULTS.metricsHost, '--metrics-host');
   const metrics: MetricsConfig = {
     port: metricsPortText.trim().toLowerCase() === 'off' ? null : intIn(metricsPortText, '--metrics-port', 0, 65_535),
     host: metricsHost,

@@ -6,7 +6,7 @@
  * writes the `ApiResponse` back.
  */
 import type { Executor } from '@hookbox/outbox';
-import { type Api, type ApiRequest, type CatalogEntry, createApi } from '@hookbox/outbox/api';
+import { type Api, type ApiRequest, type CatalogEntry, createApi, stringifyJson } from '@hookbox/outbox/api';
 import { All, Controller, type DynamicModule, Inject, Injectable, Module, Req, Res, type Type } from '@nestjs/common';
 import { HookboxService } from './hookbox.service.js';
 
@@ -26,7 +26,9 @@ export interface HookboxApiRequest {
 
 interface HookboxApiResponse {
   status(code: number): HookboxApiResponse;
+  type(contentType: string): HookboxApiResponse;
   json(body: unknown): void;
+  send(body: string): void;
   end(): void;
 }
 
@@ -98,7 +100,8 @@ function makeController(path: string): Type<unknown> {
       }
       const answer = await api.handle(request);
       if (answer.body === undefined) res.status(answer.status).end();
-      else res.status(answer.status).json(answer.body);
+      // Not res.json (JSON.stringify): an event payload may nest deeper than its call stack.
+      else res.status(answer.status).type('application/json').send(stringifyJson(answer.body));
     }
   }
   return HookboxApiController;

@@ -191,6 +191,10 @@ export function validateText(value: unknown, field: string, max: number): string
   if (value.length > max) throw new ValidationError(field, 'max_length', `must be at most ${max} characters`);
   // Postgres text cannot hold NUL; refuse it here rather than fail in the driver.
   if (value.includes('\u0000')) throw new ValidationError(field, 'nul', 'must not contain the NUL character');
+  // The driver would store a lone surrogate as U+FFFD: a silent change, so refuse it.
+  if (!value.isWellFormed()) {
+    throw new ValidationError(field, 'unicode', 'must be well-formed Unicode (a lone surrogate was found)');
+  }
   return value;
 }
 

@@ -47,7 +47,7 @@ export interface CreateSubscriptionInput {
   eventTypes: readonly string[];
   /** `whsec_` + base64 key of 24–64 bytes. Default: a generated 32-byte key. */
   secret?: string;
-  /** Free text, ≤ 1,000 characters. Default null. */
+  /** Free text, ≤ 1,000 characters, no NUL nor lone surrogates. Default null. */
   description?: string | null;
   /** Extra request headers, ≤ 20; reserved names (`webhook-*`, `content-type`, `host`, …) refused. Default `{}`. */
   headers?: Record<string, string>;
@@ -117,7 +117,7 @@ export interface SubscriptionPage {
 }
 
 export interface DisableSubscriptionInput extends SubscriptionRef {
-  /** Why, for operators; ≤ 1,000 characters. Default null. */
+  /** Why, for operators; ≤ 1,000 characters, no NUL nor lone surrogates. Default null. */
   reason?: string | null;
 }
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { parseBindHost } from '../bind-host.js';
 import { parseDuration } from '../duration.js';
 import { UsageError } from '../errors.js';
 import { type ReceivedRequest, startListener } from '../listen/server.js';
@@ -45,7 +46,7 @@ export function registerListen(program: Command): void {
       const json = flags.json === true;
       const listener = await startListener({
         port: parseInteger(flags.port, '--port'),
-        host: flags.host,
+        host: parseBindHost(flags.host, '--host'),
         secrets: flags.secret,
         status: parseInteger(flags.status, '--status'),
         failRate: parseFraction(flags.failRate),

@@ -4,6 +4,7 @@
  */
 import { type Command, Option } from 'commander';
 import pg from 'pg';
+import { parseBindHost } from '../bind-host.js';
 import { databaseUrlOption, LOG_LEVELS, resolveDatabaseUrl } from '../config.js';
 import { UsageError } from '../errors.js';
 import { createLogger } from '../logger.js';
@@ -70,6 +71,7 @@ Examples:
     .action(async (flags: ServeFlags) => {
       const databaseUrl = resolveDatabaseUrl(flags.databaseUrl);
       const port = parseIntFlag(flags.port, '--port', 0, 65_535);
+      const host = parseBindHost(flags.host, '--host');
       const rateLimit = parseIntFlag(flags.rateLimit, '--rate-limit', 1, 1_000_000);
       for (const origin of flags.frameAncestors) {
         if (!/^https?:\/\/[^\s/;,]+$/.test(origin)) {
@@ -86,7 +88,7 @@ Examples:
         db,
         logger,
         port,
-        host: flags.host,
+        host,
         catalog,
         rateLimitPerMinute: rateLimit,
         frameAncestors: flags.frameAncestors,

@@ -13,7 +13,15 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Api, ApiError, type ApiRequest, type CatalogEntry, createApi, errorBody } from '@hookbox/outbox/api';
+import {
+  type Api,
+  ApiError,
+  type ApiRequest,
+  type CatalogEntry,
+  createApi,
+  errorBody,
+  stringifyJson,
+} from '@hookbox/outbox/api';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { VERSION } from '../version.js';
@@ -120,7 +128,8 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
       log.info({ method: req.method, path, status: res.statusCode, ms: Math.round(ms * 10) / 10, who }, 'request');
     });
     const sendJson = (status: number, body: unknown, headers: Record<string, string> = {}) => {
-      const text = body === undefined ? '' : JSON.stringify(body);
+      // stringifyJson: an event payload may nest deeper than JSON.stringify's call stack.
+      const text = body === undefined ? '' : stringifyJson(body);
       res.writeHead(status, {
         ...(text ? { 'content-type': 'application/json; charset=utf-8' } : {}),
         'cache-control': 'no-store',

@@ -61,6 +61,9 @@ function validateName(name: unknown): string {
   if (name.length > 200) throw new ValidationError('name', 'max_length', 'must be at most 200 characters');
   if (/[\u0000-\u001f\u007f]/.test(name))
     throw new ValidationError('name', 'format', 'must not contain control characters');
+  // The driver would store a lone surrogate as U+FFFD: a silent change, so refuse it.
+  if (!name.isWellFormed())
+    throw new ValidationError('name', 'unicode', 'must be well-formed Unicode (a lone surrogate was found)');
   return name;
 }
 

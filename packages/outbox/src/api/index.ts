@@ -10,14 +10,20 @@
  *
  * Errors never throw out of `handle`: they become `{ status, body: { error: { code, message } } }`
  * with a stable code (`ApiErrorCode`). A 500 says nothing of the cause; `onError` hears it.
+ *
+ * Write the body with `stringifyJson(body)`, not `JSON.stringify` (nor a framework's
+ * `res.json`, which calls it): an event payload written through SQL may nest deeper than
+ * JSON.stringify's call stack, and the API answers whatever the database holds.
  */
 import { HookboxError, ValidationError } from '../errors.js';
 import { isValidEventType } from '../event-types.js';
 import type { Executor } from '../executor.js';
+import { stringifyJson } from '../json-text.js';
 import { type OpenApiOptions, openApiDocument } from './openapi.js';
 import { type ApiContext, ROUTES, type Route } from './routes.js';
 import { ApiError, type ApiRequest, type ApiResponse, type CatalogEntry } from './types.js';
 
+export { stringifyJson } from '../json-text.js';
 export type { OpenApiOptions } from './openapi.js';
 export { openApiDocument, SCHEMAS } from './openapi.js';
 export type { ApiContext, QueryParam, Route } from './routes.js';
@@ -113,8 +119,10 @@ function compile(route: Route): Compiled {
   return { route, re: new RegExp(`^${source}/?$`), keys };
 }
 
-// A JSON round trip: Dates become ISO strings, undefined fields vanish, exactly as the wire shows them.
-const json = (body: unknown): unknown => (body === undefined ? undefined : JSON.parse(JSON.stringify(body)));
+// A JSON round trip: Dates become ISO strings, undefined fields vanish, exactly as the wire
+// shows them. Without recursion: an event payload written through SQL may nest deeper than
+// JSON.stringify's call stack (JSON.parse does not recurse).
+const json = (body: unknown): unknown => (body === undefined ? undefined : JSON.parse(stringifyJson(body)));
 
 export function createApi(options: ApiOptions): Api {
   const ctx: ApiContext = { db: options.db, catalog: validateCatalog(options.catalog ?? []) };

@@ -31,7 +31,10 @@ export interface RouteRequest extends ApiRequest {
 
 export interface ApiResponse {
   status: number;
-  /** A JSON-ready value (dates as ISO strings); undefined for 204. */
+  /**
+   * A JSON-ready value (dates as ISO strings); undefined for 204. An event's payload in it
+   * may nest deeper than JSON.stringify's call stack: write it with `stringifyJson`.
+   */
   body?: unknown;
 }
 
