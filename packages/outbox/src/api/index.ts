@@ -15,6 +15,7 @@ import { HookboxError, ValidationError } from '../errors.js';
 import { isValidEventType } from '../event-types.js';
 import type { Executor } from '../executor.js';
 import { type OpenApiOptions, openApiDocument } from './openapi.js';
+import { checkQueryValues } from './params.js';
 import { type ApiContext, ROUTES, type Route } from './routes.js';
 import { ApiError, type ApiRequest, type ApiResponse, type CatalogEntry } from './types.js';
 
@@ -123,6 +124,7 @@ export function createApi(options: ApiOptions): Api {
 
   async function run(route: Route, req: ApiRequest & { params: Record<string, string> }): Promise<ApiResponse> {
     try {
+      checkQueryValues(req.query);
       const res = await route.handler(ctx, req);
       return { status: res.status, ...(res.body === undefined ? {} : { body: json(res.body) }) };
     } catch (err) {
