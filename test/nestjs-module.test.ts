@@ -225,10 +225,52 @@ describe('named DataSource, forRootAsync, not strict, shutdown', () => {
     const ds = app.get<DataSource>(getDataSourceToken('watched'));
     const pool = (ds.driver as unknown as { master: pg.Pool }).master;
     const before = pool.listenerCount('release');
-    const hookbox = app.get(HookboxService);
-    await hookbox.onModuleDestroy();
-    expect(pool.listenerCount('release')).toBe(before - 1);
+    // app.close(): Nest's shutdown hooks, then TypeORM ends the pool.
     await app.close();
+    expect(pool.listenerCount('release')).toBe(before - 1);
+  });
+
+  it('forRootAsync with imports and inject, imported by a feature module (not global)', async () => {
+    const CONFIG = Symbol('CONFIG');
+    @Module({ providers: [{ provide: CONFIG, useValue: { strict: true, notifier: false } }], exports: [CONFIG] })
+    class ConfigModule {}
+    @Injectable()
+    class FeatureService {
+      constructor(@Inject(HookboxService) readonly hookbox: HookboxService<NoteEvents>) {}
+    }
+    @Module({
+      imports: [
+        HookboxModule.forRootAsync({
+          imports: [ConfigModule],
+          inject: [CONFIG],
+          useFactory: (config: { strict: boolean; notifier: boolean }) => config,
+        }),
+      ],
+      providers: [FeatureService],
+      exports: [FeatureService],
+    })
+    class FeatureModule {}
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'postgres', url: db.url, applicationName: 'hookbox-test-nest-feature' }),
+        FeatureModule,
+      ],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    try {
+      const { hookbox } = app.get(FeatureService);
+      // The injected config took effect: strict refuses a write outside a transaction.
+      const err = await hookbox.triggerEvent('t-feature', 'note.created', { noteId: 1, text: 'x' }).catch((e) => e);
+      expect((err as HookboxError).code).toBe('HOOKBOX_NO_TRANSACTION');
+      const ds = app.get<DataSource>(getDataSourceToken());
+      await ds.transaction((manager) =>
+        hookbox.triggerEvent('t-feature', 'note.created', { noteId: 2, text: 'y' }, { manager }),
+      );
+      expect(await count('t-feature')).toBe(1);
+    } finally {
+      await app.close();
+    }
   });
 
   it('rejects unknown and mistyped options, naming the field', () => {
