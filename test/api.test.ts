@@ -286,6 +286,15 @@ describe('errors and auth', () => {
     expect((await call(asA, 'GET', '/v1/deliveries/not-a-number')).body.error.code).toBe('not_found');
   });
 
+  it('refuses nested query values (a qs-style parser: ?status[x]=dead) with 400 naming the parameter', async () => {
+    for (const query of [{ status: { x: 'dead' } }, { status: ['dead', { x: '1' }] }, { type: [['message.new']] }]) {
+      const res = await api.handle({ method: 'GET', path: '/v1/deliveries', query: query as never, auth: asA });
+      expect(res.status, JSON.stringify(query)).toBe(400);
+      expect(res.body).toMatchObject({ error: { code: 'invalid_input', rule: 'type' } });
+      expect(['status', 'type']).toContain((res.body as { error: { field: string } }).error.field);
+    }
+  });
+
   it('lets an operator act on any tenant with ?tenant= and read across tenants without it', async () => {
     const subs = await call(operator, 'GET', '/v1/subscriptions', { query: { tenant: B } });
     expect(subs.body.items.map((s: { id: string }) => s.id)).toEqual([seeded.bSub]);

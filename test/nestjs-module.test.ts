@@ -5,9 +5,10 @@
  * DataSources, and attaches the notifier at bootstrap / detaches it at shutdown.
  */
 import 'reflect-metadata';
-import { HookboxModule, HookboxService } from '@hookbox/nestjs';
+import { HookboxApiModule, HookboxModule, HookboxService } from '@hookbox/nestjs';
 import { HookboxError, NOTIFY_CHANNEL } from '@hookbox/outbox';
 import { Inject, Injectable, Module } from '@nestjs/common';
+import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Test } from '@nestjs/testing';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import pg from 'pg';
@@ -224,14 +225,105 @@ describe('named DataSource, forRootAsync, not strict, shutdown', () => {
     const ds = app.get<DataSource>(getDataSourceToken('watched'));
     const pool = (ds.driver as unknown as { master: pg.Pool }).master;
     const before = pool.listenerCount('release');
-    const hookbox = app.get(HookboxService);
-    await hookbox.onModuleDestroy();
-    expect(pool.listenerCount('release')).toBe(before - 1);
+    // app.close(): Nest's shutdown hooks, then TypeORM ends the pool.
     await app.close();
+    expect(pool.listenerCount('release')).toBe(before - 1);
+  });
+
+  it('forRootAsync with imports and inject, imported by a feature module (not global)', async () => {
+    const CONFIG = Symbol('CONFIG');
+    @Module({ providers: [{ provide: CONFIG, useValue: { strict: true, notifier: false } }], exports: [CONFIG] })
+    class ConfigModule {}
+    @Injectable()
+    class FeatureService {
+      constructor(@Inject(HookboxService) readonly hookbox: HookboxService<NoteEvents>) {}
+    }
+    @Module({
+      imports: [
+        HookboxModule.forRootAsync({
+          imports: [ConfigModule],
+          inject: [CONFIG],
+          useFactory: (config: { strict: boolean; notifier: boolean }) => config,
+        }),
+      ],
+      providers: [FeatureService],
+      exports: [FeatureService],
+    })
+    class FeatureModule {}
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'postgres', url: db.url, applicationName: 'hookbox-test-nest-feature' }),
+        FeatureModule,
+      ],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    try {
+      const { hookbox } = app.get(FeatureService);
+      // The injected config took effect: strict refuses a write outside a transaction.
+      const err = await hookbox.triggerEvent('t-feature', 'note.created', { noteId: 1, text: 'x' }).catch((e) => e);
+      expect((err as HookboxError).code).toBe('HOOKBOX_NO_TRANSACTION');
+      const ds = app.get<DataSource>(getDataSourceToken());
+      await ds.transaction((manager) =>
+        hookbox.triggerEvent('t-feature', 'note.created', { noteId: 2, text: 'y' }, { manager }),
+      );
+      expect(await count('t-feature')).toBe(1);
+    } finally {
+      await app.close();
+    }
   });
 
   it('rejects unknown and mistyped options, naming the field', () => {
     expect(() => HookboxModule.forRoot({ strcit: true } as never)).toThrow(/options.strcit: is not an option/);
     expect(() => HookboxModule.forRoot({ strict: 'yes' } as never)).toThrow(/options.strict: must be true or false/);
+  });
+});
+
+describe('HookboxApiModule in a Nest app of its own', () => {
+  it('takes the tenant from the resolver (req.user), and answers bad input 400 under a nested query parser', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'postgres', url: db.url, applicationName: 'hookbox-test-nest-api' }),
+        HookboxModule.forRoot({ isGlobal: true, notifier: false }),
+        HookboxApiModule.register({ path: '/hooks/', resolveTenant: (req) => req.user?.tenantId }),
+      ],
+    }).compile();
+    const app = moduleRef.createNestApplication<NestExpressApplication>({ logger: false });
+    // Express 4's default (NestJS 10): `?status[x]=1` arrives as an object.
+    app.set('query parser', 'extended');
+    // The app's auth: a bearer token names the user.
+    app.use((req: { headers: Record<string, string>; user?: unknown }, _res: unknown, next: () => void) => {
+      const m = /^Bearer user-of-(\w+)$/.exec(req.headers.authorization ?? '');
+      if (m) req.user = { tenantId: m[1] };
+      next();
+    });
+    await app.listen(0, '127.0.0.1');
+    try {
+      const base = `${await app.getUrl()}/hooks`;
+      const call = async (path: string, user?: string, body?: object) => {
+        const res = await fetch(`${base}${path}`, {
+          method: body ? 'POST' : 'GET',
+          headers: { ...(user ? { authorization: `Bearer user-of-${user}` } : {}), 'content-type': 'application/json' },
+          ...(body ? { body: JSON.stringify(body) } : {}),
+        });
+        // biome-ignore lint/suspicious/noExplicitAny: JSON answers read in assertions
+        return { status: res.status, body: (await res.json().catch(() => undefined)) as any };
+      };
+      expect((await call('/v1/subscriptions')).status).toBe(401);
+      const created = await call('/v1/subscriptions', 'acme', { url: 'http://127.0.0.1:9/x', eventTypes: ['*'] });
+      expect(created.status).toBe(201);
+      const id = created.body.subscription.id as string;
+      expect(created.body.subscription.tenantId).toBe('acme');
+      expect((await call(`/v1/subscriptions/${id}`, 'other')).status).toBe(404);
+      // Naming another tenant in the URL does not widen a tenant's reach.
+      expect((await call('/v1/subscriptions?tenant=other', 'acme')).status).toBe(403);
+      for (const q of ['status[x]=dead', 'status=dead&status[x]=1', 'eventType[a][b]=x']) {
+        const res = await call(`/v1/deliveries?${q}`, 'acme');
+        expect(res.status, `${q}: ${JSON.stringify(res.body)}`).toBe(400);
+        expect(res.body.error.code).toBe('invalid_input');
+      }
+    } finally {
+      await app.close();
+    }
   });
 });

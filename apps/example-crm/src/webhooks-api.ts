@@ -31,12 +31,19 @@ export const WebhooksApiModule = HookboxApiModule.register({
 
 /** Serves the app's OpenAPI document, hookbox's routes included, at /docs (JSON: /docs-json). */
 export function setupSwagger(app: INestApplication): OpenAPIObject {
-  const config = new DocumentBuilder().setTitle('example-crm').setVersion('0.1.0').build();
-  const doc = SwaggerModule.createDocument(app, config);
   const hookbox = app.get<{ openapi: Record<string, unknown> }>(HOOKBOX_API).openapi as {
+    openapi: string;
     paths: Record<string, unknown>;
     components?: { schemas?: Record<string, unknown> };
   };
+  // hookbox's schemas are OpenAPI 3.1 (JSON Schema: `const`, type arrays); Nest writes 3.0
+  // unless told otherwise, and a 3.0 document holding them is invalid.
+  const config = new DocumentBuilder()
+    .setOpenAPIVersion(hookbox.openapi)
+    .setTitle('example-crm')
+    .setVersion('0.1.0')
+    .build();
+  const doc = SwaggerModule.createDocument(app, config);
   // The catch-all controller route is replaced by hookbox's documented routes.
   for (const p of Object.keys(doc.paths)) if (p.startsWith('/webhooks/')) delete doc.paths[p];
   for (const [p, item] of Object.entries(hookbox.paths)) doc.paths[`/webhooks${p}`] = item as never;

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { subscriptions, verify } from '@hookbox/outbox';
 import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
+import { Validator } from '@seriousme/openapi-schema-validator';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import request from 'supertest';
@@ -317,6 +318,11 @@ describe('example CRM', () => {
       expect(Array.isArray(types.body.items)).toBe(true);
       const doc = await request(app.getHttpServer()).get('/docs-json').expect(200);
       expect(Object.keys(doc.body.paths)).toEqual(expect.arrayContaining(['/inbound', '/webhooks/v1/subscriptions']));
+      // The merged document (Nest's routes and hookbox's) is valid OpenAPI, every $ref resolving.
+      const validator = new Validator();
+      const result = await validator.validate(doc.body);
+      expect(result.errors ?? []).toEqual([]);
+      expect(result.valid).toBe(true);
     });
   });
 });

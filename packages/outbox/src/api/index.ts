@@ -20,6 +20,7 @@ import { isValidEventType } from '../event-types.js';
 import type { Executor } from '../executor.js';
 import { stringifyJson } from '../json-text.js';
 import { type OpenApiOptions, openApiDocument } from './openapi.js';
+import { checkQueryValues } from './params.js';
 import { type ApiContext, ROUTES, type Route } from './routes.js';
 import { ApiError, type ApiRequest, type ApiResponse, type CatalogEntry } from './types.js';
 
@@ -131,6 +132,7 @@ export function createApi(options: ApiOptions): Api {
 
   async function run(route: Route, req: ApiRequest & { params: Record<string, string> }): Promise<ApiResponse> {
     try {
+      checkQueryValues(req.query);
       const res = await route.handler(ctx, req);
       return { status: res.status, ...(res.body === undefined ? {} : { body: json(res.body) }) };
     } catch (err) {

@@ -19,6 +19,23 @@ export function single(query: Query, name: string): string | undefined {
   return v;
 }
 
+/**
+ * Refuses query values that are neither text nor a list of texts. Hosts with a nested query
+ * parser (Express 4's default `qs`, NestJS 10) turn `?status[x]=1` into an object; the
+ * handlers read text, so that is bad input (400), not a crash (500).
+ */
+export function checkQueryValues(query: unknown): void {
+  if (query === undefined || query === null) return;
+  if (typeof query !== 'object' || Array.isArray(query)) {
+    throw new ValidationError('query', 'type', 'must map parameter names to values');
+  }
+  for (const [key, v] of Object.entries(query)) {
+    if (v === undefined || typeof v === 'string') continue;
+    if (Array.isArray(v) && v.every((s) => typeof s === 'string')) continue;
+    throw new ValidationError(key, 'type', 'must be a plain query value (name=value), not a nested object or array');
+  }
+}
+
 /** Refuses query parameters the route does not know (a typo must not silently widen a filter). */
 export function checkQuery(query: Query, known: readonly string[]): void {
   for (const key of Object.keys(query ?? {})) {
