@@ -11,9 +11,9 @@ import { Test } from '@nestjs/testing';
 import { initializeTransactionalContext } from 'typeorm-transactional';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from '../../../test/harness/db.js';
-import { findTool } from '../../../test/harness/tools.js';
 import { type Receiver, startReceiver } from '../../../test/harness/receiver.js';
 import { type CliRelay, spawnRelayCli } from '../../../test/harness/relay.js';
+import { findTool } from '../../../test/harness/tools.js';
 import { AppModule } from '../src/app.module.js';
 import { setupSwagger } from '../src/webhooks-api.js';
 
