@@ -1,8 +1,9 @@
 /**
  * Flag helpers every command shares: help examples, running a library call so that its
  * validation errors name the flag the operator typed, the tenant scope, paging, the one
- * time-flag parser, id arguments, whole-number flags and command groups. Commands parse
- * and check their flags here before connecting: a typo never costs a connection.
+ * time-flag parser, id arguments, whole-number flags, repeatable flags and command groups,
+ * and waiting for Ctrl-C in the long-running ones. Commands parse and check their flags here
+ * before connecting: a typo never costs a connection.
  */
 import { parseIsoTime } from '@hookbox/outbox';
 import type { Command } from 'commander';
@@ -159,4 +160,20 @@ export function pageInput(opts: PageFlags) {
     ...(opts.until === undefined ? {} : { until: parseTimeFlag(opts.until, '--until', now) }),
     ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }),
   };
+}
+
+/** commander's argument parser for a repeatable flag: every value, in order. */
+export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+/** Resolves on the first SIGINT or SIGTERM, so a long-running command can close and exit 0. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve(signal);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
 }

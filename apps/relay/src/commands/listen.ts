@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { parseDuration } from '../duration.js';
 import { UsageError } from '../errors.js';
 import { type ReceivedRequest, startListener } from '../listen/server.js';
+import { collect, untilSignal } from './flags.js';
 
 interface ListenFlags {
   port: string;
@@ -12,8 +13,6 @@ interface ListenFlags {
   delay: string;
   json?: boolean;
 }
-
-const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function registerListen(program: Command): void {
   program
@@ -74,19 +73,6 @@ function parseFraction(text: string): number {
     throw new UsageError(`--fail-rate: must be a number from 0 to 1 (got ${JSON.stringify(text)})`);
   }
   return value;
-}
-
-/** Resolves on the first SIGINT or SIGTERM, so the command can close and exit 0. */
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve(signal);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
 }
 
 /** The human form: a header line, the headers, the verdict, then the body. */

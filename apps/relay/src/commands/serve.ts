@@ -9,7 +9,7 @@ import { UsageError } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { loadCatalogDir } from '../serve/catalog.js';
 import { SERVE_DEFAULTS, startServe } from '../serve/server.js';
-import { parseIntFlag } from './flags.js';
+import { collect, parseIntFlag, untilSignal } from './flags.js';
 
 interface ServeFlags {
   databaseUrl?: string;
@@ -20,8 +20,6 @@ interface ServeFlags {
   frameAncestors: string[];
   logLevel: string;
 }
-
-const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function registerServe(program: Command): Command {
   return program
@@ -101,17 +99,4 @@ Examples:
       await serve.close();
       await db.end();
     });
-}
-
-/** Resolves on the first SIGINT or SIGTERM. */
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve(signal);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
 }

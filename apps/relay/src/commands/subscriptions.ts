@@ -10,7 +10,7 @@ import type pg from 'pg';
 import { databaseUrlOption } from '../config.js';
 import { formatDuration, parseDuration, parseDurationList } from '../duration.js';
 import { UsageError } from '../errors.js';
-import { examples, parseIntFlag, run as runWith, uuidArg } from './flags.js';
+import { collect, examples, parseIntFlag, run as runWith, uuidArg } from './flags.js';
 import { formatFields, formatTable, formatTime, printJson } from './output.js';
 
 /** `--retry-schedule`: a list of durations, or "none" for no retries. */
@@ -92,8 +92,6 @@ function parseHeaders(values: readonly string[]): Record<string, string> {
   }
   return out;
 }
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function status(sub: SubscriptionRecord): string {
   if (!sub.active) return `disabled${sub.disabledReason ? ` (${sub.disabledReason})` : ''}`;
