@@ -7,6 +7,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { type AttemptResult, classifyStatus } from '../policy/retry.js';
+import { DELIVERY_OUTCOMES } from '../relay/dispatch.js';
 import type { RelayObserver } from '../relay/relay.js';
 import type { ClaimedDelivery } from '../relay/sql.js';
 import { createSampler, DEFAULT_SAMPLE_INTERVAL_MS } from './sampler.js';
@@ -14,7 +15,6 @@ import { createSampler, DEFAULT_SAMPLE_INTERVAL_MS } from './sampler.js';
 /** Label value that per-tenant counts fall back to once the tenant limit is reached. */
 export const OTHER_TENANT = '_other';
 
-export const DELIVERY_OUTCOMES = ['succeeded', 'retry', 'dead', 'disabled', 'cancelled'] as const;
 export const STATUS_CLASSES = ['2xx', '3xx', '4xx', '5xx', 'timeout', 'network'] as const;
 export type StatusClass = (typeof STATUS_CLASSES)[number];
 

@@ -10,7 +10,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { Deadlines, sendAttempt } from '../delivery/http.js';
 import { createAddressGuard } from '../delivery/ssrf.js';
 import type { AttemptResult, RetryPolicy } from '../policy/retry.js';
-import { clean, completeDispatch, finalOutcome, prepareDispatch } from './dispatch.js';
+import { clean, completeDispatch, type DeliveryOutcome, finalOutcome, prepareDispatch } from './dispatch.js';
 import { DispatchQueue, type Feedback } from './dispatch-queue.js';
 import { SignerCache } from './envelope.js';
 import { Recorder } from './recorder.js';
@@ -102,7 +102,7 @@ export interface RelayObserver {
   /** A fan-out batch: events with and without a matching subscription, and the tenants they came from. */
   fannedOut?(matchedEvents: number, unmatchedEvents: number, tenants: readonly string[]): void;
   attempt?(d: ClaimedDelivery, result: AttemptResult, durationMs: number): void;
-  outcome?(d: ClaimedDelivery, outcome: 'succeeded' | 'retry' | 'dead' | 'disabled' | 'cancelled'): void;
+  outcome?(d: ClaimedDelivery, outcome: DeliveryOutcome): void;
   /** The dispatch queue's isolation state, on every poll tick. */
   isolation?(state: IsolationState): void;
   /** A subscription's circuit opened, reopened or closed, or it was auto-disabled (by this relay's write). */
