@@ -6,6 +6,7 @@ import { Option } from 'commander';
 import { checkAllowList } from './delivery/ssrf.js';
 import { formatDuration, parseDuration, parseDurationList } from './duration.js';
 import { UsageError } from './errors.js';
+import { parseBoolean, parseWholeNumber } from './option-text.js';
 import { defaultRetryPolicy } from './policy/retry.js';
 import type { RelayOptions } from './relay/relay.js';
 
@@ -245,27 +246,12 @@ export interface CleanupConfig {
   intervalMs: number;
 }
 
-function intIn(text: string, field: string, min: number, max: number): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new UsageError(`${field}: must be a whole number from ${min} to ${max} (got "${text}")`);
-  }
-  return n;
-}
-
-function bool(text: string, field: string): boolean {
-  const t = text.trim().toLowerCase();
-  if (['1', 'true', 'yes', 'on'].includes(t)) return true;
-  if (['0', 'false', 'no', 'off', ''].includes(t)) return false;
-  throw new UsageError(`${field}: must be true or false (got "${text}")`);
-}
-
 /** The circuit breaker and auto-disable settings. */
 function resolveBreaker(
   pick: (key: RelaySetting) => string | undefined,
   flag: (key: RelaySetting) => string,
 ): RelayOptions['breaker'] {
-  const failAfter = intIn(
+  const failAfter = parseWholeNumber(
     pick('breakerThreshold') ?? String(RELAY_DEFAULTS.breakerThreshold),
     '--breaker-threshold',
     1,
@@ -328,7 +314,9 @@ export function resolveRelayConfig(
   const retry = defaultRetryPolicy({
     scheduleMs,
     maxAttempts:
-      maxAttemptsText === undefined ? scheduleMs.length + 1 : intIn(maxAttemptsText, '--max-attempts', 1, 1000),
+      maxAttemptsText === undefined
+        ? scheduleMs.length + 1
+        : parseWholeNumber(maxAttemptsText, '--max-attempts', 1, 1000),
     jitter: retryJitter,
   });
   const allowFromEnv = env[RELAY_ENV.allowPrivateNetwork];
@@ -347,29 +335,34 @@ export function resolveRelayConfig(
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new UsageError(`--log-level: must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
   }
-  const concurrency = intIn(pick('concurrency') ?? String(RELAY_DEFAULTS.concurrency), '--concurrency', 1, 10_000);
+  const concurrency = parseWholeNumber(
+    pick('concurrency') ?? String(RELAY_DEFAULTS.concurrency),
+    '--concurrency',
+    1,
+    10_000,
+  );
   const slowAfterMs = dur('slowAfter');
   if (slowAfterMs < 1) throw new UsageError('--slow-after: must be at least 1ms');
   const slowConcurrencyText = pick('slowConcurrency');
   const options: RelayOptions = {
     databaseUrl,
     concurrency,
-    batchSize: intIn(pick('batchSize') ?? String(RELAY_DEFAULTS.batchSize), '--batch-size', 1, 10_000),
+    batchSize: parseWholeNumber(pick('batchSize') ?? String(RELAY_DEFAULTS.batchSize), '--batch-size', 1, 10_000),
     pollIntervalMs,
     leaseMs,
     requestTimeoutMs,
     retry,
     allowPrivateNetwork: allowPrivateNetwork.map((a) => a.trim()).filter(Boolean),
-    requireHttps: flags.requireHttps ?? bool(env[RELAY_ENV.requireHttps] ?? '', RELAY_ENV.requireHttps),
-    exitWhenIdle: flags.exitWhenIdle ?? bool(env[RELAY_ENV.exitWhenIdle] ?? '', RELAY_ENV.exitWhenIdle),
+    requireHttps: flags.requireHttps ?? parseBoolean(env[RELAY_ENV.requireHttps] ?? '', RELAY_ENV.requireHttps),
+    exitWhenIdle: flags.exitWhenIdle ?? parseBoolean(env[RELAY_ENV.exitWhenIdle] ?? '', RELAY_ENV.exitWhenIdle),
     shutdownGraceMs: dur('shutdownGrace'),
-    maxResponseBytes: intIn(
+    maxResponseBytes: parseWholeNumber(
       pick('maxResponseBytes') ?? String(RELAY_DEFAULTS.maxResponseBytes),
       '--max-response-bytes',
       0,
       1_048_576,
     ),
-    connectionsPerOrigin: intIn(
+    connectionsPerOrigin: parseWholeNumber(
       pick('connectionsPerOrigin') ?? String(RELAY_DEFAULTS.connectionsPerOrigin),
       '--connections-per-origin',
       1,
@@ -379,7 +372,7 @@ export function resolveRelayConfig(
     slowConcurrency:
       slowConcurrencyText === undefined
         ? Math.max(1, Math.floor(concurrency / 8))
-        : intIn(slowConcurrencyText, '--slow-concurrency', 1, 10_000),
+        : parseWholeNumber(slowConcurrencyText, '--slow-concurrency', 1, 10_000),
     userAgent,
     breaker: resolveBreaker(pick, flag),
   };
@@ -387,9 +380,12 @@ export function resolveRelayConfig(
   const metricsHost = (pick('metricsHost') ?? RELAY_DEFAULTS.metricsHost).trim();
   if (metricsHost === '') throw new UsageError('--metrics-host: must not be empty');
   const metrics: MetricsConfig = {
-    port: metricsPortText.trim().toLowerCase() === 'off' ? null : intIn(metricsPortText, '--metrics-port', 0, 65_535),
+    port:
+      metricsPortText.trim().toLowerCase() === 'off'
+        ? null
+        : parseWholeNumber(metricsPortText, '--metrics-port', 0, 65_535),
     host: metricsHost,
-    tenantLimit: intIn(
+    tenantLimit: parseWholeNumber(
       pick('metricsTenantLimit') ?? String(RELAY_DEFAULTS.metricsTenantLimit),
       '--metrics-tenant-limit',
       0,

@@ -11,6 +11,7 @@ import type pg from 'pg';
 import { databaseUrlOption } from '../config.js';
 import { parseDuration } from '../duration.js';
 import { UsageError } from '../errors.js';
+import { parseWholeNumber } from '../option-text.js';
 import { withClient, withFlagNames } from './output.js';
 
 /** The `Examples:` block of a command's --help. */
@@ -35,15 +36,6 @@ export function commandGroup(program: Command, name: string, description: string
   const group = program.command(name).description(description);
   if (exampleLines.length > 0) group.addHelpText('after', examples(...exampleLines));
   return group;
-}
-
-/** Parses a whole number flag value within bounds, or throws a UsageError naming the flag. */
-export function parseIntFlag(text: string, flag: string, min: number, max: number): number {
-  const n = /^\d+$/.test(text.trim()) ? Number(text.trim()) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new UsageError(`${flag}: must be a whole number from ${min} to ${max} (got ${JSON.stringify(text)})`);
-  }
-  return n;
 }
 
 /**
@@ -155,7 +147,7 @@ export function pageInput(opts: PageFlags) {
   const now = Date.now();
   return {
     ...scopeFromFlags(opts),
-    limit: parseIntFlag(opts.limit, '--limit', 1, 500),
+    limit: parseWholeNumber(opts.limit, '--limit', 1, 500),
     ...(opts.since === undefined ? {} : { since: parseTimeFlag(opts.since, '--since', now) }),
     ...(opts.until === undefined ? {} : { until: parseTimeFlag(opts.until, '--until', now) }),
     ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }),

@@ -7,9 +7,10 @@ import pg from 'pg';
 import { databaseUrlOption, LOG_LEVELS, resolveDatabaseUrl } from '../config.js';
 import { UsageError } from '../errors.js';
 import { createLogger } from '../logger.js';
+import { parseWholeNumber } from '../option-text.js';
 import { loadCatalogDir } from '../serve/catalog.js';
 import { SERVE_DEFAULTS, startServe } from '../serve/server.js';
-import { collect, parseIntFlag, untilSignal } from './flags.js';
+import { collect, untilSignal } from './flags.js';
 
 interface ServeFlags {
   databaseUrl?: string;
@@ -67,8 +68,8 @@ Examples:
     )
     .action(async (flags: ServeFlags) => {
       const databaseUrl = resolveDatabaseUrl(flags.databaseUrl);
-      const port = parseIntFlag(flags.port, '--port', 0, 65_535);
-      const rateLimit = parseIntFlag(flags.rateLimit, '--rate-limit', 1, 1_000_000);
+      const port = parseWholeNumber(flags.port, '--port', 0, 65_535);
+      const rateLimit = parseWholeNumber(flags.rateLimit, '--rate-limit', 1, 1_000_000);
       for (const origin of flags.frameAncestors) {
         if (!/^https?:\/\/[^\s/;,]+$/.test(origin)) {
           throw new UsageError(
