@@ -2,10 +2,10 @@
  * The relay's configuration: defaults in one place, flag > environment > default, validated
  * once here. Only the app reads the environment; the library never does.
  */
+import { ValidationError } from '@hookbox/outbox';
 import { Option } from 'commander';
 import { checkAllowList } from './delivery/ssrf.js';
 import { formatDuration, parseDuration, parseDurationList } from './duration.js';
-import { UsageError } from './errors.js';
 import { parseBoolean, parseWholeNumber } from './option-text.js';
 import { defaultRetryPolicy } from './policy/retry.js';
 import type { RelayOptions } from './relay/relay.js';
@@ -17,12 +17,13 @@ export function databaseUrlOption(): Option {
 /** The database URL from the flag (or DATABASE_URL, which commander already applied). */
 export function resolveDatabaseUrl(flag: string | undefined): string {
   const url = flag ?? process.env.DATABASE_URL;
-  if (!url) throw new UsageError('no database: pass --database-url or set DATABASE_URL');
+  if (!url)
+    throw new ValidationError('--database-url', 'required', 'no database: pass --database-url or set DATABASE_URL');
   try {
     const u = new URL(url);
     if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new Error('scheme');
   } catch {
-    throw new UsageError('--database-url: must be a postgres:// or postgresql:// URL');
+    throw new ValidationError('--database-url', 'format', 'must be a postgres:// or postgresql:// URL');
   }
   return url;
 }
@@ -263,14 +264,16 @@ function resolveBreaker(
     flag('breakerMaxCooldown'),
   );
   const DAY = 86_400_000;
-  if (cooldownMs < 1 || cooldownMs > DAY) throw new UsageError('--breaker-cooldown: must be from 1ms to 1d');
+  if (cooldownMs < 1 || cooldownMs > DAY)
+    throw new ValidationError('--breaker-cooldown', 'range', 'must be from 1ms to 1d');
   if (maxCooldownMs < cooldownMs || maxCooldownMs > DAY) {
-    throw new UsageError('--breaker-max-cooldown: must be from --breaker-cooldown to 1d');
+    throw new ValidationError('--breaker-max-cooldown', 'range', 'must be from --breaker-cooldown to 1d');
   }
   const disableText = pick('disableAfter') ?? RELAY_DEFAULTS.disableAfter;
   const disableAfterMs =
     disableText.trim().toLowerCase() === 'off' ? null : parseDuration(disableText, flag('disableAfter'));
-  if (disableAfterMs !== null && disableAfterMs < 1_000) throw new UsageError('--disable-after: must be at least 1s');
+  if (disableAfterMs !== null && disableAfterMs < 1_000)
+    throw new ValidationError('--disable-after', 'range', 'must be at least 1s');
   return { failAfter, cooldownMs, maxCooldownMs, disableAfterMs };
 }
 
@@ -295,13 +298,15 @@ export function resolveRelayConfig(
 
   const databaseUrl = resolveDatabaseUrl(flags.databaseUrl ?? env.DATABASE_URL);
   const pollIntervalMs = dur('pollInterval');
-  if (pollIntervalMs < 1) throw new UsageError('--poll-interval: must be at least 1ms');
+  if (pollIntervalMs < 1) throw new ValidationError('--poll-interval', 'range', 'must be at least 1ms');
   const leaseMs = dur('lease');
   const requestTimeoutMs = dur('requestTimeout');
-  if (requestTimeoutMs < 1) throw new UsageError('--request-timeout: must be at least 1ms');
+  if (requestTimeoutMs < 1) throw new ValidationError('--request-timeout', 'range', 'must be at least 1ms');
   if (leaseMs <= requestTimeoutMs) {
-    throw new UsageError(
-      `--lease: must be longer than --request-timeout (${formatDuration(leaseMs)} <= ${formatDuration(requestTimeoutMs)}), or a slow request would be delivered twice`,
+    throw new ValidationError(
+      '--lease',
+      'range',
+      `must be longer than --request-timeout (${formatDuration(leaseMs)} <= ${formatDuration(requestTimeoutMs)}), or a slow request would be delivered twice`,
     );
   }
   const scheduleMs = parseDurationList(pick('retrySchedule') ?? RELAY_DEFAULTS.retrySchedule, flag('retrySchedule'));
@@ -309,7 +314,11 @@ export function resolveRelayConfig(
   const retryJitterText = pick('retryJitter');
   const retryJitter = retryJitterText === undefined ? RELAY_DEFAULTS.retryJitter : Number(retryJitterText);
   if (!Number.isFinite(retryJitter) || retryJitter < 0 || retryJitter >= 1) {
-    throw new UsageError(`--retry-jitter: must be a number from 0 to below 1 (got "${retryJitterText}")`);
+    throw new ValidationError(
+      '--retry-jitter',
+      'range',
+      `must be a number from 0 to below 1 (got "${retryJitterText}")`,
+    );
   }
   const retry = defaultRetryPolicy({
     scheduleMs,
@@ -326,14 +335,10 @@ export function resolveRelayConfig(
       : allowFromEnv
         ? allowFromEnv.split(',')
         : [];
-  try {
-    checkAllowList(allowPrivateNetwork.map((a) => a.trim()).filter(Boolean));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  checkAllowList(allowPrivateNetwork.map((a) => a.trim()).filter(Boolean));
   const logLevel = (pick('logLevel') ?? RELAY_DEFAULTS.logLevel) as RelayConfig['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) {
-    throw new UsageError(`--log-level: must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
+    throw new ValidationError('--log-level', 'one_of', `must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
   }
   const concurrency = parseWholeNumber(
     pick('concurrency') ?? String(RELAY_DEFAULTS.concurrency),
@@ -342,7 +347,7 @@ export function resolveRelayConfig(
     10_000,
   );
   const slowAfterMs = dur('slowAfter');
-  if (slowAfterMs < 1) throw new UsageError('--slow-after: must be at least 1ms');
+  if (slowAfterMs < 1) throw new ValidationError('--slow-after', 'range', 'must be at least 1ms');
   const slowConcurrencyText = pick('slowConcurrency');
   const options: RelayOptions = {
     databaseUrl,
@@ -378,7 +383,7 @@ export function resolveRelayConfig(
   };
   const metricsPortText = pick('metricsPort') ?? RELAY_DEFAULTS.metricsPort;
   const metricsHost = (pick('metricsHost') ?? RELAY_DEFAULTS.metricsHost).trim();
-  if (metricsHost === '') throw new UsageError('--metrics-host: must not be empty');
+  if (metricsHost === '') throw new ValidationError('--metrics-host', 'required', 'must not be empty');
   const metrics: MetricsConfig = {
     port:
       metricsPortText.trim().toLowerCase() === 'off'
@@ -398,8 +403,8 @@ export function resolveRelayConfig(
     intervalMs: parseDuration(pick('cleanupInterval') ?? RELAY_DEFAULTS.cleanupInterval, '--cleanup-interval'),
   };
   if (cleanup.olderThanMs !== null && cleanup.olderThanMs < 60_000) {
-    throw new UsageError('--cleanup-older-than: must be at least 1m (it deletes the delivery log)');
+    throw new ValidationError('--cleanup-older-than', 'range', 'must be at least 1m (it deletes the delivery log)');
   }
-  if (cleanup.intervalMs < 1_000) throw new UsageError('--cleanup-interval: must be at least 1s');
+  if (cleanup.intervalMs < 1_000) throw new ValidationError('--cleanup-interval', 'range', 'must be at least 1s');
   return { options, logLevel, metrics, cleanup };
 }

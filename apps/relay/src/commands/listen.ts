@@ -3,6 +3,7 @@ import { parseDuration } from '../duration.js';
 import { UsageError } from '../errors.js';
 import { type ReceivedRequest, startListener } from '../listen/server.js';
 import { collect, untilSignal } from './flags.js';
+import { withFlagNames } from './output.js';
 
 interface ListenFlags {
   port: string;
@@ -13,6 +14,16 @@ interface ListenFlags {
   delay: string;
   json?: boolean;
 }
+
+/** startListener's option names → the flags of `hookbox listen`, for its error messages. */
+const LISTEN_FLAGS: Readonly<Record<string, string>> = {
+  port: '--port',
+  host: '--host',
+  secrets: '--secret',
+  status: '--status',
+  failRate: '--fail-rate',
+  delayMs: '--delay',
+};
 
 export function registerListen(program: Command): void {
   program
@@ -42,15 +53,19 @@ export function registerListen(program: Command): void {
     )
     .action(async (flags: ListenFlags) => {
       const json = flags.json === true;
-      const listener = await startListener({
-        port: parseInteger(flags.port, '--port'),
-        host: flags.host,
-        secrets: flags.secret,
-        status: parseInteger(flags.status, '--status'),
-        failRate: parseFraction(flags.failRate),
-        delayMs: /^\d+$/.test(flags.delay.trim()) ? Number(flags.delay.trim()) : parseDuration(flags.delay, '--delay'),
-        onRequest: (request) => process.stdout.write(json ? `${JSON.stringify(request)}\n` : formatRequest(request)),
-      });
+      const listener = await withFlagNames(LISTEN_FLAGS, () =>
+        startListener({
+          port: parseInteger(flags.port, '--port'),
+          host: flags.host,
+          secrets: flags.secret,
+          status: parseInteger(flags.status, '--status'),
+          failRate: parseFraction(flags.failRate),
+          delayMs: /^\d+$/.test(flags.delay.trim())
+            ? Number(flags.delay.trim())
+            : parseDuration(flags.delay, '--delay'),
+          onRequest: (request) => process.stdout.write(json ? `${JSON.stringify(request)}\n` : formatRequest(request)),
+        }),
+      );
       const mode = listener.verifying ? 'verifying signatures' : 'not verifying signatures: no --secret';
       process.stdout.write(
         json

@@ -11,6 +11,7 @@ import { parseWholeNumber } from '../option-text.js';
 import { loadCatalogDir } from '../serve/catalog.js';
 import { SERVE_DEFAULTS, startServe } from '../serve/server.js';
 import { collect, untilSignal } from './flags.js';
+import { withFlagNames } from './output.js';
 
 interface ServeFlags {
   databaseUrl?: string;
@@ -77,7 +78,10 @@ Examples:
           );
         }
       }
-      const catalog = flags.catalog ? loadCatalogDir(flags.catalog) : [];
+      const catalogDir = flags.catalog;
+      const catalog = catalogDir
+        ? await withFlagNames({ catalog: '--catalog' }, async () => loadCatalogDir(catalogDir))
+        : [];
       const logger = createLogger(flags.logLevel, process.stderr);
       const db = new pg.Pool({ connectionString: databaseUrl, max: 10, application_name: 'hookbox-serve' });
       db.on('error', (err) => logger.warn({ err }, 'idle database connection failed'));

@@ -3,6 +3,7 @@
  * gauges sampled from the database (sampler.ts), all in one prom-client Registry per relay
  * (no module singletons: two relays in one process keep separate counts).
  */
+import { ValidationError } from '@hookbox/outbox';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
@@ -99,7 +100,7 @@ export class TenantLabels {
 export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): MetricsRegistry {
   const tenantLimit = opts.tenantLimit ?? 100;
   if (!Number.isInteger(tenantLimit) || tenantLimit < 0) {
-    throw new RangeError(`metrics: tenantLimit must be an integer >= 0 (got ${tenantLimit})`);
+    throw new ValidationError('tenantLimit', 'range', `must be an integer >= 0 (got ${tenantLimit})`);
   }
   const registry = new Registry();
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
