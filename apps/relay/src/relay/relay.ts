@@ -1,7 +1,8 @@
 /**
- * The relay: fan-out, dispatch, record. One loop per process claims work in short
- * transactions (leases), sends it with undici outside any transaction, and records the
- * outcomes in batches, fenced by the claim's attempt number.
+ * The relay: fan-out, dispatch, record. Claim loops (the main one and the side lane for
+ * tenants with parked, circuit-open or bursty work: pumpSide) take work in short statements
+ * that lease it, the dispatch queue sends it with undici outside any transaction, and the
+ * recorder writes the outcomes in batches, fenced by the claim's attempt number.
  */
 import pRetry from 'p-retry';
 import type pg from 'pg';
