@@ -5,6 +5,7 @@
  * fraction of the time a TypeScript loader needs. HOOKBOX_TEST_CLI=source runs the
  * TypeScript sources through tsx instead.
  */
+import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -13,3 +14,40 @@ export const CLI: readonly string[] =
   process.env.HOOKBOX_TEST_CLI === 'source'
     ? ['--import', 'tsx', `${REPO_ROOT}apps/relay/src/cli.ts`]
     : [`${REPO_ROOT}apps/relay/dist/cli.js`];
+
+/** What one CLI run left behind. */
+export interface CliRun {
+  /** The exit code; -1 when it was killed (timeout) or did not start. */
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `hookbox <args>` as a process from the repository root and collects its output. It
+ * never rejects: a failing command is a non-zero `code`. `env` is the whole environment
+ * (default: this process's); a run longer than `timeoutMs` is killed.
+ */
+export function runCli(
+  args: readonly string[],
+  { env = process.env, timeoutMs = 60_000 }: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<CliRun> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [...CLI, ...args],
+      { cwd: REPO_ROOT, env, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+/** This process's environment without these variables (and, with `hookbox: true`, without any HOOKBOX_*). */
+export function envWithout(names: readonly string[], { hookbox = false } = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (names.includes(k) || (hookbox && k.startsWith('HOOKBOX_'))) delete env[k];
+  return env;
+}
