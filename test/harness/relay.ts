@@ -13,6 +13,7 @@ import pg from 'pg';
 import { createLogger } from '../../apps/relay/src/logger.js';
 import { defaultRetryPolicy, type RetryPolicy } from '../../apps/relay/src/policy/retry.js';
 import { createRelay, type Relay, type RelayObserver, type RelayOptions } from '../../apps/relay/src/relay/relay.js';
+import type { Outcome } from '../../apps/relay/src/relay/sql.js';
 import { VERSION } from '../../apps/relay/src/version.js';
 import { CLI } from './cli.js';
 
@@ -378,5 +379,27 @@ export function useCleanup(afterEach: (fn: () => Promise<void>) => void): (fn: (
   });
   return (fn) => {
     stack.push(fn);
+  };
+}
+
+/**
+ * An outcome of one attempt as the relay records it: a 200 on attempt 1 that took 3 ms,
+ * changed by `overrides` (for tests that write outcomes without sending anything).
+ */
+export function attemptOutcome(deliveryId: number, subscriptionId: string, overrides: Partial<Outcome> = {}): Outcome {
+  return {
+    deliveryId,
+    attempt: 1,
+    subscriptionId,
+    status: 'succeeded',
+    delayMs: 0,
+    statusCode: 200,
+    errorClass: null,
+    errorMessage: null,
+    startedAt: new Date(),
+    durationMs: 3,
+    excerpt: null,
+    attempted: true,
+    ...overrides,
   };
 }
