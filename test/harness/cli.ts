@@ -5,7 +5,8 @@
  * fraction of the time a TypeScript loader needs. HOOKBOX_TEST_CLI=source runs the
  * TypeScript sources through tsx instead.
  */
-import { execFile } from 'node:child_process';
+import { type ChildProcessByStdio, execFile, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -50,4 +51,38 @@ export function envWithout(names: readonly string[], { hookbox = false } = {}): 
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (names.includes(k) || (hookbox && k.startsWith('HOOKBOX_'))) delete env[k];
   return env;
+}
+
+/** A long-running CLI process whose output is collected as it comes. */
+export interface SpawnedCli {
+  child: ChildProcessByStdio<null, Readable, Readable>;
+  stdout(): string;
+  stderr(): string;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * Starts `hookbox <args>` from the repository root in its own process group (so cleanup
+ * can reach anything it starts) and collects stdout and stderr. One node process, so
+ * signals reach the CLI itself and its exit code is its own.
+ */
+export function spawnCli(args: readonly string[], { env = process.env }: { env?: NodeJS.ProcessEnv } = {}): SpawnedCli {
+  const child = spawn(process.execPath, [...CLI, ...args], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    env,
+  });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+  });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return { child, stdout: () => out, stderr: () => err, exit };
 }
