@@ -170,7 +170,8 @@ describe('relay robustness', () => {
     cli.signal('SIGTERM');
     const { code } = await cli.exit;
     expect(code).toBe(130);
-    expect(Date.now() - before).toBeLessThan(10_000); // not the 60 s grace
+    // Exit code 130 says the second signal cut the wait; this only says it was not the 60 s grace.
+    expect(Date.now() - before).toBeLessThan(30_000);
   });
 
   it('holds a subscription to its own max_in_flight, while one without a cap runs in parallel', async () => {
