@@ -7,9 +7,9 @@ import { subscriptions } from '@hookbox/outbox';
 import { cleanup } from '@hookbox/outbox/admin';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Outcome, recordOutcomes } from '../apps/relay/src/relay/sql.js';
+import { recordOutcomes } from '../apps/relay/src/relay/sql.js';
 import { useTestDatabase } from './harness/db.js';
-import { enqueueEvents } from './harness/relay.js';
+import { attemptOutcome, enqueueEvents } from './harness/relay.js';
 
 const db = useTestDatabase();
 let n = 0;
@@ -39,20 +39,8 @@ async function fixture(count: number) {
   return { tenantId: t, sub, eventIds, ids: rows.map((r) => Number(r.id)) };
 }
 
-const outcome = (deliveryId: number, subscriptionId: string, attempt = 1): Outcome => ({
-  deliveryId,
-  attempt,
-  subscriptionId,
-  status: 'succeeded',
-  delayMs: 0,
-  statusCode: 200,
-  errorClass: null,
-  errorMessage: null,
-  startedAt: new Date(),
-  durationMs: 3,
-  excerpt: null,
-  attempted: true,
-});
+const outcome = (deliveryId: number, subscriptionId: string, attempt = 1) =>
+  attemptOutcome(deliveryId, subscriptionId, { attempt });
 
 async function attemptsOf(ids: number[]): Promise<number> {
   const { rows } = await db.pool.query(

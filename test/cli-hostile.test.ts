@@ -4,36 +4,20 @@
  * every command), nothing is written, header values stay masked unless asked for, and every
  * read path prints payloads however deep the database holds them.
  */
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../apps/relay/src/program.js';
-import { CLI } from './harness/cli.js';
+import { type CliRun, runCli } from './harness/cli.js';
 import { useTestDatabase } from './harness/db.js';
 
 const db = useTestDatabase();
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 /** Runs `hookbox <args>` as a process; `{db}` in an argument is this file's database URL. */
-function hookbox(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [...CLI, ...args.map((a) => a.replace('{db}', db.url))],
-      { cwd: ROOT, env: { ...process.env, DATABASE_URL: db.url, NO_COLOR: '1' }, timeout: 30_000 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function hookbox(...args: string[]): Promise<CliRun> {
+  return runCli(
+    args.map((a) => a.replace('{db}', db.url)),
+    { env: { ...process.env, DATABASE_URL: db.url, NO_COLOR: '1' }, timeoutMs: 30_000 },
+  );
 }
 
 const T = `hostile-${randomUUID().slice(0, 8)}`;

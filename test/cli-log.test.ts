@@ -3,40 +3,24 @@
  * output for scripts, human tables, pagination through --cursor, tenant scoping, and the
  * exit codes (0 ok, 1 not found, 2 usage or validation).
  */
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CLI } from './harness/cli.js';
+import { type CliRun, runCli } from './harness/cli.js';
 import { useTestDatabase } from './harness/db.js';
 
 const db = useTestDatabase();
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const HOUR = 3_600_000;
 const ago = (ms: number) => new Date(Date.now() - ms);
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `hookbox <args> --database-url <this file's db>` from the repository root. */
-function hookbox(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [...CLI, ...args, '--database-url', db.url],
-      { cwd: ROOT, env: { ...process.env, DATABASE_URL: '', NO_COLOR: '1' }, timeout: 30_000 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
+function hookbox(...args: string[]): Promise<CliRun> {
+  return runCli([...args, '--database-url', db.url], {
+    env: { ...process.env, DATABASE_URL: '', NO_COLOR: '1' },
+    timeoutMs: 30_000,
   });
 }
 
-const json = <T = Record<string, unknown>>(r: Run): T => {
+const json = <T = Record<string, unknown>>(r: CliRun): T => {
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   return JSON.parse(r.stdout) as T;
@@ -140,7 +124,7 @@ describe('hookbox deliveries', { timeout: 60_000 }, () => {
       hookbox('deliveries', 'list', '--tenant', A, '--subscription', fx.subDown, '--json'),
       hookbox('deliveries', 'list', '--tenant', A, '--event-type', 'message.*', '--until', '90m', '--json'),
     ]);
-    const ids = (r: Run) => json<PageJson<DeliveryJson>>(r).items.map((d) => d.id);
+    const ids = (r: CliRun) => json<PageJson<DeliveryJson>>(r).items.map((d) => d.id);
     const d = fx.deliveries;
     expect(ids(dead)).toEqual([d[3], d[1]]);
     expect(ids(sinceDuration)).toEqual([d[4], d[3], d[2], d[1]]);

@@ -3,52 +3,22 @@
  * processes against a real PostgreSQL; send-test against a real receiver while a relay runs
  * in this process. Exit codes: 0 ok, 1 operational failure, 2 usage error.
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { subscriptions } from '@hookbox/outbox';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI } from './harness/cli.js';
+import { type CliRun, envWithout, runCli } from './harness/cli.js';
 import { useTestDatabase } from './harness/db.js';
 import { startReceiver } from './harness/receiver.js';
 import { deliveries, startRelay, useCleanup } from './harness/relay.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const db = useTestDatabase();
 const defer = useCleanup(afterEach);
 const tenant = () => `t-${randomUUID().slice(0, 8)}`;
 const DAY = 24 * 60 * 60 * 1000;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI from the repository root (`node --import tsx`: its exit code is its own). */
-function hookbox(...args: string[]): Promise<Run> {
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k === 'DATABASE_URL' || k.startsWith('HOOKBOX_')) delete env[k];
-  const child = spawn(process.execPath, [...CLI, ...args], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    stdout += d;
-  });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    stderr += d;
-  });
-  const guard = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  return new Promise((resolve) => {
-    child.once('close', (code) => {
-      clearTimeout(guard);
-      resolve({ code, stdout, stderr });
-    });
-  });
+/** Runs the CLI with no DATABASE_URL or HOOKBOX_* setting of this environment. */
+function hookbox(...args: string[]): Promise<CliRun> {
+  return runCli(args, { env: envWithout(['DATABASE_URL'], { hookbox: true }) });
 }
 
 const withDb = (...args: string[]) => hookbox(...args, '--database-url', db.url);

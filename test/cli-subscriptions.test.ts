@@ -2,44 +2,27 @@
  * `hookbox subscriptions …` run as a real process against a real PostgreSQL: the main
  * operator path, secret handling in the output, exit codes and error lines.
  */
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { CLI } from './harness/cli.js';
+import { type CliRun, envWithout, runCli } from './harness/cli.js';
 import { useTestDatabase } from './harness/db.js';
 
 const db = useTestDatabase();
-const root = fileURLToPath(new URL('..', import.meta.url));
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 /** Runs the CLI with this file's database; DATABASE_URL is removed so only the flag counts. */
-function hookbox(...args: string[]): Promise<Run> {
-  const { DATABASE_URL: _ignored, ...env } = process.env;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [...CLI, 'subscriptions', ...args, '--database-url', db.url],
-      { cwd: root, env, timeout: 120_000 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
+function hookbox(...args: string[]): Promise<CliRun> {
+  return runCli(['subscriptions', ...args, '--database-url', db.url], {
+    env: envWithout(['DATABASE_URL']),
+    timeoutMs: 120_000,
   });
 }
 
-function ok(run: Run): Run {
+function ok(run: CliRun): CliRun {
   expect(run.stderr, run.stderr).toBe('');
   expect(run.code).toBe(0);
   return run;
 }
 
-const json = (run: Run) => JSON.parse(ok(run).stdout) as Record<string, unknown>;
+const json = (run: CliRun) => JSON.parse(ok(run).stdout) as Record<string, unknown>;
 
 async function rawRow(id: string): Promise<Record<string, unknown> | undefined> {
   const { rows } = await db.pool.query('SELECT * FROM hookbox.subscriptions WHERE id = $1', [id]);

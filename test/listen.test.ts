@@ -2,15 +2,13 @@
  * `hookbox listen` as a real process: a real CLI, real HTTP requests, signatures made by the
  * independent `standardwebhooks` package.
  */
-import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import type { ChildProcessByStdio } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { Webhook } from 'standardwebhooks';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CLI } from './harness/cli.js';
+import { spawnCli } from './harness/cli.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 // Fixed test secrets (not real ones): two, as during a rotation.
 const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 const NEXT_SECRET = 'whsec_3h8Jq3z0bY0Cz7nA0w7bQk5rXG3p1m0T9w2sJb1Yk3c=';
@@ -26,25 +24,9 @@ interface Cli {
 
 const running = new Set<Cli>();
 
-/**
- * Runs `hookbox listen ...` from the repository root. `node --import tsx` rather than
- * `npx tsx`: one process, so signals reach the CLI itself and its exit code is its own.
- */
+/** Runs `hookbox listen ...` (spawnCli) and hands out its stdout line by line. */
 function hookbox(...args: string[]): Cli {
-  const child = spawn(process.execPath, [...CLI, ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // Its own process group, so cleanup reaches anything it might start.
-    detached: true,
-  });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-  });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-  });
+  const { child, stdout, stderr, exit } = spawnCli(args);
   const lines: string[] = [];
   const waiters: ((line: string) => void)[] = [];
   createInterface({ input: child.stdout }).on('line', (line) => {
@@ -52,13 +34,10 @@ function hookbox(...args: string[]): Cli {
     if (waiter) waiter(line);
     else lines.push(line);
   });
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
   const cli: Cli = {
     child,
-    stdout: () => out,
-    stderr: () => err,
+    stdout,
+    stderr,
     exit,
     nextLine(timeoutMs = 15_000) {
       const ready = lines.shift();
@@ -66,14 +45,14 @@ function hookbox(...args: string[]): Cli {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => {
           waiters.splice(waiters.indexOf(waiter), 1);
-          reject(new Error(`no stdout line within ${timeoutMs}ms; stdout=${out} stderr=${err}`));
+          reject(new Error(`no stdout line within ${timeoutMs}ms; stdout=${stdout()} stderr=${stderr()}`));
         }, timeoutMs);
         const waiter = (line: string) => {
           clearTimeout(timer);
           resolve(line);
         };
         waiters.push(waiter);
-        void exit.then(() => setTimeout(() => reject(new Error(`exited; stdout=${out} stderr=${err}`)), 50));
+        void exit.then(() => setTimeout(() => reject(new Error(`exited; stdout=${stdout()} stderr=${stderr()}`)), 50));
       });
     },
   };

@@ -9,11 +9,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { createOutbox, subscriptions } from '@hookbox/outbox';
+import { createOutbox, subscriptions, ValidationError } from '@hookbox/outbox';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { RELAY_DEFAULTS, resolveRelayConfig } from '../apps/relay/src/config.js';
-import { UsageError } from '../apps/relay/src/errors.js';
 import { createLogger } from '../apps/relay/src/logger.js';
 import { type AdminServer, startAdminServer } from '../apps/relay/src/metrics/admin-server.js';
 import { createMetricsRegistry, createRelayMetrics, TenantLabels } from '../apps/relay/src/metrics/metrics.js';
@@ -356,7 +355,7 @@ describe('metrics configuration', () => {
   });
 
   it('refuses bad values, naming the flag', () => {
-    expect(() => resolve({ metricsPort: '70000' })).toThrow(UsageError);
+    expect(() => resolve({ metricsPort: '70000' })).toThrow(ValidationError);
     expect(() => resolve({ metricsPort: '70000' })).toThrow(/--metrics-port: must be a whole number from 0 to 65535/);
     expect(() => resolve({ metricsTenantLimit: '-1' })).toThrow(/--metrics-tenant-limit/);
     expect(() => resolve({ metricsHost: ' ' })).toThrow(/--metrics-host: must not be empty/);

@@ -1,8 +1,3 @@
-/**
- * Migrations on a truly empty database: two migrators at once both succeed and apply the
- * schema once; a rerun applies nothing; the CLI does the same from a spawned process.
- */
-import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { schema } from '@hookbox/outbox';
@@ -11,7 +6,7 @@ import { getTableConfig, PgTable } from 'drizzle-orm/pg-core';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrate, migrationStatus } from '../apps/relay/src/migrate.js';
-import { CLI } from './harness/cli.js';
+import { type CliRun, envWithout, runCli } from './harness/cli.js';
 import { createEmptyDatabase, dropDatabase } from './harness/db.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -46,25 +41,8 @@ async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Pro
   }
 }
 
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
-  const { DATABASE_URL: _ignored, ...inherited } = process.env;
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [...CLI, ...args],
-      { cwd: root, env: { ...inherited, ...env }, timeout: 25_000 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliRun> {
+  return runCli(args, { env: { ...envWithout(['DATABASE_URL']), ...env } });
 }
 
 describe('migrate() on an empty database', () => {

@@ -7,7 +7,6 @@
  * (a redelivery of the in-flight head is allowed, going back is not). Promotion leases the
  * heads it promotes to the promoting relay, except where the due claim must decide.
  */
-import { randomUUID } from 'node:crypto';
 import { createOutbox, subscriptions, ValidationError } from '@hookbox/outbox';
 import { retryDelivery, stats } from '@hookbox/outbox/admin';
 import type pg from 'pg';
@@ -15,28 +14,17 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createMetricsRegistry } from '../apps/relay/src/metrics/metrics.js';
 import { sampleGauges } from '../apps/relay/src/metrics/sampler.js';
 import { fanOut, promoteHeads } from '../apps/relay/src/relay/sql.js';
-import { inRolledBackTx, useTestDatabase } from './harness/db.js';
-import { orderingReports, type ReceivedRequest, startReceiver } from './harness/receiver.js';
-import { killCliRelays, spawnRelayCli, startRelay, useCleanup, waitFor, waitForAllFinal } from './harness/relay.js';
+import { inRolledBackTx } from './harness/db.js';
+import { useRelayFixture } from './harness/fixture.js';
+import { orderingReports, type ReceivedRequest } from './harness/receiver.js';
+import { killCliRelays, spawnRelayCli, waitFor, waitForAllFinal } from './harness/relay.js';
 
-const db = useTestDatabase();
-const defer = useCleanup(afterEach);
+const fixture = useRelayFixture();
+const { db, defer, tenant, relay } = fixture;
+const receiver = () => fixture.receiver();
 afterEach(killCliRelays);
 const outbox = createOutbox();
-const tenant = () => `t-${randomUUID().slice(0, 8)}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function receiver() {
-  const r = await startReceiver();
-  defer(() => r.close());
-  return r;
-}
-
-function relay(overrides: Parameters<typeof startRelay>[1] = {}) {
-  const r = startRelay(db.url, overrides);
-  defer(() => r.stop());
-  return r;
-}
 
 /** Opens a transaction on its own connection. */
 async function tx() {

@@ -4,12 +4,11 @@
  * the cooldown exactly one probe is out at a time, across relays; a successful probe closes
  * the circuit and the held backlog is delivered.
  */
-import { execFile } from 'node:child_process';
 import { subscriptions } from '@hookbox/outbox';
 import { describe, expect, it } from 'vitest';
 import { createMetricsRegistry } from '../apps/relay/src/metrics/metrics.js';
 import { sampleGauges } from '../apps/relay/src/metrics/sampler.js';
-import { CLI, REPO_ROOT } from './harness/cli.js';
+import { envWithout, runCli } from './harness/cli.js';
 import { useRelayFixture } from './harness/fixture.js';
 import type { ReceivedRequest } from './harness/receiver.js';
 import { deliveries, enqueueEvents, type TestRelayOptions, waitFor, waitForAllFinal } from './harness/relay.js';
@@ -42,16 +41,13 @@ async function circuit(id: string) {
 }
 
 /** Runs the CLI against this file's database; resolves with its stdout (fails on a non-zero exit). */
-function hookbox(...args: string[]): Promise<string> {
-  const { DATABASE_URL: _ignored, ...env } = process.env;
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      [...CLI, ...args, '--database-url', db.url],
-      { cwd: REPO_ROOT, env, timeout: 120_000 },
-      (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
-    );
+async function hookbox(...args: string[]): Promise<string> {
+  const r = await runCli([...args, '--database-url', db.url], {
+    env: envWithout(['DATABASE_URL']),
+    timeoutMs: 120_000,
   });
+  if (r.code !== 0) throw new Error(`hookbox ${args.join(' ')} exited ${r.code}\n${r.stderr}`);
+  return r.stdout;
 }
 
 const events = (t: string, n: number, tag: string) =>

@@ -183,9 +183,12 @@ describe('429 Too Many Requests', () => {
       const ds = await deliveries(db.pool, 'tenant_id = $1 AND last_status = 429', [t]);
       return ds.length > 0 && ds;
     });
+    // lastAttemptAt is when the attempt started, nextAttemptAt is counted from when its
+    // outcome was written: the gap is a second plus however long the answer and the
+    // recorder's batch took on this machine. The upper bound only tells seconds from minutes.
     const gap = ms(pending!.lastAttemptAt!, pending!.nextAttemptAt);
     expect(gap).toBeGreaterThanOrEqual(1_000);
-    expect(gap).toBeLessThan(3_000);
+    expect(gap).toBeLessThan(30_000);
     expect(pending!.status).toBe('pending');
 
     const [d] = await waitForAllFinal(db.pool, { tenants: [t] });

@@ -4,37 +4,14 @@
  * resolving to 127.0.0.1) unless allow-listed; `requireHttps` refuses http://; huge and endless
  * response bodies are cut at the cap; a slow endpoint does not hold up the others.
  */
-import { randomUUID } from 'node:crypto';
 import { subscriptions } from '@hookbox/outbox';
-import { afterEach, describe, expect, it } from 'vitest';
-import { useTestDatabase } from './harness/db.js';
-import { startReceiver } from './harness/receiver.js';
-import {
-  attempts,
-  deliveries,
-  enqueueEvents,
-  startRelay,
-  type TestRelayOptions,
-  useCleanup,
-  waitFor,
-  waitForAllFinal,
-} from './harness/relay.js';
+import { describe, expect, it } from 'vitest';
+import { useRelayFixture } from './harness/fixture.js';
+import { attempts, deliveries, enqueueEvents, waitFor, waitForAllFinal } from './harness/relay.js';
 
-const db = useTestDatabase();
-const defer = useCleanup(afterEach);
-const tenant = () => `t-${randomUUID().slice(0, 8)}`;
-
-async function receiver(host?: string) {
-  const r = await startReceiver(host ? { host } : {});
-  defer(() => r.close());
-  return r;
-}
-
-function relay(overrides: TestRelayOptions = {}) {
-  const r = startRelay(db.url, overrides);
-  defer(() => r.stop());
-  return r;
-}
+const fixture = useRelayFixture();
+const { db, tenant, relay } = fixture;
+const receiver = (host?: string) => fixture.receiver(host ? { host } : {});
 
 async function subscribeAll(t: string, urls: readonly string[]): Promise<Map<string, string>> {
   const ids = new Map<string, string>();

@@ -12,7 +12,7 @@ import { createApiKey, createPortalToken } from '@hookbox/outbox/api';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../apps/relay/src/logger.js';
 import { startServe } from '../apps/relay/src/serve/server.js';
-import { CLI } from './harness/cli.js';
+import { CLI, runCli } from './harness/cli.js';
 import { useTestDatabase } from './harness/db.js';
 import { LogBuffer, useCleanup, waitFor } from './harness/relay.js';
 
@@ -29,14 +29,7 @@ async function serve(options: Partial<Parameters<typeof startServe>[0]> = {}) {
 }
 
 function run(args: string[], env: Record<string, string> = {}) {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, [...CLI, ...args], { env: { ...process.env, DATABASE_URL: db.url, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCli(args, { env: { ...process.env, DATABASE_URL: db.url, ...env } });
 }
 
 const bearer = (credential: string) => ({ authorization: `Bearer ${credential}` });

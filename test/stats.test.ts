@@ -197,8 +197,8 @@ describe('usage per tenant', () => {
     const everA = await stats(db.pool, { tenantId: a });
     expect(everA.tenants[0]).toMatchObject({ events: 6, deliveries: 4, cancelled: 1 });
 
-    // Without a tenant: every tenant, each counted on its own.
-    const all = await stats(drizzle(db.pool), { since: ago(24 * HOUR) });
+    // allTenants: every tenant, each counted on its own.
+    const all = await stats(drizzle(db.pool), { allTenants: true, since: ago(24 * HOUR) });
     const byTenant = new Map(all.tenants.map((u) => [u.tenantId, u]));
     expect(byTenant.get(a)).toEqual(onlyA.tenants[0]);
     expect(byTenant.get(b)).toEqual({
@@ -245,8 +245,13 @@ describe('validation', () => {
     const cases: [Record<string, unknown>, string, string][] = [
       [{ tenantId: '' }, 'tenantId', 'required'],
       [{ tenantId: 42 }, 'tenantId', 'required'],
-      [{ since: 'last week' }, 'since', 'format'],
-      [{ since: new Date(Number.NaN) }, 'since', 'format'],
+      // The scope rule of every operator read: a tenant, or every tenant said explicitly.
+      [{}, 'tenantId', 'required'],
+      [{ since: new Date() }, 'tenantId', 'required'],
+      [{ tenantId: 't', allTenants: true }, 'allTenants', 'conflict'],
+      [{ allTenants: 'yes' }, 'allTenants', 'type'],
+      [{ tenantId: 't', since: 'last week' }, 'since', 'format'],
+      [{ tenantId: 't', since: new Date(Number.NaN) }, 'since', 'format'],
       [{ until: new Date() }, 'until', 'unknown'],
     ];
     for (const [input, field, rule] of cases) {

@@ -237,6 +237,7 @@ describe('list', () => {
       ['contact.created', 'message.read'],
       ['messages.*'],
       ['message_x.new'],
+      ['hookbox.delivery.*'],
     ];
     const subs: SubscriptionRecord[] = [];
     for (const eventTypes of patternSets)
@@ -244,7 +245,15 @@ describe('list', () => {
     // Another tenant's catch-all must never show up.
     await subscriptions.create(db.pool, base(newTenant(), { eventTypes: ['*'] }));
 
-    const types = ['message.new', 'message', 'message.status.read', 'contact.created', 'messages.new', 'flow.failed'];
+    const types = [
+      'message.new',
+      'message',
+      'message.status.read',
+      'contact.created',
+      'messages.new',
+      'flow.failed',
+      'hookbox.delivery.dead',
+    ];
     for (const type of types) {
       const got = (await subscriptions.list(db.pool, { tenantId, eventType: type })).items.map((s) => s.id).sort();
       const expected = subs
@@ -259,6 +268,8 @@ describe('list', () => {
     expect((await by('message.new')).sort()).toEqual(['*', 'message.*', 'message.new'].sort());
     expect(await by('message')).toEqual(['*']);
     expect((await by('message.status.read')).sort()).toEqual(['*', 'message.*', 'message.status.*'].sort());
+    // `*` leaves out hookbox's operational events; only a pattern that names them matches.
+    expect(await by('hookbox.delivery.dead')).toEqual(['hookbox.delivery.*']);
   });
 
   it('rejects bad list options', async () => {

@@ -4,19 +4,17 @@
  * real `hookbox relay` CLI as a child process, and the few queries tests make about
  * deliveries. Every relay, pool and process started here must be stopped by the test.
  */
-import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import type { ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { createOutbox } from '@hookbox/outbox';
 import pg from 'pg';
 import { createLogger } from '../../apps/relay/src/logger.js';
 import { defaultRetryPolicy, type RetryPolicy } from '../../apps/relay/src/policy/retry.js';
 import { createRelay, type Relay, type RelayObserver, type RelayOptions } from '../../apps/relay/src/relay/relay.js';
+import type { Outcome } from '../../apps/relay/src/relay/sql.js';
 import { VERSION } from '../../apps/relay/src/version.js';
-import { CLI } from './cli.js';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+import { envWithout, spawnCli } from './cli.js';
 
 /**
  * Polls `check` until it returns something other than undefined/false; bounded. The
@@ -169,12 +167,9 @@ const CLI_DEFAULTS: CliFlags = {
   disableAfter: 'off',
 };
 
-/**
- * Runs `hookbox relay` as a real process (`node --import tsx`, so signals reach the CLI
- * itself and its exit code is its own), in its own process group.
- */
+/** Runs `hookbox relay` as a real process (spawnCli), without DATABASE_URL or HOOKBOX_* from this environment. */
 export function spawnRelayCli(databaseUrl: string, flags: CliFlags = {}): CliRelay {
-  const args = [...CLI, 'relay', '--database-url', databaseUrl];
+  const args = ['relay', '--database-url', databaseUrl];
   for (const [key, value] of Object.entries({ ...CLI_DEFAULTS, ...flags })) {
     if (value === undefined || value === false) continue;
     const flag = `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
@@ -182,26 +177,13 @@ export function spawnRelayCli(databaseUrl: string, flags: CliFlags = {}): CliRel
     else if (Array.isArray(value)) for (const v of value) args.push(flag, v);
     else args.push(flag, String(value));
   }
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k === 'DATABASE_URL' || k.startsWith('HOOKBOX_')) delete env[k];
-  const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-  });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => {
-    err += d;
-  });
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
+  const { child, stdout, stderr, exit } = spawnCli(args, { env: envWithout(['DATABASE_URL'], { hookbox: true }) });
   const cli: CliRelay = {
     child,
-    stdout: () => out,
-    stderr: () => err,
+    stdout,
+    stderr,
     logs: () =>
-      out
+      stdout()
         .split('\n')
         .filter((l) => l.startsWith('{'))
         .map((l) => {
@@ -378,5 +360,27 @@ export function useCleanup(afterEach: (fn: () => Promise<void>) => void): (fn: (
   });
   return (fn) => {
     stack.push(fn);
+  };
+}
+
+/**
+ * An outcome of one attempt as the relay records it: a 200 on attempt 1 that took 3 ms,
+ * changed by `overrides` (for tests that write outcomes without sending anything).
+ */
+export function attemptOutcome(deliveryId: number, subscriptionId: string, overrides: Partial<Outcome> = {}): Outcome {
+  return {
+    deliveryId,
+    attempt: 1,
+    subscriptionId,
+    status: 'succeeded',
+    delayMs: 0,
+    statusCode: 200,
+    errorClass: null,
+    errorMessage: null,
+    startedAt: new Date(),
+    durationMs: 3,
+    excerpt: null,
+    attempted: true,
+    ...overrides,
   };
 }

@@ -14,7 +14,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { startEmbeddedPostgres } from '@hookbox/devdb';
-import { createOutbox, generateSecret, subscriptions } from '@hookbox/outbox';
+import { createOutbox, generateSecret, subscriptions, WEBHOOK_HEADERS } from '@hookbox/outbox';
 import { createApiKey, createPortalToken } from '@hookbox/outbox/api';
 import {
   createLogger,
@@ -66,7 +66,7 @@ async function startEndpoint(path: string, secret: string, got: Received[], flak
         return;
       }
       const body = (r.json ?? {}) as { type?: string; data?: { tenant?: string; rolledBack?: boolean } };
-      const webhookId = r.headers.find(([name]) => name.toLowerCase() === 'webhook-id')?.[1] ?? '?';
+      const webhookId = r.headers.find(([name]) => name.toLowerCase() === WEBHOOK_HEADERS.id)?.[1] ?? '?';
       const valid = r.signature === 'valid';
       got.push({
         path,

@@ -2,11 +2,12 @@
  * The relay's configuration: defaults in one place, flag > environment > default, validated
  * once here. Only the app reads the environment; the library never does.
  */
+import { ValidationError } from '@hookbox/outbox';
 import { Option } from 'commander';
 import { parseBindHost } from './bind-host.js';
 import { checkAllowList } from './delivery/ssrf.js';
 import { formatDuration, parseDuration, parseDurationList } from './duration.js';
-import { UsageError } from './errors.js';
+import { parseBoolean, parseWholeNumber } from './option-text.js';
 import { defaultRetryPolicy } from './policy/retry.js';
 import type { RelayOptions } from './relay/relay.js';
 
@@ -17,12 +18,13 @@ export function databaseUrlOption(): Option {
 /** The database URL from the flag (or DATABASE_URL, which commander already applied). */
 export function resolveDatabaseUrl(flag: string | undefined): string {
   const url = flag ?? process.env.DATABASE_URL;
-  if (!url) throw new UsageError('no database: pass --database-url or set DATABASE_URL');
+  if (!url)
+    throw new ValidationError('--database-url', 'required', 'no database: pass --database-url or set DATABASE_URL');
   try {
     const u = new URL(url);
     if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw new Error('scheme');
   } catch {
-    throw new UsageError('--database-url: must be a postgres:// or postgresql:// URL');
+    throw new ValidationError('--database-url', 'format', 'must be a postgres:// or postgresql:// URL');
   }
   return url;
 }
@@ -246,27 +248,12 @@ export interface CleanupConfig {
   intervalMs: number;
 }
 
-function intIn(text: string, field: string, min: number, max: number): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new UsageError(`${field}: must be a whole number from ${min} to ${max} (got "${text}")`);
-  }
-  return n;
-}
-
-function bool(text: string, field: string): boolean {
-  const t = text.trim().toLowerCase();
-  if (['1', 'true', 'yes', 'on'].includes(t)) return true;
-  if (['0', 'false', 'no', 'off', ''].includes(t)) return false;
-  throw new UsageError(`${field}: must be true or false (got "${text}")`);
-}
-
 /** The circuit breaker and auto-disable settings. */
 function resolveBreaker(
   pick: (key: RelaySetting) => string | undefined,
   flag: (key: RelaySetting) => string,
 ): RelayOptions['breaker'] {
-  const failAfter = intIn(
+  const failAfter = parseWholeNumber(
     pick('breakerThreshold') ?? String(RELAY_DEFAULTS.breakerThreshold),
     '--breaker-threshold',
     1,
@@ -278,14 +265,16 @@ function resolveBreaker(
     flag('breakerMaxCooldown'),
   );
   const DAY = 86_400_000;
-  if (cooldownMs < 1 || cooldownMs > DAY) throw new UsageError('--breaker-cooldown: must be from 1ms to 1d');
+  if (cooldownMs < 1 || cooldownMs > DAY)
+    throw new ValidationError('--breaker-cooldown', 'range', 'must be from 1ms to 1d');
   if (maxCooldownMs < cooldownMs || maxCooldownMs > DAY) {
-    throw new UsageError('--breaker-max-cooldown: must be from --breaker-cooldown to 1d');
+    throw new ValidationError('--breaker-max-cooldown', 'range', 'must be from --breaker-cooldown to 1d');
   }
   const disableText = pick('disableAfter') ?? RELAY_DEFAULTS.disableAfter;
   const disableAfterMs =
     disableText.trim().toLowerCase() === 'off' ? null : parseDuration(disableText, flag('disableAfter'));
-  if (disableAfterMs !== null && disableAfterMs < 1_000) throw new UsageError('--disable-after: must be at least 1s');
+  if (disableAfterMs !== null && disableAfterMs < 1_000)
+    throw new ValidationError('--disable-after', 'range', 'must be at least 1s');
   return { failAfter, cooldownMs, maxCooldownMs, disableAfterMs };
 }
 
@@ -310,13 +299,15 @@ export function resolveRelayConfig(
 
   const databaseUrl = resolveDatabaseUrl(flags.databaseUrl ?? env.DATABASE_URL);
   const pollIntervalMs = dur('pollInterval');
-  if (pollIntervalMs < 1) throw new UsageError('--poll-interval: must be at least 1ms');
+  if (pollIntervalMs < 1) throw new ValidationError('--poll-interval', 'range', 'must be at least 1ms');
   const leaseMs = dur('lease');
   const requestTimeoutMs = dur('requestTimeout');
-  if (requestTimeoutMs < 1) throw new UsageError('--request-timeout: must be at least 1ms');
+  if (requestTimeoutMs < 1) throw new ValidationError('--request-timeout', 'range', 'must be at least 1ms');
   if (leaseMs <= requestTimeoutMs) {
-    throw new UsageError(
-      `--lease: must be longer than --request-timeout (${formatDuration(leaseMs)} <= ${formatDuration(requestTimeoutMs)}), or a slow request would be delivered twice`,
+    throw new ValidationError(
+      '--lease',
+      'range',
+      `must be longer than --request-timeout (${formatDuration(leaseMs)} <= ${formatDuration(requestTimeoutMs)}), or a slow request would be delivered twice`,
     );
   }
   const scheduleMs = parseDurationList(pick('retrySchedule') ?? RELAY_DEFAULTS.retrySchedule, flag('retrySchedule'));
@@ -324,12 +315,18 @@ export function resolveRelayConfig(
   const retryJitterText = pick('retryJitter');
   const retryJitter = retryJitterText === undefined ? RELAY_DEFAULTS.retryJitter : Number(retryJitterText);
   if (!Number.isFinite(retryJitter) || retryJitter < 0 || retryJitter >= 1) {
-    throw new UsageError(`--retry-jitter: must be a number from 0 to below 1 (got "${retryJitterText}")`);
+    throw new ValidationError(
+      '--retry-jitter',
+      'range',
+      `must be a number from 0 to below 1 (got "${retryJitterText}")`,
+    );
   }
   const retry = defaultRetryPolicy({
     scheduleMs,
     maxAttempts:
-      maxAttemptsText === undefined ? scheduleMs.length + 1 : intIn(maxAttemptsText, '--max-attempts', 1, 1000),
+      maxAttemptsText === undefined
+        ? scheduleMs.length + 1
+        : parseWholeNumber(maxAttemptsText, '--max-attempts', 1, 1000),
     jitter: retryJitter,
   });
   const allowFromEnv = env[RELAY_ENV.allowPrivateNetwork];
@@ -339,38 +336,39 @@ export function resolveRelayConfig(
       : allowFromEnv
         ? allowFromEnv.split(',')
         : [];
-  try {
-    checkAllowList(allowPrivateNetwork.map((a) => a.trim()).filter(Boolean));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  checkAllowList(allowPrivateNetwork.map((a) => a.trim()).filter(Boolean));
   const logLevel = (pick('logLevel') ?? RELAY_DEFAULTS.logLevel) as RelayConfig['logLevel'];
   if (!LOG_LEVELS.includes(logLevel)) {
-    throw new UsageError(`--log-level: must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
+    throw new ValidationError('--log-level', 'one_of', `must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
   }
-  const concurrency = intIn(pick('concurrency') ?? String(RELAY_DEFAULTS.concurrency), '--concurrency', 1, 10_000);
+  const concurrency = parseWholeNumber(
+    pick('concurrency') ?? String(RELAY_DEFAULTS.concurrency),
+    '--concurrency',
+    1,
+    10_000,
+  );
   const slowAfterMs = dur('slowAfter');
-  if (slowAfterMs < 1) throw new UsageError('--slow-after: must be at least 1ms');
+  if (slowAfterMs < 1) throw new ValidationError('--slow-after', 'range', 'must be at least 1ms');
   const slowConcurrencyText = pick('slowConcurrency');
   const options: RelayOptions = {
     databaseUrl,
     concurrency,
-    batchSize: intIn(pick('batchSize') ?? String(RELAY_DEFAULTS.batchSize), '--batch-size', 1, 10_000),
+    batchSize: parseWholeNumber(pick('batchSize') ?? String(RELAY_DEFAULTS.batchSize), '--batch-size', 1, 10_000),
     pollIntervalMs,
     leaseMs,
     requestTimeoutMs,
     retry,
     allowPrivateNetwork: allowPrivateNetwork.map((a) => a.trim()).filter(Boolean),
-    requireHttps: flags.requireHttps ?? bool(env[RELAY_ENV.requireHttps] ?? '', RELAY_ENV.requireHttps),
-    exitWhenIdle: flags.exitWhenIdle ?? bool(env[RELAY_ENV.exitWhenIdle] ?? '', RELAY_ENV.exitWhenIdle),
+    requireHttps: flags.requireHttps ?? parseBoolean(env[RELAY_ENV.requireHttps] ?? '', RELAY_ENV.requireHttps),
+    exitWhenIdle: flags.exitWhenIdle ?? parseBoolean(env[RELAY_ENV.exitWhenIdle] ?? '', RELAY_ENV.exitWhenIdle),
     shutdownGraceMs: dur('shutdownGrace'),
-    maxResponseBytes: intIn(
+    maxResponseBytes: parseWholeNumber(
       pick('maxResponseBytes') ?? String(RELAY_DEFAULTS.maxResponseBytes),
       '--max-response-bytes',
       0,
       1_048_576,
     ),
-    connectionsPerOrigin: intIn(
+    connectionsPerOrigin: parseWholeNumber(
       pick('connectionsPerOrigin') ?? String(RELAY_DEFAULTS.connectionsPerOrigin),
       '--connections-per-origin',
       1,
@@ -380,16 +378,19 @@ export function resolveRelayConfig(
     slowConcurrency:
       slowConcurrencyText === undefined
         ? Math.max(1, Math.floor(concurrency / 8))
-        : intIn(slowConcurrencyText, '--slow-concurrency', 1, 10_000),
+        : parseWholeNumber(slowConcurrencyText, '--slow-concurrency', 1, 10_000),
     userAgent,
     breaker: resolveBreaker(pick, flag),
   };
   const metricsPortText = pick('metricsPort') ?? RELAY_DEFAULTS.metricsPort;
   const metricsHost = parseBindHost(pick('metricsHost') ?? RELAY_DEFAULTS.metricsHost, '--metrics-host');
   const metrics: MetricsConfig = {
-    port: metricsPortText.trim().toLowerCase() === 'off' ? null : intIn(metricsPortText, '--metrics-port', 0, 65_535),
+    port:
+      metricsPortText.trim().toLowerCase() === 'off'
+        ? null
+        : parseWholeNumber(metricsPortText, '--metrics-port', 0, 65_535),
     host: metricsHost,
-    tenantLimit: intIn(
+    tenantLimit: parseWholeNumber(
       pick('metricsTenantLimit') ?? String(RELAY_DEFAULTS.metricsTenantLimit),
       '--metrics-tenant-limit',
       0,
@@ -402,8 +403,8 @@ export function resolveRelayConfig(
     intervalMs: parseDuration(pick('cleanupInterval') ?? RELAY_DEFAULTS.cleanupInterval, '--cleanup-interval'),
   };
   if (cleanup.olderThanMs !== null && cleanup.olderThanMs < 60_000) {
-    throw new UsageError('--cleanup-older-than: must be at least 1m (it deletes the delivery log)');
+    throw new ValidationError('--cleanup-older-than', 'range', 'must be at least 1m (it deletes the delivery log)');
   }
-  if (cleanup.intervalMs < 1_000) throw new UsageError('--cleanup-interval: must be at least 1s');
+  if (cleanup.intervalMs < 1_000) throw new ValidationError('--cleanup-interval', 'range', 'must be at least 1s');
   return { options, logLevel, metrics, cleanup };
 }

@@ -1,17 +1,18 @@
+import { ValidationError } from '@hookbox/outbox';
 import { describe, expect, it } from 'vitest';
 import { formatDuration, MAX_DURATION_MS, parseDuration, parseDurationList } from './duration.js';
-import { UsageError } from './errors.js';
 
 const F = '--poll-interval';
 
-function usageError(fn: () => unknown): UsageError {
+/** The ValidationError `fn` throws, with the field it was given. */
+function usageError(fn: () => unknown): ValidationError {
   try {
     fn();
   } catch (err) {
-    expect(err).toBeInstanceOf(UsageError);
-    return err as UsageError;
+    expect(err).toBeInstanceOf(ValidationError);
+    return err as ValidationError;
   }
-  throw new Error('expected a UsageError, nothing was thrown');
+  throw new Error('expected a ValidationError, nothing was thrown');
 }
 
 describe('parseDuration', () => {
@@ -53,7 +54,8 @@ describe('parseDuration', () => {
       const err = usageError(() => parseDuration(text, F));
       expect(err.message).toMatch(/^--poll-interval: /);
       expect(err.message).toContain(`(got ${JSON.stringify(text)})`);
-      expect(err.code).toBe('HOOKBOX_USAGE');
+      expect(err.code).toBe('HOOKBOX_INVALID_INPUT');
+      expect(err.field).toBe(F);
     },
   );
 

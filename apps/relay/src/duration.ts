@@ -3,7 +3,7 @@
  * prints them. A bare number is refused because nobody can tell whether `5` means seconds or
  * milliseconds; only `0` is unambiguous.
  */
-import { UsageError } from './errors.js';
+import { ValidationError } from '@hookbox/outbox';
 
 const MS = 1;
 const SECOND = 1000 * MS;
@@ -35,17 +35,17 @@ const LIKE = 'must be a duration like 250ms, 5s, 5m or 2h';
 /**
  * Parses a duration into whole milliseconds (rounded to the nearest). Accepts one or more
  * `<number><unit>` parts with units `ms`, `s`, `m`, `h`, `d` in decreasing order (`1h30m`),
- * decimals (`1.5s`), and a bare `0`. Throws a UsageError naming `field` for anything else,
+ * decimals (`1.5s`), and a bare `0`. Throws a ValidationError naming `field` for anything else,
  * for negatives, and for values over 365 days.
  */
 export function parseDuration(text: string, field: string): number {
   const input = text.trim();
   const got = ` (got ${JSON.stringify(text)})`;
   if (input === '0') return 0;
-  if (input === '') throw new UsageError(`${field}: ${LIKE}${got}`);
-  if (input.startsWith('-')) throw new UsageError(`${field}: must not be negative${got}`);
+  if (input === '') throw new ValidationError(field, 'format', `${LIKE}${got}`);
+  if (input.startsWith('-')) throw new ValidationError(field, 'range', `must not be negative${got}`);
   if (/^\d+(?:\.\d+)?$/.test(input)) {
-    throw new UsageError(`${field}: a bare number is ambiguous; add a unit like 250ms, 5s, 5m or 2h${got}`);
+    throw new ValidationError(field, 'format', `a bare number is ambiguous; add a unit like 250ms, 5s, 5m or 2h${got}`);
   }
 
   let total = 0;
@@ -53,11 +53,15 @@ export function parseDuration(text: string, field: string): number {
   PART.lastIndex = 0;
   while (PART.lastIndex < input.length) {
     const match = PART.exec(input);
-    if (!match) throw new UsageError(`${field}: ${LIKE}${got}`);
+    if (!match) throw new ValidationError(field, 'format', `${LIKE}${got}`);
     const [, amount, suffix] = match as unknown as [string, string, string];
     const rank = UNIT_RANK.get(suffix)!;
     if (rank <= lastRank) {
-      throw new UsageError(`${field}: units must go from largest to smallest, each once (e.g. 1h30m)${got}`);
+      throw new ValidationError(
+        field,
+        'format',
+        `units must go from largest to smallest, each once (e.g. 1h30m)${got}`,
+      );
     }
     lastRank = rank;
     total += Number(amount) * UNIT_MS.get(suffix)!;
@@ -65,22 +69,22 @@ export function parseDuration(text: string, field: string): number {
 
   const ms = Math.round(total);
   if (!Number.isFinite(ms) || ms > MAX_DURATION_MS) {
-    throw new UsageError(`${field}: must be at most 365d${got}`);
+    throw new ValidationError(field, 'range', `must be at most 365d${got}`);
   }
   return ms;
 }
 
 /**
  * Parses a comma-separated list of durations (`5s,5m,30m`; spaces around items are fine).
- * Throws a UsageError for an empty list, an empty item, or any item parseDuration rejects.
+ * Throws a ValidationError for an empty list, an empty item, or any item parseDuration rejects.
  */
 export function parseDurationList(text: string, field: string): number[] {
   if (text.trim() === '') {
-    throw new UsageError(`${field}: must be a comma-separated list of durations like 5s,5m,30m (got "")`);
+    throw new ValidationError(field, 'required', 'must be a comma-separated list of durations like 5s,5m,30m (got "")');
   }
   return text.split(',').map((item, i) => {
     if (item.trim() === '') {
-      throw new UsageError(`${field}: item ${i + 1} is empty (got ${JSON.stringify(text)})`);
+      throw new ValidationError(field, 'format', `item ${i + 1} is empty (got ${JSON.stringify(text)})`);
     }
     return parseDuration(item, `${field} item ${i + 1}`);
   });

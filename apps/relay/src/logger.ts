@@ -3,6 +3,7 @@
  * Secrets and signatures are never logged; the redact list is a second line of defence.
  */
 import { createRequire } from 'node:module';
+import { WEBHOOK_HEADERS } from '@hookbox/outbox';
 import { type Logger, pino } from 'pino';
 
 const require = createRequire(import.meta.url);
@@ -18,7 +19,7 @@ export function createLogger(level: string, stream: NodeJS.WritableStream = proc
         '*.secret',
         '*.secrets',
         'previousSecret',
-        'headers["webhook-signature"]',
+        `headers["${WEBHOOK_HEADERS.signature}"]`,
         'databaseUrl',
       ],
       censor: '[redacted]',

@@ -1,6 +1,8 @@
 /**
- * Event types and the patterns subscriptions use to select them. Pure functions: the
- * relay's fan-out and the subscription validation both use them.
+ * Event types and the patterns subscriptions use to select them. Pure functions: enqueue's
+ * and the subscriptions' validation, replay and the API's catalog use them; the relay's
+ * fan-out matches in SQL with hookbox.matches_any, which follows matchesEventType
+ * (test/fanout-matching.test.ts checks the two agree).
  */
 
 export const MAX_EVENT_TYPE_LENGTH = 255;

@@ -6,16 +6,14 @@
  * REPEATABLE READ transaction.
  */
 import { type Executor, runQuery } from './executor.js';
-import { checkInput } from './input.js';
+import { checkInput, type TenantScope, validateScope } from './input.js';
 import { epochMs, num, toDate } from './rows.js';
-import { validateTime } from './time.js';
-import { validateTenantId } from './validate.js';
+import { type TimeInput, validateTime } from './time.js';
 
-export interface StatsInput {
-  /** Only this tenant's subscriptions and usage. Default: every tenant. */
-  tenantId?: string;
+/** Whose statistics: `tenantId`, or every tenant with `allTenants: true` (one of the two is required). */
+export interface StatsInput extends TenantScope {
   /** Count attempts, events and deliveries from this time on (a Date or ISO 8601). Default: all retained history. */
-  since?: Date | string;
+  since?: TimeInput;
 }
 
 export interface SubscriptionStats {
@@ -217,9 +215,9 @@ function toTenantUsage(r: Row, attempts: number): TenantUsage {
 }
 
 /** Statistics per subscription and usage per tenant, for one tenant or all, since a time or ever. */
-export async function stats(executor: Executor, input: StatsInput = {}): Promise<Stats> {
-  checkInput(input, ['tenantId', 'since'], 'stats options');
-  const tenantId = input.tenantId === undefined ? null : validateTenantId(input.tenantId);
+export async function stats(executor: Executor, input: StatsInput): Promise<Stats> {
+  checkInput(input, ['tenantId', 'allTenants', 'since'], 'stats options');
+  const tenantId = validateScope(input);
   const since = validateTime(input.since, 'since');
   const sinceIso = since?.toISOString() ?? null;
   const now = await runQuery(executor, `SELECT ${epochMs('now()', 'now')}`);

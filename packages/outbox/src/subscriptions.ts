@@ -174,16 +174,12 @@ RETURNING ${COLUMNS}`;
 
 const SELECT_ONE = `SELECT ${COLUMNS} FROM hookbox.subscriptions ${WHERE_REF}`;
 
-// The pattern test is matchesEventType (event-types.ts) in SQL: `*`, equality, or a
-// `prefix.*` whose prefix (with its dot) starts a longer type.
+// Which subscriptions an event of type $3 goes to: the fan-out's own test,
+// hookbox.matches_any (matchesEventType in SQL), rather than a copy of it.
 const SELECT_PAGE = `SELECT ${COLUMNS} FROM hookbox.subscriptions
 WHERE tenant_id = $1
   AND ($2::boolean IS NULL OR active = $2::boolean)
-  AND ($3::text IS NULL OR EXISTS (
-    SELECT 1 FROM unnest(event_types) AS p(pattern)
-    WHERE (p.pattern = '*' AND NOT starts_with($3::text, 'hookbox.')) OR p.pattern = $3::text
-       OR (right(p.pattern, 2) = '.*' AND length($3::text) > length(p.pattern) - 1
-           AND starts_with($3::text, left(p.pattern, -1)))))
+  AND ($3::text IS NULL OR hookbox.matches_any(event_types, $3::text))
   AND ($4::uuid IS NULL OR id > $4::uuid)
 ORDER BY id
 LIMIT $5`;

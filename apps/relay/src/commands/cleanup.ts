@@ -6,7 +6,8 @@ import { cleanup } from '@hookbox/outbox/admin';
 import type { Command } from 'commander';
 import { databaseUrlOption } from '../config.js';
 import { formatDuration, parseDuration } from '../duration.js';
-import { examples, parseIntFlag, run } from './flags.js';
+import { parseWholeNumber } from '../option-text.js';
+import { examples, run } from './flags.js';
 import { formatCount as n, printJson, progress } from './output.js';
 
 const FLAGS: Record<string, string> = {
@@ -44,9 +45,9 @@ ${examples('hookbox cleanup --older-than 30d --dry-run', 'hookbox cleanup --olde
     )
     .action(async (opts: CleanupFlags) => {
       const olderThanMs = parseDuration(opts.olderThan, '--older-than');
-      const batchSize = parseIntFlag(opts.batchSize, '--batch-size', 1, 10_000);
+      const batchSize = parseWholeNumber(opts.batchSize, '--batch-size', 1, 10_000);
       const maxBatches =
-        opts.maxBatches === undefined ? undefined : parseIntFlag(opts.maxBatches, '--max-batches', 1, 100_000_000);
+        opts.maxBatches === undefined ? undefined : parseWholeNumber(opts.maxBatches, '--max-batches', 1, 100_000_000);
       const bar = progress();
       const started = Date.now();
       const result = await run(FLAGS, opts.databaseUrl, (c) =>

@@ -1,8 +1,9 @@
 /**
  * Flag helpers every command shares: help examples, running a library call so that its
  * validation errors name the flag the operator typed, the tenant scope, paging, the one
- * time-flag parser, id arguments, whole-number flags and command groups. Commands parse
- * and check their flags here before connecting: a typo never costs a connection.
+ * time-flag parser, id arguments, whole-number flags, repeatable flags and command groups,
+ * and waiting for Ctrl-C in the long-running ones. Commands parse and check their flags here
+ * before connecting: a typo never costs a connection.
  */
 import { parseIsoTime } from '@hookbox/outbox';
 import type { Command } from 'commander';
@@ -10,6 +11,7 @@ import type pg from 'pg';
 import { databaseUrlOption } from '../config.js';
 import { parseDuration } from '../duration.js';
 import { UsageError } from '../errors.js';
+import { parseWholeNumber } from '../option-text.js';
 import { withClient, withFlagNames } from './output.js';
 
 /** The `Examples:` block of a command's --help. */
@@ -34,15 +36,6 @@ export function commandGroup(program: Command, name: string, description: string
   const group = program.command(name).description(description);
   if (exampleLines.length > 0) group.addHelpText('after', examples(...exampleLines));
   return group;
-}
-
-/** Parses a whole number flag value within bounds, or throws a UsageError naming the flag. */
-export function parseIntFlag(text: string, flag: string, min: number, max: number): number {
-  const n = /^\d+$/.test(text.trim()) ? Number(text.trim()) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new UsageError(`${flag}: must be a whole number from ${min} to ${max} (got ${JSON.stringify(text)})`);
-  }
-  return n;
 }
 
 /**
@@ -154,9 +147,25 @@ export function pageInput(opts: PageFlags) {
   const now = Date.now();
   return {
     ...scopeFromFlags(opts),
-    limit: parseIntFlag(opts.limit, '--limit', 1, 500),
+    limit: parseWholeNumber(opts.limit, '--limit', 1, 500),
     ...(opts.since === undefined ? {} : { since: parseTimeFlag(opts.since, '--since', now) }),
     ...(opts.until === undefined ? {} : { until: parseTimeFlag(opts.until, '--until', now) }),
     ...(opts.cursor === undefined ? {} : { cursor: opts.cursor }),
   };
+}
+
+/** commander's argument parser for a repeatable flag: every value, in order. */
+export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+/** Resolves on the first SIGINT or SIGTERM, so a long-running command can close and exit 0. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve(signal);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
 }

@@ -3,6 +3,8 @@ import { parseBindHost } from '../bind-host.js';
 import { parseDuration } from '../duration.js';
 import { UsageError } from '../errors.js';
 import { type ReceivedRequest, startListener } from '../listen/server.js';
+import { collect, untilSignal } from './flags.js';
+import { withFlagNames } from './output.js';
 
 interface ListenFlags {
   port: string;
@@ -14,7 +16,15 @@ interface ListenFlags {
   json?: boolean;
 }
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+/** startListener's option names → the flags of `hookbox listen`, for its error messages. */
+const LISTEN_FLAGS: Readonly<Record<string, string>> = {
+  port: '--port',
+  host: '--host',
+  secrets: '--secret',
+  status: '--status',
+  failRate: '--fail-rate',
+  delayMs: '--delay',
+};
 
 export function registerListen(program: Command): void {
   program
@@ -44,15 +54,19 @@ export function registerListen(program: Command): void {
     )
     .action(async (flags: ListenFlags) => {
       const json = flags.json === true;
-      const listener = await startListener({
-        port: parseInteger(flags.port, '--port'),
-        host: parseBindHost(flags.host, '--host'),
-        secrets: flags.secret,
-        status: parseInteger(flags.status, '--status'),
-        failRate: parseFraction(flags.failRate),
-        delayMs: /^\d+$/.test(flags.delay.trim()) ? Number(flags.delay.trim()) : parseDuration(flags.delay, '--delay'),
-        onRequest: (request) => process.stdout.write(json ? `${JSON.stringify(request)}\n` : formatRequest(request)),
-      });
+      const listener = await withFlagNames(LISTEN_FLAGS, () =>
+        startListener({
+          port: parseInteger(flags.port, '--port'),
+          host: parseBindHost(flags.host, '--host'),
+          secrets: flags.secret,
+          status: parseInteger(flags.status, '--status'),
+          failRate: parseFraction(flags.failRate),
+          delayMs: /^\d+$/.test(flags.delay.trim())
+            ? Number(flags.delay.trim())
+            : parseDuration(flags.delay, '--delay'),
+          onRequest: (request) => process.stdout.write(json ? `${JSON.stringify(request)}\n` : formatRequest(request)),
+        }),
+      );
       const mode = listener.verifying ? 'verifying signatures' : 'not verifying signatures: no --secret';
       process.stdout.write(
         json
@@ -75,19 +89,6 @@ function parseFraction(text: string): number {
     throw new UsageError(`--fail-rate: must be a number from 0 to 1 (got ${JSON.stringify(text)})`);
   }
   return value;
-}
-
-/** Resolves on the first SIGINT or SIGTERM, so the command can close and exit 0. */
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve(signal);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
 }
 
 /** The human form: a header line, the headers, the verdict, then the body. */

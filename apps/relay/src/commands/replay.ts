@@ -13,9 +13,10 @@ import {
 import { type Command, Option } from 'commander';
 import { databaseUrlOption } from '../config.js';
 import { UsageError } from '../errors.js';
+import { parseWholeNumber } from '../option-text.js';
 import { deliveriesCommand } from './deliveries.js';
 import { eventsCommand } from './events.js';
-import { deliveryIdArg, examples, parseIntFlag, parseTimeFlag, run as runWith, uuidArg } from './flags.js';
+import { deliveryIdArg, examples, parseTimeFlag, run as runWith, uuidArg } from './flags.js';
 import { formatTable, formatCount as n, printJson, progress } from './output.js';
 
 /** Library field → what the operator typed, for error messages. */
@@ -113,7 +114,7 @@ ${examples(
       if (!opts.tenant && !opts.allTenants)
         throw new UsageError('give --tenant <id>, or --all-tenants for every tenant');
       const now = Date.now();
-      const limit = opts.limit === undefined ? undefined : parseIntFlag(opts.limit, '--limit', 1, 10_000_000);
+      const limit = opts.limit === undefined ? undefined : parseWholeNumber(opts.limit, '--limit', 1, 10_000_000);
       const input = {
         ...(opts.allTenants ? { allTenants: true } : { tenantId: opts.tenant as string }),
         ...(opts.subscription === undefined
@@ -122,7 +123,7 @@ ${examples(
         ...(opts.since === undefined ? {} : { since: parseTimeFlag(opts.since, '--since', now) }),
         ...(opts.until === undefined ? {} : { until: parseTimeFlag(opts.until, '--until', now) }),
         ...(limit === undefined ? {} : { limit }),
-        batchSize: parseIntFlag(opts.batchSize, '--batch-size', 1, 10_000),
+        batchSize: parseWholeNumber(opts.batchSize, '--batch-size', 1, 10_000),
         dryRun: opts.dryRun === true,
       };
       const bar = progress();

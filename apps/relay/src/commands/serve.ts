@@ -8,9 +8,11 @@ import { parseBindHost } from '../bind-host.js';
 import { databaseUrlOption, LOG_LEVELS, resolveDatabaseUrl } from '../config.js';
 import { UsageError } from '../errors.js';
 import { createLogger } from '../logger.js';
+import { parseWholeNumber } from '../option-text.js';
 import { loadCatalogDir } from '../serve/catalog.js';
 import { SERVE_DEFAULTS, startServe } from '../serve/server.js';
-import { parseIntFlag } from './flags.js';
+import { collect, untilSignal } from './flags.js';
+import { withFlagNames } from './output.js';
 
 interface ServeFlags {
   databaseUrl?: string;
@@ -21,8 +23,6 @@ interface ServeFlags {
   frameAncestors: string[];
   logLevel: string;
 }
-
-const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function registerServe(program: Command): Command {
   return program
@@ -70,9 +70,9 @@ Examples:
     )
     .action(async (flags: ServeFlags) => {
       const databaseUrl = resolveDatabaseUrl(flags.databaseUrl);
-      const port = parseIntFlag(flags.port, '--port', 0, 65_535);
+      const port = parseWholeNumber(flags.port, '--port', 0, 65_535);
       const host = parseBindHost(flags.host, '--host');
-      const rateLimit = parseIntFlag(flags.rateLimit, '--rate-limit', 1, 1_000_000);
+      const rateLimit = parseWholeNumber(flags.rateLimit, '--rate-limit', 1, 1_000_000);
       for (const origin of flags.frameAncestors) {
         if (!/^https?:\/\/[^\s/;,]+$/.test(origin)) {
           throw new UsageError(
@@ -80,7 +80,10 @@ Examples:
           );
         }
       }
-      const catalog = flags.catalog ? loadCatalogDir(flags.catalog) : [];
+      const catalogDir = flags.catalog;
+      const catalog = catalogDir
+        ? await withFlagNames({ catalog: '--catalog' }, async () => loadCatalogDir(catalogDir))
+        : [];
       const logger = createLogger(flags.logLevel, process.stderr);
       const db = new pg.Pool({ connectionString: databaseUrl, max: 10, application_name: 'hookbox-serve' });
       db.on('error', (err) => logger.warn({ err }, 'idle database connection failed'));
@@ -103,17 +106,4 @@ Examples:
       await serve.close();
       await db.end();
     });
-}
-
-/** Resolves on the first SIGINT or SIGTERM. */
-function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve(signal);
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
 }

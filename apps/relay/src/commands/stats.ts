@@ -31,9 +31,7 @@ backlog now.${examples(
     .action(async (opts: ScopeFlags & { since: string; databaseUrl?: string; json?: boolean }) => {
       const scope = scopeFromFlags(opts);
       const since = parseTimeFlag(opts.since, '--since');
-      const result = await run(LOG_FLAGS, opts.databaseUrl, (c) =>
-        stats(c, { since, ...('tenantId' in scope ? { tenantId: scope.tenantId } : {}) }),
-      );
+      const result = await run(LOG_FLAGS, opts.databaseUrl, (c) => stats(c, { since, ...scope }));
       if (opts.json) return printJson(result);
       console.log(`since ${formatTime(result.since)} (as of ${formatTime(result.generatedAt)})\n`);
       const withTenant = 'allTenants' in scope;

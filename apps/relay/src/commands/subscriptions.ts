@@ -10,7 +10,8 @@ import type pg from 'pg';
 import { databaseUrlOption } from '../config.js';
 import { formatDuration, parseDuration, parseDurationList } from '../duration.js';
 import { UsageError } from '../errors.js';
-import { examples, parseIntFlag, run as runWith, uuidArg } from './flags.js';
+import { parseWholeNumber } from '../option-text.js';
+import { collect, examples, run as runWith, uuidArg } from './flags.js';
 import { formatFields, formatTable, formatTime, printJson } from './output.js';
 
 /** `--retry-schedule`: a list of durations, or "none" for no retries. */
@@ -92,8 +93,6 @@ function parseHeaders(values: readonly string[]): Record<string, string> {
   }
   return out;
 }
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function status(sub: SubscriptionRecord): string {
   if (!sub.active) return `disabled${sub.disabledReason ? ` (${sub.disabledReason})` : ''}`;
@@ -243,11 +242,11 @@ export function registerSubscriptions(program: Command): void {
           ...(opts.header === undefined ? {} : { headers: parseHeaders(opts.header) }),
           ...(opts.maxInFlight === undefined
             ? {}
-            : { maxInFlight: parseIntFlag(opts.maxInFlight, '--max-in-flight', 1, 1000) }),
+            : { maxInFlight: parseWholeNumber(opts.maxInFlight, '--max-in-flight', 1, 1000) }),
           orderingOnDead: opts.orderingOnDead,
           ...(opts.rateLimit === undefined
             ? {}
-            : { rateLimit: parseIntFlag(opts.rateLimit, '--rate-limit', 1, 10_000) }),
+            : { rateLimit: parseWholeNumber(opts.rateLimit, '--rate-limit', 1, 10_000) }),
           ...(opts.timeout === undefined ? {} : { requestTimeoutMs: parseDuration(opts.timeout, '--timeout') }),
           ...(opts.retrySchedule === undefined ? {} : { retryScheduleMs: parseSchedule(opts.retrySchedule) }),
         };
@@ -284,7 +283,7 @@ export function registerSubscriptions(program: Command): void {
           revealHeaders?: boolean;
         },
       ) => {
-        const limit = parseIntFlag(opts.limit, '--limit', 1, 500);
+        const limit = parseWholeNumber(opts.limit, '--limit', 1, 500);
         const page = await run(opts.databaseUrl, (c) =>
           subscriptions.list(c, {
             tenantId: opts.tenant,
@@ -383,13 +382,16 @@ export function registerSubscriptions(program: Command): void {
             ? {}
             : {
                 maxInFlight:
-                  opts.maxInFlight === 'default' ? null : parseIntFlag(opts.maxInFlight, '--max-in-flight', 1, 1000),
+                  opts.maxInFlight === 'default'
+                    ? null
+                    : parseWholeNumber(opts.maxInFlight, '--max-in-flight', 1, 1000),
               }),
           ...(opts.orderingOnDead === undefined ? {} : { orderingOnDead: opts.orderingOnDead }),
           ...(opts.rateLimit === undefined
             ? {}
             : {
-                rateLimit: opts.rateLimit === 'none' ? null : parseIntFlag(opts.rateLimit, '--rate-limit', 1, 10_000),
+                rateLimit:
+                  opts.rateLimit === 'none' ? null : parseWholeNumber(opts.rateLimit, '--rate-limit', 1, 10_000),
               }),
           ...(opts.timeout === undefined
             ? {}

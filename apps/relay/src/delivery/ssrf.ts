@@ -33,6 +33,7 @@
 import type dns from 'node:dns';
 import { lookup as dnsLookup } from 'node:dns';
 import net from 'node:net';
+import { ValidationError } from '@hookbox/outbox';
 import ipaddr from 'ipaddr.js';
 import { buildConnector } from 'undici';
 
@@ -88,7 +89,8 @@ export interface AddressGuardOptions {
  *   (`127.0.0.0/8`, `::1/128`, `10.0.0.0/8`), single IPs, or exact hostnames (`localhost`,
  *   `hooks.internal`; no wildcards). A trusted hostname is allowed whatever it resolves to.
  *   Default: none, every non-unicast address is refused.
- * @throws Error naming `--allow-private-network` and the entry when an entry is not valid.
+ * @throws ValidationError (field `--allow-private-network`, as every message of the guard names
+ *   its flag) naming the entry when an entry is not valid.
  */
 export function createAddressGuard(allow: readonly string[] = [], options: AddressGuardOptions = {}): AddressGuard {
   const { cidrs, hosts } = parseAllowList(allow);
@@ -192,7 +194,7 @@ export function embeddedIPv4(a: ipaddr.IPv6): { form: string; v4: ipaddr.IPv4 | 
 /**
  * Checks `--allow-private-network` entries without building a guard, so a command can refuse
  * a bad one as a usage error before it starts.
- * @throws Error naming `--allow-private-network` and the entry.
+ * @throws ValidationError (field `--allow-private-network`) naming the entry.
  */
 export function checkAllowList(allow: readonly string[]): void {
   parseAllowList(allow);
@@ -208,8 +210,10 @@ function parseAllowList(allow: readonly string[]): { cidrs: Cidr[]; hosts: Set<s
     } else if (isHostname(entry)) {
       hosts.add(normalizeHost(entry));
     } else {
-      throw new Error(
-        `invalid --allow-private-network entry ${JSON.stringify(entry)}: expected a CIDR (10.0.0.0/8, fd00::/8), an IP address (127.0.0.1, ::1) or a hostname (hooks.internal)`,
+      throw new ValidationError(
+        '--allow-private-network',
+        'format',
+        `invalid entry ${JSON.stringify(entry)}: expected a CIDR (10.0.0.0/8, fd00::/8), an IP address (127.0.0.1, ::1) or a hostname (hooks.internal)`,
       );
     }
   }

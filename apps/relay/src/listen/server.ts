@@ -5,8 +5,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { parseSecret, verify, WebhookVerificationError } from '@hookbox/outbox';
-import { UsageError } from '../errors.js';
+import { parseSecret, ValidationError, verify, WebhookVerificationError } from '@hookbox/outbox';
 
 /** Largest `delayMs`: ten minutes is already longer than any sane delivery timeout. */
 export const MAX_LISTEN_DELAY_MS = 600_000;
@@ -72,7 +71,10 @@ export interface Listener {
 
 type Resolved = Required<Omit<ListenOptions, 'onRequest'>> & Pick<ListenOptions, 'onRequest'>;
 
-/** Defaults in one place; every rule names the flag an operator would fix. */
+/**
+ * Defaults in one place; a bad option throws a ValidationError naming it (`port`, `delayMs`,
+ * `secrets[1]`); `hookbox listen` turns the name into its flag.
+ */
 export function resolveListenOptions(options: ListenOptions): Resolved {
   const o: Resolved = {
     port: 9000,
@@ -85,37 +87,33 @@ export function resolveListenOptions(options: ListenOptions): Resolved {
     random: Math.random,
     ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
   } satisfies Resolved;
-  const rule = (ok: boolean, flag: string, must: string, got: unknown) => {
-    if (!ok) throw new UsageError(`${flag}: must be ${must} (got ${String(got)})`);
+  const rule = (ok: boolean, field: string, must: string, got: unknown) => {
+    if (!ok) throw new ValidationError(field, 'range', `must be ${must} (got ${String(got)})`);
   };
-  rule(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535, '--port', 'an integer from 0 to 65535', o.port);
-  rule(o.host.trim() !== '', '--host', 'a host name or IP address', JSON.stringify(o.host));
+  rule(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535, 'port', 'an integer from 0 to 65535', o.port);
+  rule(o.host.trim() !== '', 'host', 'a host name or IP address', JSON.stringify(o.host));
   rule(
     Number.isInteger(o.status) && o.status >= 100 && o.status <= 599,
-    '--status',
+    'status',
     'an integer from 100 to 599',
     o.status,
   );
   rule(
     Number.isFinite(o.failRate) && o.failRate >= 0 && o.failRate <= 1,
-    '--fail-rate',
+    'failRate',
     'a number from 0 to 1',
     o.failRate,
   );
   rule(
     Number.isInteger(o.delayMs) && o.delayMs >= 0 && o.delayMs <= MAX_LISTEN_DELAY_MS,
-    '--delay',
+    'delayMs',
     'from 0 to 10m',
     `${o.delayMs}ms`,
   );
   rule(Number.isInteger(o.maxBodyBytes) && o.maxBodyBytes > 0, 'maxBodyBytes', 'a positive integer', o.maxBodyBytes);
+  // parseSecret's ValidationError names the rule, never the secret itself.
   o.secrets.forEach((secret, i) => {
-    try {
-      parseSecret(secret, o.secrets.length > 1 ? `--secret #${i + 1}` : '--secret');
-    } catch (err) {
-      // parseSecret's message names the rule, never the secret itself.
-      throw new UsageError((err as Error).message);
-    }
+    parseSecret(secret, o.secrets.length > 1 ? `secrets[${i}]` : 'secrets');
   });
   return o;
 }

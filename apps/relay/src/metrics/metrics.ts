@@ -3,10 +3,12 @@
  * gauges sampled from the database (sampler.ts), all in one prom-client Registry per relay
  * (no module singletons: two relays in one process keep separate counts).
  */
+import { ValidationError } from '@hookbox/outbox';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { type AttemptResult, classifyStatus } from '../policy/retry.js';
+import { DELIVERY_OUTCOMES } from '../relay/dispatch.js';
 import type { RelayObserver } from '../relay/relay.js';
 import type { ClaimedDelivery } from '../relay/sql.js';
 import { createSampler, DEFAULT_SAMPLE_INTERVAL_MS } from './sampler.js';
@@ -14,7 +16,6 @@ import { createSampler, DEFAULT_SAMPLE_INTERVAL_MS } from './sampler.js';
 /** Label value that per-tenant counts fall back to once the tenant limit is reached. */
 export const OTHER_TENANT = '_other';
 
-export const DELIVERY_OUTCOMES = ['succeeded', 'retry', 'dead', 'disabled', 'cancelled'] as const;
 export const STATUS_CLASSES = ['2xx', '3xx', '4xx', '5xx', 'timeout', 'network'] as const;
 export type StatusClass = (typeof STATUS_CLASSES)[number];
 
@@ -99,7 +100,7 @@ export class TenantLabels {
 export function createMetricsRegistry(opts: MetricsRegistryOptions = {}): MetricsRegistry {
   const tenantLimit = opts.tenantLimit ?? 100;
   if (!Number.isInteger(tenantLimit) || tenantLimit < 0) {
-    throw new RangeError(`metrics: tenantLimit must be an integer >= 0 (got ${tenantLimit})`);
+    throw new ValidationError('tenantLimit', 'range', `must be an integer >= 0 (got ${tenantLimit})`);
   }
   const registry = new Registry();
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });

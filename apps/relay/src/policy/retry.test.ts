@@ -1,5 +1,5 @@
+import { ValidationError } from '@hookbox/outbox';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { UsageError } from '../errors.js';
 import {
   type AttemptResult,
   classifyStatus,
@@ -59,18 +59,21 @@ describe('defaultRetryPolicy', () => {
   });
 
   it.each([
-    [{ scheduleMs: [5 * S, -1] }, 'retry policy: scheduleMs[1] must be a non-negative finite number of ms (got -1)'],
-    [{ scheduleMs: [Number.NaN] }, 'retry policy: scheduleMs[0] must be a non-negative finite number of ms'],
-    [{ scheduleMs: [Number.POSITIVE_INFINITY] }, 'retry policy: scheduleMs[0] must be a non-negative finite number'],
-    [{ scheduleMs: ['5s'] as unknown as number[] }, 'retry policy: scheduleMs[0] must be a non-negative finite'],
-    [{ scheduleMs: [], maxAttempts: 2 }, 'retry policy: scheduleMs must not be empty when maxAttempts > 1'],
-    [{ maxAttempts: 0 }, 'retry policy: maxAttempts must be an integer >= 1 (got 0)'],
-    [{ maxAttempts: 2.5 }, 'retry policy: maxAttempts must be an integer >= 1 (got 2.5)'],
-    [{ jitter: -0.1 }, 'retry policy: jitter must be >= 0 and < 1 (got -0.1)'],
-    [{ jitter: 1 }, 'retry policy: jitter must be >= 0 and < 1 (got 1)'],
-    [{ jitter: Number.NaN }, 'retry policy: jitter must be >= 0 and < 1'],
-    [{ maxRetryAfterMs: -1 }, 'retry policy: maxRetryAfterMs must be a non-negative finite number of ms (got -1)'],
-    [{ retries: 3 } as Partial<ReturnType<typeof defaultRetryPolicy>>, 'retry policy: unknown option "retries"'],
+    [{ scheduleMs: [5 * S, -1] }, 'retry.scheduleMs[1]: must be a non-negative finite number of ms (got -1)'],
+    [{ scheduleMs: [Number.NaN] }, 'retry.scheduleMs[0]: must be a non-negative finite number of ms'],
+    [{ scheduleMs: [Number.POSITIVE_INFINITY] }, 'retry.scheduleMs[0]: must be a non-negative finite number'],
+    [{ scheduleMs: ['5s'] as unknown as number[] }, 'retry.scheduleMs[0]: must be a non-negative finite'],
+    [{ scheduleMs: [], maxAttempts: 2 }, 'retry.scheduleMs: must not be empty when maxAttempts > 1'],
+    [{ maxAttempts: 0 }, 'retry.maxAttempts: must be an integer >= 1 (got 0)'],
+    [{ maxAttempts: 2.5 }, 'retry.maxAttempts: must be an integer >= 1 (got 2.5)'],
+    [{ jitter: -0.1 }, 'retry.jitter: must be >= 0 and < 1 (got -0.1)'],
+    [{ jitter: 1 }, 'retry.jitter: must be >= 0 and < 1 (got 1)'],
+    [{ jitter: Number.NaN }, 'retry.jitter: must be >= 0 and < 1'],
+    [{ maxRetryAfterMs: -1 }, 'retry.maxRetryAfterMs: must be a non-negative finite number of ms (got -1)'],
+    [
+      { retries: 3 } as Partial<ReturnType<typeof defaultRetryPolicy>>,
+      'retry.retries: is not a retry option (known: scheduleMs, maxAttempts, jitter, maxRetryAfterMs)',
+    ],
   ])('rejects %j', (overrides, message) => {
     let caught: unknown;
     try {
@@ -78,7 +81,8 @@ describe('defaultRetryPolicy', () => {
     } catch (err) {
       caught = err;
     }
-    expect(caught).toBeInstanceOf(UsageError);
+    expect(caught).toBeInstanceOf(ValidationError);
+    expect((caught as ValidationError).field).toMatch(/^retry\./);
     expect((caught as Error).message).toContain(message);
   });
 });

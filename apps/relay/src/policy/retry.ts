@@ -3,8 +3,9 @@
  * its number and the policy (plus the clock and a random source, both injectable for tests).
  * Persistent retries live in the database; this only says what to record next.
  */
+
+import { ValidationError } from '@hookbox/outbox';
 import { formatDuration } from '../duration.js';
-import { UsageError } from '../errors.js';
 
 /** Why an attempt produced no HTTP response. `blocked`: the SSRF guard refused the destination. */
 export type ErrorClass = 'timeout' | 'connection_refused' | 'connection_reset' | 'dns' | 'tls' | 'network' | 'blocked';
@@ -51,37 +52,45 @@ export const DEFAULT_RETRY_SCHEDULE_MS: readonly number[] = Object.freeze([
 
 const POLICY_KEYS: ReadonlySet<string> = new Set(['scheduleMs', 'maxAttempts', 'jitter', 'maxRetryAfterMs']);
 
-function invalid(rule: string, got: unknown): UsageError {
-  return new UsageError(`retry policy: ${rule} (got ${JSON.stringify(got) ?? String(got)})`);
+/** A bad `retry.<key>` option (RelayOptions.retry), naming the key, the rule and the value. */
+function invalid(key: string, rule: string, must: string, got: unknown): ValidationError {
+  return new ValidationError(`retry.${key}`, rule, `${must} (got ${JSON.stringify(got) ?? String(got)})`);
 }
 
 /**
  * The default policy with `overrides` applied, validated: unknown keys are refused, delays must
  * be non-negative finite numbers, maxAttempts an integer >= 1, 0 <= jitter < 1. Keys whose value
- * is `undefined` keep their default. Throws a UsageError naming the field.
+ * is `undefined` keep their default. Throws a ValidationError naming the field (`retry.maxAttempts`).
  */
 export function defaultRetryPolicy(overrides: Partial<RetryPolicy> = {}): RetryPolicy {
   for (const key of Object.keys(overrides)) {
-    if (!POLICY_KEYS.has(key)) throw new UsageError(`retry policy: unknown option "${key}"`);
+    if (!POLICY_KEYS.has(key)) {
+      throw new ValidationError(
+        `retry.${key}`,
+        'unknown',
+        `is not a retry option (known: ${[...POLICY_KEYS].join(', ')})`,
+      );
+    }
   }
   const scheduleMs = overrides.scheduleMs ?? DEFAULT_RETRY_SCHEDULE_MS;
-  if (!Array.isArray(scheduleMs)) throw invalid('scheduleMs must be an array of delays in ms', scheduleMs);
+  if (!Array.isArray(scheduleMs)) throw invalid('scheduleMs', 'type', 'must be an array of delays in ms', scheduleMs);
   scheduleMs.forEach((delay, i) => {
     if (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0) {
-      throw invalid(`scheduleMs[${i}] must be a non-negative finite number of ms`, delay);
+      throw invalid(`scheduleMs[${i}]`, 'range', 'must be a non-negative finite number of ms', delay);
     }
   });
   const maxAttempts = overrides.maxAttempts ?? scheduleMs.length + 1;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1)
-    throw invalid('maxAttempts must be an integer >= 1', maxAttempts);
+    throw invalid('maxAttempts', 'range', 'must be an integer >= 1', maxAttempts);
   if (maxAttempts > 1 && scheduleMs.length === 0) {
-    throw invalid('scheduleMs must not be empty when maxAttempts > 1', scheduleMs);
+    throw invalid('scheduleMs', 'required', 'must not be empty when maxAttempts > 1', scheduleMs);
   }
   const jitter = overrides.jitter ?? 0.1;
-  if (typeof jitter !== 'number' || !(jitter >= 0 && jitter < 1)) throw invalid('jitter must be >= 0 and < 1', jitter);
+  if (typeof jitter !== 'number' || !(jitter >= 0 && jitter < 1))
+    throw invalid('jitter', 'range', 'must be >= 0 and < 1', jitter);
   const maxRetryAfterMs = overrides.maxRetryAfterMs ?? 6 * HOUR;
   if (typeof maxRetryAfterMs !== 'number' || !Number.isFinite(maxRetryAfterMs) || maxRetryAfterMs < 0) {
-    throw invalid('maxRetryAfterMs must be a non-negative finite number of ms', maxRetryAfterMs);
+    throw invalid('maxRetryAfterMs', 'range', 'must be a non-negative finite number of ms', maxRetryAfterMs);
   }
   return { scheduleMs: Object.freeze([...scheduleMs]), maxAttempts, jitter, maxRetryAfterMs };
 }

@@ -6,6 +6,7 @@
  * Each batch borrows one pool connection for one short statement and takes no long lock.
  * Runs never overlap; stop() waits for the batch in progress, not for the whole run.
  */
+import { ValidationError } from '@hookbox/outbox';
 import { type CleanupProgress, type CleanupResult, cleanup } from '@hookbox/outbox/admin';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -42,8 +43,9 @@ export interface PeriodicCleanup {
  */
 export const PERIODIC_CLEANUP_DEFAULTS = { batchSize: 500, busyFraction: 0.1, pauseMs: 20 } as const;
 
-function check(ok: boolean, message: string): void {
-  if (!ok) throw new RangeError(message);
+/** A bad option: a ValidationError naming it, e.g. `batchSize: must be … (got 0)`. */
+function check(ok: boolean, field: string, must: string, got: unknown): void {
+  if (!ok) throw new ValidationError(field, 'range', `${must} (got ${got})`);
 }
 
 export function startPeriodicCleanup({
@@ -59,18 +61,24 @@ export function startPeriodicCleanup({
   // Checked here, once: a bad value would otherwise fail every run, quietly, forever.
   check(
     Number.isSafeInteger(olderThanMs) && olderThanMs >= 0,
-    `olderThanMs: must be a whole number of ms >= 0 (got ${olderThanMs})`,
+    'olderThanMs',
+    'must be a whole number of ms >= 0',
+    olderThanMs,
   );
   check(
     Number.isSafeInteger(intervalMs) && intervalMs >= 1,
-    `intervalMs: must be a whole number of ms >= 1 (got ${intervalMs})`,
+    'intervalMs',
+    'must be a whole number of ms >= 1',
+    intervalMs,
   );
   check(
     Number.isSafeInteger(batchSize) && batchSize >= 1 && batchSize <= 10_000,
-    `batchSize: must be a whole number from 1 to 10000 (got ${batchSize})`,
+    'batchSize',
+    'must be a whole number from 1 to 10000',
+    batchSize,
   );
-  check(busyFraction > 0 && busyFraction <= 1, `busyFraction: must be above 0 and at most 1 (got ${busyFraction})`);
-  check(Number.isSafeInteger(pauseMs) && pauseMs >= 0, `pauseMs: must be a whole number of ms >= 0 (got ${pauseMs})`);
+  check(busyFraction > 0 && busyFraction <= 1, 'busyFraction', 'must be above 0 and at most 1', busyFraction);
+  check(Number.isSafeInteger(pauseMs) && pauseMs >= 0, 'pauseMs', 'must be a whole number of ms >= 0', pauseMs);
   const log = logger.child({ part: 'cleanup' });
   const abort = new AbortController();
   let timer: NodeJS.Timeout | null = null;

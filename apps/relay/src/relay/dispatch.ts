@@ -14,9 +14,17 @@ import { parseTarget } from './urls.js';
 /** NUL cannot be stored in Postgres text; responses and error messages may contain it. */
 export const clean = (text: string): string => (text.includes('\u0000') ? text.replaceAll('\u0000', '') : text);
 
+/**
+ * What became of one claimed delivery, as observers (RelayObserver.outcome) and the
+ * `hookbox_deliveries_total{outcome}` counter name it. `retry`: the delivery stays pending;
+ * `disabled`: this attempt's failure auto-disabled its subscription.
+ */
+export const DELIVERY_OUTCOMES = ['succeeded', 'retry', 'dead', 'disabled', 'cancelled'] as const;
+export type DeliveryOutcome = (typeof DELIVERY_OUTCOMES)[number];
+
 export type Prepared =
   /** No request: record this outcome as it is. `level` is how loudly to log it. */
-  | { kind: 'final'; outcome: Outcome; observed: 'cancelled' | 'dead'; reason: string }
+  | { kind: 'final'; outcome: Outcome; observed: Extract<DeliveryOutcome, 'cancelled' | 'dead'>; reason: string }
   | { kind: 'send'; origin: string; path: string; headers: Record<string, string>; body: string; startedAt: Date };
 
 export interface PrepareContext {

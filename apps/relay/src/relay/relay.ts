@@ -1,7 +1,8 @@
 /**
- * The relay: fan-out, dispatch, record. One loop per process claims work in short
- * transactions (leases), sends it with undici outside any transaction, and records the
- * outcomes in batches, fenced by the claim's attempt number.
+ * The relay: fan-out, dispatch, record. Claim loops (the main one and the side lane for
+ * tenants with parked, circuit-open or bursty work: pumpSide) take work in short statements
+ * that lease it, the dispatch queue sends it with undici outside any transaction, and the
+ * recorder writes the outcomes in batches, fenced by the claim's attempt number.
  */
 import pRetry from 'p-retry';
 import type pg from 'pg';
@@ -10,9 +11,10 @@ import { Agent, type Dispatcher } from 'undici';
 import { Deadlines, sendAttempt } from '../delivery/http.js';
 import { createAddressGuard } from '../delivery/ssrf.js';
 import type { AttemptResult, RetryPolicy } from '../policy/retry.js';
-import { clean, completeDispatch, finalOutcome, prepareDispatch } from './dispatch.js';
+import { clean, completeDispatch, type DeliveryOutcome, finalOutcome, prepareDispatch } from './dispatch.js';
 import { DispatchQueue, type Feedback } from './dispatch-queue.js';
 import { SignerCache } from './envelope.js';
+import { Lanes } from './lanes.js';
 import { Recorder } from './recorder.js';
 import {
   type BreakerSettings,
@@ -102,7 +104,7 @@ export interface RelayObserver {
   /** A fan-out batch: events with and without a matching subscription, and the tenants they came from. */
   fannedOut?(matchedEvents: number, unmatchedEvents: number, tenants: readonly string[]): void;
   attempt?(d: ClaimedDelivery, result: AttemptResult, durationMs: number): void;
-  outcome?(d: ClaimedDelivery, outcome: 'succeeded' | 'retry' | 'dead' | 'disabled' | 'cancelled'): void;
+  outcome?(d: ClaimedDelivery, outcome: DeliveryOutcome): void;
   /** The dispatch queue's isolation state, on every poll tick. */
   isolation?(state: IsolationState): void;
   /** A subscription's circuit opened, reopened or closed, or it was auto-disabled (by this relay's write). */
@@ -211,7 +213,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         leaseMs: options.leaseMs,
         // Nothing is leased while outcomes cannot be written (as for due claims, see claim()).
         limit: running && recorder.healthy ? Math.max(0, bufferRoom()) : 0,
-        excludeSubscriptions: [...parkedSubscriptions(now), ...rateWaiting(now)],
+        excludeSubscriptions: [...parkedSubscriptions(), ...rateWaiting(now)],
       });
     }, dbRetry('promote'));
     if (claimed.length > 0) {
@@ -247,8 +249,6 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     slowConcurrency: options.slowConcurrency,
     initialEndpointLimit: Math.min(INITIAL_ENDPOINT_LIMIT, options.connectionsPerOrigin),
   });
-  /** Subscriptions whose endpoint is slow or failing -> performance.now() until which due claims skip them. */
-  const parkedUntil = new Map<string, number>();
   /** Rate-limited subscriptions whose window is spent -> performance.now() until which due claims skip them. */
   const rateWaitUntil = new Map<string, number>();
   /** Deliveries waiting for their subscription's rate tokens, per subscription (see takeRate). */
@@ -263,16 +263,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   /** The last tenant the previous fan-out batch of each lane served: the next one starts after it. */
   const mainLane = { cursor: '' };
   const sideLane = { cursor: '' };
-  /**
-   * Tenants fanned out in the side lane -> performance.now() until which they stay there: a
-   * tenant whose subscription this relay parked (slow or failing endpoint), whose circuit it
-   * opened, or that took SIDE_LANE_BATCH deliveries of one shared batch (sendHeavyToSide).
-   * A statement that inserts hundreds of their deliveries must not be the one another
-   * tenant's new event waits for.
-   */
-  const sideUntil = new Map<string, number>();
-  /** Parked subscriptions -> their tenant (for the side lane while the endpoint holds them). */
-  const parkedTenant = new Map<string, string>();
+  /** Parked subscriptions and the side lane's tenants, by time (lanes.ts). */
+  const lanes = new Lanes({ parkMs: PARK_MS, sideLaneMs: SIDE_LANE_MS, sideLaneBatch: SIDE_LANE_BATCH });
   /** The side lane's fan-out, while it runs. */
   let sideClaiming = false;
   /** When a claim that left full tenants out found nothing; and whether a wake-up came since. */
@@ -322,7 +314,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     const { full, fullLoad } = fullTenants();
     const now = performance.now();
     // Tenants in the side lane are fanned out there, in parallel (pumpSide).
-    const side = sideTenants(now);
+    const side = sideTenants();
     pumpSide(full, side);
     const skip = side.size > 0 ? [...new Set([...full, ...side])] : full;
     // A batch that left tenants out and found nothing else is not repeated at once: until a
@@ -367,33 +359,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     return { full, fullLoad };
   }
 
-  /**
-   * A tenant that got SIDE_LANE_BATCH or more deliveries out of one main-lane batch shared
-   * with other tenants (a burst to many endpoints; new endpoints that cannot take it yet)
-   * goes to the side lane for SIDE_LANE_MS: the next statements of the main lane stay small.
-   */
-  function sendHeavyToSide(claimed: ClaimedDelivery[]): void {
-    const perTenant = new Map<string, number>();
-    for (const d of claimed) perTenant.set(d.tenantId, (perTenant.get(d.tenantId) ?? 0) + 1);
-    if (perTenant.size < 2 && queue.tenantLoads().size < 2) return;
-    const until = performance.now() + SIDE_LANE_MS;
-    for (const [tenant, n] of perTenant) {
-      if (n >= SIDE_LANE_BATCH) sideUntil.set(tenant, Math.max(sideUntil.get(tenant) ?? 0, until));
-    }
-  }
-
-  /** The side lane's tenants at `now` (see sideUntil); a parked endpoint that still holds its subscription keeps its tenant there. */
-  function sideTenants(now: number): Set<string> {
-    const tenants = new Set<string>();
-    for (const [tenant, until] of sideUntil) {
-      if (until > now) tenants.add(tenant);
-      else sideUntil.delete(tenant);
-    }
-    for (const id of queue.parkedSubscriptions()) {
-      const tenant = parkedTenant.get(id);
-      if (tenant !== undefined) tenants.add(tenant);
-    }
-    return tenants;
+  /** The side lane's tenants now (lanes.ts). */
+  function sideTenants(): Set<string> {
+    return lanes.sideTenants(queue.parkedSubscriptions());
   }
 
   /**
@@ -412,8 +380,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     const only = [...side].filter((t) => !fullSet.has(t));
     sideClaiming = true;
     pRetry(
-      () =>
-        fanOutBatch(Math.min(options.batchSize, free), parkedSubscriptions(performance.now()), full, sideLane, only),
+      () => fanOutBatch(Math.min(options.batchSize, free), parkedSubscriptions(), full, sideLane, only),
       dbRetry('fan-out'),
     )
       .then(({ claimed, events, orderingKeys }) => {
@@ -421,7 +388,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         queue.push(claimed);
         startQueued();
         if (orderingKeys.length > 0) void requestPromote(orderingKeys, []);
-        if (events > 0) setImmediate(() => pumpSide(fullTenants().full, sideTenants(performance.now())));
+        if (events > 0) setImmediate(() => pumpSide(fullTenants().full, sideTenants()));
       })
       .catch((err) => {
         sideClaiming = false;
@@ -450,7 +417,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     underShareWoken = false;
     claiming = true;
     again = false;
-    const skip = [...new Set([...queue.tenantsAtShare(), ...sideTenants(performance.now())])];
+    const skip = [...new Set([...queue.tenantsAtShare(), ...sideTenants()])];
     claim(Math.max(1, Math.floor(options.concurrency / 8)), skip, false)
       .then((n) => {
         claiming = false;
@@ -470,8 +437,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       events,
       orderingKeys,
     } = await pRetry(
-      () =>
-        fanOutBatch(Math.min(options.batchSize, free), parkedSubscriptions(performance.now()), skipTenants, mainLane),
+      () => fanOutBatch(Math.min(options.batchSize, free), parkedSubscriptions(), skipTenants, mainLane),
       dbRetry('fan-out'),
     );
     // Start the fan-out's claims now: they neither wait for the due-claim below (a look that
@@ -501,7 +467,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
               room,
               options.leaseMs,
               [...recorder.unwrittenIds(), ...queue.inFlightIds()],
-              [...parkedSubscriptions(now), ...rateWaiting(now)],
+              [...parkedSubscriptions(), ...rateWaiting(now)],
             ),
           dbRetry('claim'),
         )
@@ -517,17 +483,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     return events + due.length;
   }
 
-  /** Subscriptions parked at `now`: for PARK_MS, and then for as long as their endpoint still holds them. */
-  function parkedSubscriptions(now: number): string[] {
-    const ids = new Set(queue.parkedSubscriptions());
-    for (const [id, until] of parkedUntil) {
-      if (until > now) ids.add(id);
-      else {
-        parkedUntil.delete(id);
-        if (!ids.has(id)) parkedTenant.delete(id);
-      }
-    }
-    return [...ids];
+  /** Subscriptions claims leave out now: for PARK_MS, and then for as long as their endpoint still holds them (lanes.ts). */
+  function parkedSubscriptions(): string[] {
+    return lanes.parkedSubscriptions(queue.parkedSubscriptions());
   }
 
   /** Rate-limited subscriptions whose current window is spent: due claims leave them out until it ends. */
@@ -616,7 +574,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     });
     if (events > 0) lane.cursor = lastTenant;
     for (const d of claimed) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
-    if (lane === mainLane && claimed.length >= SIDE_LANE_BATCH) sendHeavyToSide(claimed);
+    if (lane === mainLane) lanes.batchClaimed(claimed, queue.tenantLoads().size);
     if (events > 0) {
       observer.fannedOut?.(matched, events - matched, tenants);
       logger.debug(
@@ -673,13 +631,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       release(deferred, SATURATED_DEFER_MS, 'deferred');
     }
     if (parked.length > 0) {
-      const now = performance.now();
-      const until = now + PARK_MS;
-      for (const d of parked) {
-        parkedUntil.set(d.subscriptionId, until);
-        parkedTenant.set(d.subscriptionId, d.tenantId);
-        sideUntil.set(d.tenantId, Math.max(sideUntil.get(d.tenantId) ?? 0, now + SIDE_LANE_MS));
-      }
+      for (const d of parked) lanes.park(d.subscriptionId, d.tenantId);
       logger.debug({ deliveries: parked.length }, 'endpoint slow or failing; parking its claims');
       release(parked, PARK_MS, 'parked');
     }
@@ -702,10 +654,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     switch (c.change) {
       case 'opened':
       case 'reopened':
-        sideUntil.set(
-          c.tenantId,
-          Math.max(sideUntil.get(c.tenantId) ?? 0, performance.now() + Math.max(SIDE_LANE_MS, c.cooldownMs ?? 0)),
-        );
+        lanes.circuitOpened(c.tenantId, c.cooldownMs);
         logger.warn(
           { ...log, cooldownMs: c.cooldownMs },
           c.change === 'opened'
@@ -899,7 +848,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         observer.isolation?.({
           slowEndpoints: queue.slowEndpoints().length,
           slowInFlight: queue.inFlightSlow,
-          parkedSubscriptions: parkedSubscriptions(performance.now()).length,
+          parkedSubscriptions: parkedSubscriptions().length,
         });
       } catch {
         // Observers must not throw; if one does, it changes nothing here.

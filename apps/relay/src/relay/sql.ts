@@ -6,6 +6,7 @@
  * (test/relay-plans.test.ts checks that plans cached on empty tables still use the hot
  * indexes once the tables have grown, even before ANALYZE).
  */
+import type { DeliveryStatus } from '@hookbox/outbox';
 import type pg from 'pg';
 import { parseTarget } from './urls.js';
 
@@ -432,7 +433,7 @@ export interface Outcome {
   attempt: number;
   subscriptionId: string;
   /** New state: `pending` schedules a retry after `delayMs`. */
-  status: 'pending' | 'succeeded' | 'dead' | 'cancelled';
+  status: DeliveryStatus;
   delayMs: number;
   statusCode: number | null;
   errorClass: string | null;

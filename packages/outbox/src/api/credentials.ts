@@ -11,8 +11,8 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { NotFoundError, ValidationError } from '../errors.js';
 import { type Executor, runQuery } from '../executor.js';
-import { isUuid } from '../input.js';
-import { toDate } from '../rows.js';
+import { intInRange, isUuid } from '../input.js';
+import { epochMs, toDate } from '../rows.js';
 import { validateTenantId } from '../validate.js';
 
 export const API_KEY_PREFIX = 'hbk_';
@@ -39,9 +39,8 @@ export interface CreatedApiKey extends ApiKeyRecord {
 const hash = (key: string) => createHash('sha256').update(key).digest('hex');
 const b64url = (b: Buffer) => b.toString('base64url');
 
-const KEY_COLUMNS = `id, name, prefix, (extract(epoch FROM created_at) * 1000)::float8 AS created_at,
-  (extract(epoch FROM last_used_at) * 1000)::float8 AS last_used_at,
-  (extract(epoch FROM revoked_at) * 1000)::float8 AS revoked_at`;
+const KEY_COLUMNS = `id, name, prefix, ${epochMs('created_at', 'created_at')},
+  ${epochMs('last_used_at', 'last_used_at')}, ${epochMs('revoked_at', 'revoked_at')}`;
 
 function toKey(r: Record<string, unknown>): ApiKeyRecord {
   return {
@@ -167,19 +166,16 @@ export async function createPortalToken(
   now: Date = new Date(),
 ): Promise<PortalToken> {
   const tenantId = validateTenantId(input?.tenantId);
-  const ttl = input.ttlSeconds ?? PORTAL_TOKEN_TTL.defaultSeconds;
-  if (
-    typeof ttl !== 'number' ||
-    !Number.isInteger(ttl) ||
-    ttl < PORTAL_TOKEN_TTL.minSeconds ||
-    ttl > PORTAL_TOKEN_TTL.maxSeconds
-  ) {
-    throw new ValidationError(
-      'ttlSeconds',
-      'range',
-      `must be a whole number of seconds from ${PORTAL_TOKEN_TTL.minSeconds} to ${PORTAL_TOKEN_TTL.maxSeconds} (7 days)`,
-    );
-  }
+  const ttl = intInRange(
+    input.ttlSeconds ?? undefined,
+    'ttlSeconds',
+    PORTAL_TOKEN_TTL.minSeconds,
+    PORTAL_TOKEN_TTL.maxSeconds,
+    {
+      fallback: PORTAL_TOKEN_TTL.defaultSeconds,
+      suffix: ' seconds (7 days)',
+    },
+  );
   const key = await signingKey(executor);
   const exp = Math.floor(now.getTime() / 1000) + ttl;
   const payload: TokenPayload = { v: 1, k: key.id, t: tenantId, exp };

@@ -479,7 +479,7 @@ export const ROUTES: Route[] = [
       const t = tenant(req, 'optional');
       return ok(
         await stats(ctx.db, {
-          ...(t === null ? {} : { tenantId: t }),
+          ...(t === null ? { allTenants: true } : { tenantId: t }),
           ...defined({ since: single(req.query, 'since') }),
         }),
       );
