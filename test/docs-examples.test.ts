@@ -85,6 +85,37 @@ describe('docs/examples', () => {
     expect(events[0]?.payload.orderId).toBe(rows[0].id);
   });
 
+  it("integration.md's Prisma $queryRaw runs as Prisma sends it: one $n parameter per interpolation", async () => {
+    const { readFileSync } = await import('node:fs');
+    const page = readFileSync(`${REPO_ROOT}docs/integration.md`, 'utf8');
+    const prisma = page.slice(page.indexOf('## Prisma'), page.indexOf('## Any language'));
+    const template = /\$queryRaw<[^>]*>`([\s\S]*?)`;/.exec(prisma)?.[1];
+    expect(template, 'the Prisma section shows a $queryRaw tagged template').toBeDefined();
+    let n = 0;
+    // Prisma turns each ${…} of the tagged template into a bind parameter, in order, and
+    // sends a JavaScript string typed as text (not untyped as node-postgres does): hence
+    // the casts a raw query needs (`::jsonb` here, the well-known `::uuid` elsewhere).
+    const text = (template as string).replace(/\$\{(?:[^{}]|\{[^{}]*\})*\}/g, () => `$${++n}::text`);
+    expect(n).toBe(4);
+    const client = await db.pool.connect();
+    try {
+      await client.query(
+        'CREATE TABLE IF NOT EXISTS orders (id serial PRIMARY KEY, customer text NOT NULL, total_cents int NOT NULL)',
+      );
+      await client.query('BEGIN');
+      const order = (await client.query("INSERT INTO orders (customer, total_cents) VALUES ('ada', 4200) RETURNING id"))
+        .rows[0];
+      const values = ['acme', 'order.created', JSON.stringify({ orderId: order.id }), `order.created:${order.id}`];
+      const [row] = (await client.query(text, values)).rows;
+      expect(row.id).toMatch(/^[0-9a-f-]{36}$/);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const events = await orderEvents();
+    expect(events.map((e) => e.type)).toEqual(['order.created']);
+  });
+
   async function freePort(): Promise<number> {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
