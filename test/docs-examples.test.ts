@@ -6,11 +6,11 @@
  * signature-checked webhook with the real CLI.
  */
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, REPO_ROOT } from './harness/cli.js';
+import { REPO_ROOT } from './harness/cli.js';
 import { useTestDatabase } from './harness/db.js';
-import { deliveries } from './harness/relay.js';
+import { deliveries, waitFor } from './harness/relay.js';
 
 const db = useTestDatabase();
 
@@ -85,19 +85,79 @@ describe('docs/examples', () => {
     expect(events[0]?.payload.orderId).toBe(rows[0].id);
   });
 
-  it('quickstart.sh migrates, subscribes, enqueues and delivers a signed webhook', { timeout: 120_000 }, async () => {
+  it("integration.md's Prisma $queryRaw runs as Prisma sends it: one $n parameter per interpolation", async () => {
+    const { readFileSync } = await import('node:fs');
+    const page = readFileSync(`${REPO_ROOT}docs/integration.md`, 'utf8');
+    const prisma = page.slice(page.indexOf('## Prisma'), page.indexOf('## Any language'));
+    const template = /\$queryRaw<[^>]*>`([\s\S]*?)`;/.exec(prisma)?.[1];
+    expect(template, 'the Prisma section shows a $queryRaw tagged template').toBeDefined();
+    let n = 0;
+    // Prisma turns each ${…} of the tagged template into a bind parameter, in order, and
+    // sends a JavaScript string typed as text (not untyped as node-postgres does): hence
+    // the casts a raw query needs (`::jsonb` here, the well-known `::uuid` elsewhere).
+    const text = (template as string).replace(/\$\{(?:[^{}]|\{[^{}]*\})*\}/g, () => `$${++n}::text`);
+    expect(n).toBe(4);
+    const client = await db.pool.connect();
+    try {
+      await client.query(
+        'CREATE TABLE IF NOT EXISTS orders (id serial PRIMARY KEY, customer text NOT NULL, total_cents int NOT NULL)',
+      );
+      await client.query('BEGIN');
+      const order = (await client.query("INSERT INTO orders (customer, total_cents) VALUES ('ada', 4200) RETURNING id"))
+        .rows[0];
+      const values = ['acme', 'order.created', JSON.stringify({ orderId: order.id }), `order.created:${order.id}`];
+      const [row] = (await client.query(text, values)).rows;
+      expect(row.id).toMatch(/^[0-9a-f-]{36}$/);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    const events = await orderEvents();
+    expect(events.map((e) => e.type)).toEqual(['order.created']);
+  });
+
+  async function freePort(): Promise<number> {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
     await new Promise((resolve) => server.close(resolve));
+    return port;
+  }
 
-    const hookbox = [process.execPath, ...CLI].join(' '); // word-split by the script: no spaces in these paths
-    const r = await run('bash', ['docs/examples/quickstart.sh'], { HOOKBOX: hookbox, PORT: String(port) });
-    expect(r.code, r.out).toBe(0);
-    const rows = await deliveries(db.pool);
-    expect(rows.map((d) => d.status)).toEqual(['succeeded']);
-    // hookbox listen checked the signature and printed the event.
-    expect(r.out).toMatch(/order\.created/);
-    expect(r.out).not.toMatch(/invalid|too old/i);
-  });
+  /** Whether something still listens on the port (a receiver the script left behind). */
+  function listening(port: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+  }
+
+  // As the page runs it (the built binary by default) and through `pnpm hookbox`, whose
+  // wrapper processes must not keep the receiver alive after the script ends.
+  it.each([
+    ['the built binary (default)', undefined],
+    ['pnpm --silent hookbox', 'pnpm --silent hookbox'],
+  ])(
+    'quickstart.sh with %s migrates, subscribes, enqueues, delivers a signed webhook and leaves nothing listening',
+    { timeout: 120_000 },
+    async (_name, hookbox) => {
+      const port = await freePort();
+      const r = await run('bash', ['docs/examples/quickstart.sh'], {
+        PORT: String(port),
+        ...(hookbox ? { HOOKBOX: hookbox } : {}),
+      });
+      expect(r.code, r.out).toBe(0);
+      const rows = await deliveries(db.pool);
+      expect(rows.map((d) => d.status)).toEqual(['succeeded']);
+      // hookbox listen checked the signature and printed the event.
+      expect(r.out).toMatch(/order\.created/);
+      expect(r.out).not.toMatch(/invalid|too old/i);
+      // The script stopped its receiver: the port is free again (give a killed process a moment).
+      await waitFor(async () => !(await listening(port)), { timeoutMs: 10_000, what: 'the receiver to be stopped' });
+    },
+  );
 });

