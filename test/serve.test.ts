@@ -5,7 +5,7 @@
  * that never contain a credential.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApiKey, createPortalToken } from '@hookbox/outbox/api';
@@ -213,6 +213,7 @@ describe('hookbox serve', () => {
     'serves the catalog given with --catalog and never logs a credential',
     async () => {
       const dir = mkdtempSync(join(tmpdir(), 'hookbox-catalog-'));
+      defer(() => rmSync(dir, { recursive: true, force: true }));
       writeFileSync(join(dir, 'index.json'), JSON.stringify({ types: [] }));
       writeFileSync(
         join(dir, 'deal.won.json'),
