@@ -4,13 +4,16 @@
  * (non-ASCII payloads included: raw-body handling is where receivers fail), and requests
  * sent directly check that it refuses a tampered body, a stale timestamp and a wrong
  * secret, accepts a rotated secret's second signature, and acknowledges a repeated
- * webhook-id as a duplicate; last, the relay delivers through a proxy that alters the
- * body, and the receiver's 401 is recorded as a failed attempt. A missing toolchain skips its example with the reason in
- * the title; .ci/run installs them all and requires them (HOOKBOX_REQUIRE_TOOLS).
+ * webhook-id as a duplicate; the relay delivers through a proxy that alters the body, and
+ * the receiver's 401 is recorded as a failed attempt; last, a relay delivery captured on the
+ * way by another proxy is replayed unchanged once the receiver's timestamp tolerance
+ * (WEBHOOK_TOLERANCE_SECONDS, set small here) has passed, and refused as stale, not taken
+ * for a duplicate. A missing toolchain skips its example with the reason in the title;
+ * .ci/run installs them all and requires them (HOOKBOX_REQUIRE_TOOLS).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +27,11 @@ import { findTool, isRequired, type Tool } from './harness/tools.js';
 
 const db = useTestDatabase();
 const DIR = join(REPO_ROOT, 'docs/receivers');
+/**
+ * The receivers' WEBHOOK_TOLERANCE_SECONDS: small, so that a replay goes stale within the
+ * test, but with a margin over how long a fresh request takes to be verified on a busy machine.
+ */
+const TOLERANCE_SECONDS = 3;
 
 interface Example {
   name: string;
@@ -112,7 +120,14 @@ function startReceiver(example: Example, port: number, secret: string, tmp: stri
   const [command, args] = example.command(port);
   const child = spawn(command, args, {
     cwd: join(DIR, example.cwd),
-    env: { ...process.env, WEBHOOK_SECRET: secret, PORT: String(port), TMPDIR: tmp, GOCACHE: join(tmp, 'gocache') },
+    env: {
+      ...process.env,
+      WEBHOOK_SECRET: secret,
+      WEBHOOK_TOLERANCE_SECONDS: String(TOLERANCE_SECONDS),
+      PORT: String(port),
+      TMPDIR: tmp,
+      GOCACHE: join(tmp, 'gocache'),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true, // its own process group: `go run` and its binary stop together
   });
@@ -203,6 +218,70 @@ async function tamperingProxy(
   };
 }
 
+/** A request as received: its raw header lines (names, values and order) and its raw body. */
+interface Captured {
+  rawHeaders: string[];
+  body: Buffer;
+}
+
+/** Sends `captured` to `target` byte for byte as it was received; resolves with the status. */
+function resend(target: string, captured: Captured): Promise<number> {
+  const { hostname, port, pathname } = new URL(target);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { hostname, port, path: pathname, method: 'POST', headers: captured.rawHeaders, agent: false },
+      (res) => {
+        res.resume().on('end', () => {
+          req.destroy(); // the captured headers may ask for keep-alive: no socket left open
+          resolve(res.statusCode ?? 0);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(captured.body);
+  });
+}
+
+/**
+ * A reverse proxy to the receiver that forwards the relay's request unchanged and keeps a
+ * copy of the first one, to send again later: an attacker replaying a captured delivery.
+ */
+async function replayingProxy(
+  target: string,
+): Promise<{ url: string; captured: () => Captured | undefined; close: () => Promise<void> }> {
+  let captured: Captured | undefined;
+  const server = createHttpServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    const request = { rawHeaders: [...req.rawHeaders], body: Buffer.concat(chunks) };
+    try {
+      res.writeHead(await resend(target, request)).end();
+      captured ??= request;
+    } catch {
+      res.writeHead(502).end();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}/webhooks`,
+    captured: () => captured,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** The value of header `name` (case-insensitive) among raw header lines. */
+function rawHeader(rawHeaders: string[], name: string): string | undefined {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]?.toLowerCase() === name) return rawHeaders[i + 1];
+  }
+  return undefined;
+}
+
 let tmp: string;
 
 beforeAll(() => {
@@ -223,13 +302,14 @@ const byType = (type: string) => catalog.find((e) => e.type === type)!.example;
 
 describe('receiver examples in docs/receivers', () => {
   it.each(examples.map((e) => [`${e.name}${e.tool.note}`, e] as [string, Example]))(
-    '%s: accepts what hookbox relay delivers, refuses tampered, stale and wrongly signed requests',
+    '%s: accepts what hookbox relay delivers, refuses tampered, stale, replayed and wrongly signed requests',
     { timeout: 180_000 },
     async (_title, example) => {
       if (!example.tool.available) return; // skipped: the reason is in the title
       const secret = generateSecret();
       const port = await freePort();
       const receiver = startReceiver(example, port, secret, mkdtempSync(join(tmp, `${example.cwd}-`)));
+      let replayer: Awaited<ReturnType<typeof replayingProxy>> | undefined;
       try {
         const url = `http://127.0.0.1:${port}/webhooks`;
         // Toolchains compile first (go run, java Receiver.java): wait until it listens.
@@ -252,9 +332,16 @@ describe('receiver examples in docs/receivers', () => {
         ).length;
         expect(verdicts(receiver.output())[0]?.verdict).toBe('rejected');
 
-        // Through the relay: three catalog events, one with non-ASCII text in its payload.
+        // Through the relay: three catalog events, one with non-ASCII text in its payload;
+        // and a fourth through a proxy that keeps a copy of the request to replay at the end.
         const tenantId = `receivers-${example.cwd}-${port}`;
         await subscriptions.create(db.pool, { tenantId, url, eventTypes: ['*'], secret });
+        replayer = await replayingProxy(url);
+        const replayTenant = `${tenantId}-replayed`;
+        await subscriptions.create(db.pool, { tenantId: replayTenant, url: replayer.url, eventTypes: ['*'], secret });
+        const [replayedEvent] = await enqueueEvents(db.pool, [
+          { tenantId: replayTenant, type: 'contact.created', payload: byType('contact.created') },
+        ]);
         const ids = await enqueueEvents(db.pool, [
           {
             tenantId,
@@ -288,6 +375,23 @@ describe('receiver examples in docs/receivers', () => {
         for (const [i, type] of ['message.new', 'contact.created', 'template.rejected'].entries()) {
           expect(accepted.map((v) => v.rest)).toContain(example.printsType ? `${ids[i]} ${type}` : ids[i]);
         }
+        // The delivery through the replaying proxy went through unchanged: accepted too.
+        const [original] = await waitFor(
+          async () => {
+            const r = await deliveries(db.pool, 'event_id = $1', [replayedEvent]);
+            return r.length === 1 && r[0]?.status !== 'pending' && r;
+          },
+          { timeoutMs: 60_000, what: 'the relay to deliver through the replaying proxy' },
+        );
+        expect([original?.status, original?.lastStatus]).toEqual(['succeeded', 204]);
+        const captured = replayer.captured();
+        expect(captured).toBeDefined();
+        const replayedId = rawHeader(captured!.rawHeaders, 'webhook-id');
+        expect(replayedId).toBeTruthy();
+        await waitFor(
+          () => verdicts(receiver.output()).some((v) => v.verdict === 'accepted' && v.rest.startsWith(`${replayedId}`)),
+          { what: `${example.name} to accept the delivery through the replaying proxy` },
+        );
 
         // Directly: a good one, then the same again (a duplicate is acknowledged).
         const body = JSON.stringify({
@@ -366,7 +470,28 @@ describe('receiver examples in docs/receivers', () => {
         } finally {
           await proxy.close();
         }
+
+        // Last, the replay: the captured delivery sent again, byte for byte, once its
+        // timestamp is older than the receiver's tolerance. It must be refused on its
+        // timestamp (401, rejected), before the webhook-id check could call it a duplicate.
+        const sentAt = Number(rawHeader(captured!.rawHeaders, 'webhook-timestamp'));
+        expect(Number.isSafeInteger(sentAt)).toBe(true);
+        const staleAtMs = (sentAt + TOLERANCE_SECONDS + 2) * 1000;
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, staleAtMs - Date.now())));
+        const before = verdicts(receiver.output()).length;
+        expect(await resend(url, captured!)).toBe(401);
+        const replayVerdicts = await waitFor(
+          () => {
+            const v = verdicts(receiver.output()).slice(before);
+            return v.some((x) => x.verdict === 'rejected' && /timestamp/i.test(x.rest)) && v;
+          },
+          { timeoutMs: 10_000, what: `${example.name} to reject the replay for its timestamp` },
+        );
+        expect(replayVerdicts.filter((x) => x.verdict !== 'rejected')).toEqual([]);
+        const forReplayed = verdicts(receiver.output()).filter((x) => x.rest.split(' ')[0] === replayedId);
+        expect(forReplayed.map((x) => x.verdict)).toEqual(['accepted']);
       } finally {
+        await replayer?.close();
         await receiver.stop();
       }
     },

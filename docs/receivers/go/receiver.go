@@ -25,7 +25,8 @@ import (
 	"time"
 )
 
-const tolerance = 5 * time.Minute
+// How far webhook-timestamp may be from now: WEBHOOK_TOLERANCE_SECONDS, default 5 minutes.
+var tolerance = 5 * time.Minute
 
 type event struct {
 	ID        string          `json:"id"`
@@ -71,6 +72,13 @@ func verify(secret string, h http.Header, body []byte) (*event, error) {
 
 func main() {
 	secret := os.Getenv("WEBHOOK_SECRET")
+	if s := os.Getenv("WEBHOOK_TOLERANCE_SECONDS"); s != "" {
+		seconds, err := strconv.Atoi(s)
+		if err != nil {
+			log.Fatal("WEBHOOK_TOLERANCE_SECONDS: ", err)
+		}
+		tolerance = time.Duration(seconds) * time.Second
+	}
 	var mu sync.Mutex
 	seen := map[string]bool{} // in production: a unique key in your database
 
@@ -81,6 +89,7 @@ func main() {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
+		// Signature and timestamp first: a replayed request is refused before the webhook-id check.
 		e, err := verify(secret, r.Header, body)
 		if err != nil {
 			fmt.Println("rejected", err)

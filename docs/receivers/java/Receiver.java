@@ -22,7 +22,9 @@ import javax.crypto.Mac;
 import javax.crypto.spec.SecretKeySpec;
 
 public class Receiver {
-    static final long TOLERANCE_SECONDS = 5 * 60;
+    // How far webhook-timestamp may be from now, in seconds (Standard Webhooks: 5 minutes).
+    static final long TOLERANCE_SECONDS =
+            Long.parseLong(System.getenv().getOrDefault("WEBHOOK_TOLERANCE_SECONDS", "300"));
 
     static class VerificationException extends Exception {
         VerificationException(String message) {
@@ -75,6 +77,7 @@ public class Receiver {
             }
             var headers = exchange.getRequestHeaders(); // case-insensitive
             String id = headers.getFirst("webhook-id");
+            // Signature and timestamp first: a replayed request is refused before the webhook-id check.
             try {
                 verify(secret, id, headers.getFirst("webhook-timestamp"), headers.getFirst("webhook-signature"), body);
             } catch (VerificationException | GeneralSecurityException | IllegalArgumentException e) {

@@ -8,6 +8,8 @@ import http from 'node:http';
 import { verify, WebhookVerificationError } from '@hookbox/outbox';
 
 const secret = process.env.WEBHOOK_SECRET;
+// How far webhook-timestamp may be from now, in seconds (Standard Webhooks: 5 minutes).
+const toleranceSeconds = Number(process.env.WEBHOOK_TOLERANCE_SECONDS ?? 300);
 const seenIds = new Set(); // in production: a unique key in your database
 
 const server = http.createServer(async (req, res) => {
@@ -17,7 +19,8 @@ const server = http.createServer(async (req, res) => {
   const body = Buffer.concat(chunks);
   let event;
   try {
-    event = verify(secret, req.headers, body); // 5-minute timestamp tolerance
+    // Signature and timestamp first: a replayed request is refused before the webhook-id check.
+    event = verify(secret, req.headers, body, { toleranceSeconds });
   } catch (err) {
     if (!(err instanceof WebhookVerificationError)) throw err;
     console.log(`rejected ${err.reason}`);

@@ -6,7 +6,8 @@
 // For production, the standard-webhooks/standard-webhooks Composer package does the
 // verification: (new \StandardWebhooks\Webhook($secret))->verify($body, $headers);
 
-const TOLERANCE_SECONDS = 300;
+// How far webhook-timestamp may be from now, in seconds (Standard Webhooks: 5 minutes).
+define('TOLERANCE_SECONDS', (int) (getenv('WEBHOOK_TOLERANCE_SECONDS') ?: 300));
 
 /** Checks the signature over the raw body and returns the parsed event. */
 function verify_webhook(string $secret, array $server, string $body): array
@@ -34,6 +35,7 @@ function verify_webhook(string $secret, array $server, string $body): array
 
 // The raw bytes, exactly as sent: the signature covers them, not re-encoded JSON.
 $body = file_get_contents('php://input');
+// Signature and timestamp first: a replayed request is refused before the webhook-id check.
 try {
     $event = verify_webhook(getenv('WEBHOOK_SECRET'), $_SERVER, $body);
 } catch (RuntimeException $e) { // JsonException is one too

@@ -18,7 +18,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-TOLERANCE_SECONDS = 5 * 60
+# How far webhook-timestamp may be from now, in seconds (Standard Webhooks: 5 minutes).
+TOLERANCE_SECONDS = int(os.environ.get("WEBHOOK_TOLERANCE_SECONDS", "300"))
 
 # One line per request. The server answers on several threads: logging writes each line in
 # one call under a lock, where print() from two threads can interleave two lines into one.
@@ -64,6 +65,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         # The raw bytes, exactly as sent: the signature covers them, not re-encoded JSON.
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        # Signature and timestamp first: a replayed request is refused before the webhook-id check.
         try:
             event = verify(SECRET, self.headers, body)
         except (VerificationError, ValueError) as err:

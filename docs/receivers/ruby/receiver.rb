@@ -11,7 +11,8 @@ require 'openssl'
 require 'set'
 require 'webrick'
 
-TOLERANCE_SECONDS = 5 * 60
+# How far webhook-timestamp may be from now, in seconds (Standard Webhooks: 5 minutes).
+TOLERANCE_SECONDS = Integer(ENV.fetch('WEBHOOK_TOLERANCE_SECONDS', '300'))
 
 class VerificationError < StandardError; end
 
@@ -46,6 +47,7 @@ server.mount_proc '/webhooks' do |req, res|
   body = req.body || ''
   headers = { 'webhook-id' => req['webhook-id'], 'webhook-timestamp' => req['webhook-timestamp'],
               'webhook-signature' => req['webhook-signature'] }
+  # Signature and timestamp first: a replayed request is refused before the webhook-id check.
   begin
     event = verify(secret, headers, body)
   rescue VerificationError, JSON::ParserError => e
