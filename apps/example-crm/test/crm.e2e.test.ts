@@ -8,20 +8,17 @@ import 'reflect-metadata';
 import { existsSync, readFileSync } from 'node:fs';
 import { subscriptions, verify } from '@hookbox/outbox';
 import type { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import request from 'supertest';
-import { initializeTransactionalContext } from 'typeorm-transactional';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from '../../../test/harness/db.js';
 import { type Receiver, startReceiver } from '../../../test/harness/receiver.js';
 import { type CliRelay, spawnRelayCli, waitForAllFinal } from '../../../test/harness/relay.js';
-import { AppModule } from '../src/app.module.js';
 import type { CrmEventType } from '../src/events.js';
 import { MessagesService } from '../src/messages.service.js';
-import { setupSwagger } from '../src/webhooks-api.js';
+import { createExampleApp } from './app.js';
 
 const ALL_TYPES: CrmEventType[] = [
   'message.new',
@@ -68,12 +65,7 @@ const api = (tenant: string) => {
 };
 
 beforeAll(async () => {
-  initializeTransactionalContext();
-  const moduleRef = await Test.createTestingModule({
-    imports: [AppModule.forRoot({ databaseUrl: db.url, synchronize: true })],
-  }).compile();
-  app = moduleRef.createNestApplication({ logger: false });
-  setupSwagger(app);
+  app = await createExampleApp(db.url);
   await app.init();
   receiver = await startReceiver();
   for (const [tenant, events] of [

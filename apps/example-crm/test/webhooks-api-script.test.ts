@@ -7,15 +7,12 @@ import 'reflect-metadata';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
-import { initializeTransactionalContext } from 'typeorm-transactional';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from '../../../test/harness/db.js';
 import { type Receiver, startReceiver } from '../../../test/harness/receiver.js';
 import { type CliRelay, spawnRelayCli } from '../../../test/harness/relay.js';
 import { findTool } from '../../../test/harness/tools.js';
-import { AppModule } from '../src/app.module.js';
-import { setupSwagger } from '../src/webhooks-api.js';
+import { createExampleApp } from './app.js';
 
 // The script is bash with curl, as the seed's is; a machine without curl skips (CI requires it).
 const CURL = findTool('curl', 'apt-get install -y curl');
@@ -32,12 +29,7 @@ let relay: CliRelay;
 
 beforeAll(async () => {
   if (!HAVE) return;
-  initializeTransactionalContext();
-  const moduleRef = await Test.createTestingModule({
-    imports: [AppModule.forRoot({ databaseUrl: db.url, synchronize: true })],
-  }).compile();
-  app = moduleRef.createNestApplication({ logger: false });
-  setupSwagger(app);
+  app = await createExampleApp(db.url);
   await app.listen(0, '127.0.0.1');
   base = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   receiver = await startReceiver();
