@@ -68,10 +68,10 @@ describe('prepared relay statements', () => {
     // Recording a batch looks each delivery up by primary key: never a scan of the pending
     // rows (the due index) or of the whole table, whose size grows with the backlog.
     const record = await plan(
-      'hookbox_record_v4',
+      'hookbox_record_v5',
       `'{1,2}'::bigint[], '{1,1}'::int[], '{succeeded,succeeded}'::text[], '{0,0}'::bigint[], '{200,200}'::int[],
        '{NULL,NULL}'::text[], '{NULL,NULL}'::text[], ARRAY[now(), now()], '{1,1}'::int[], '{NULL,NULL}'::text[],
-       ARRAY['${rows[0]?.id}', '${rows[0]?.id}']::uuid[], '{t,t}'::bool[], 2, 5, 30000, 300000, NULL`,
+       ARRAY['${rows[0]?.id}', '${rows[0]?.id}']::uuid[], '{t,t}'::bool[], 2, 5, 30000, 300000, NULL, 'pending'`,
     );
     expect(record).not.toMatch(/Seq Scan on deliveries|deliveries_due_idx|Bitmap Heap Scan on deliveries/);
     // Promoting the successors of ordered deliveries reads only their keys' chains.
@@ -105,6 +105,52 @@ describe('prepared relay statements', () => {
       const fan = rows.map((r) => r['QUERY PLAN']).join('\n');
       expect(fan).toContain('events_pending_tenant_idx');
       expect(fan).not.toContain('events_tenant_id_idx');
+    } finally {
+      await fresh.end();
+    }
+  });
+  it('recording outcomes looks deliveries up by key after statistics said none was pending', async () => {
+    // A drained table, analysed: statistics say no delivery is pending, so a generic plan
+    // cached then costs the pending-only index at one row. Then a backlog builds up (an
+    // endpoint that hangs): a plan that joined the batch against deliveries_due_idx read
+    // every pending row for each batch of outcomes (seen: 20,014 rows for 14 outcomes).
+    await db.pool.query("UPDATE hookbox.deliveries SET status = 'succeeded', completed_at = now()");
+    await db.pool.query('VACUUM ANALYZE hookbox.deliveries');
+    const fresh = new pg.Pool({ connectionString: db.url, max: 1 });
+    try {
+      const { rows: subs } = await db.pool.query<{ id: string }>('SELECT id FROM hookbox.subscriptions LIMIT 1');
+      const sub = subs[0]?.id as string;
+      const outcome = (id: number) => ({
+        deliveryId: id,
+        attempt: 1,
+        subscriptionId: sub,
+        status: 'succeeded' as const,
+        delayMs: 0,
+        statusCode: 200,
+        errorClass: null,
+        errorMessage: null,
+        startedAt: new Date(),
+        durationMs: 1,
+        excerpt: null,
+        attempted: true,
+      });
+      for (let i = 0; i < 10; i++) await recordOutcomes(fresh, [outcome(-1 - i), outcome(-100 - i)]);
+      await db.pool.query(
+        `INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, next_attempt_at)
+         SELECT e.id, $1, 'p', now() FROM hookbox.events e WHERE e.tenant_id = 'p' LIMIT 20000`,
+        [sub],
+      );
+      const { rows } = await fresh.query(
+        `EXPLAIN (COSTS OFF) EXECUTE hookbox_record_v5(
+           '{1,2}'::bigint[], '{1,1}'::int[], '{succeeded,succeeded}'::text[], '{0,0}'::bigint[], '{200,200}'::int[],
+           '{NULL,NULL}'::text[], '{NULL,NULL}'::text[], ARRAY[now(), now()], '{1,1}'::int[], '{NULL,NULL}'::text[],
+           ARRAY['${sub}', '${sub}']::uuid[], '{t,t}'::bool[], 2, 5, 30000, 300000, NULL, 'pending')`,
+      );
+      const record = rows.map((r) => r['QUERY PLAN']).join('\n');
+      expect(record).toContain('deliveries_pkey on deliveries d');
+      expect(record).not.toMatch(
+        /Seq Scan on deliveries|deliveries_due_idx|deliveries_dead_idx|Bitmap Heap Scan on deliveries/,
+      );
     } finally {
       await fresh.end();
     }

@@ -455,7 +455,11 @@ export interface Outcome {
 // against a scan of every pending delivery (or of the whole table), a cost that grows with
 // the backlog. `LIMIT $13` (the batch size) hides the batch size from the generic plan,
 // which then assumes one row and looks each delivery up by key; at run time the LIMIT
-// removes nothing.
+// removes nothing. The pending check compares with a parameter ($18 = 'pending'), not the
+// literal: a literal implies deliveries_due_idx's predicate, and a generic plan cached while
+// statistics said no delivery was pending (a drained, analysed table) then joined the batch
+// against that index, reading every pending row once per batch — 20,000 rows for 14
+// outcomes behind an endpoint that hangs (test/relay-plans.test.ts).
 //
 // delivery_attempts has no foreign key to deliveries (migration 0007): the check cost more
 // than the rest of this statement, one row lock per attempt on the row the same statement
@@ -480,7 +484,7 @@ const RECORD = `WITH o AS (
                       ELSE o.error_class || coalesce(': ' || o.error_message, '') END,
     last_attempt_at = o.started_at,
     completed_at = CASE WHEN o.status = 'pending' THEN NULL ELSE now() END
-  FROM o WHERE d.id = o.id AND d.attempts = o.attempt AND d.status = 'pending'
+  FROM o WHERE d.id = o.id AND d.attempts = o.attempt AND d.status = $18::text
   RETURNING d.id
 ), att AS (
   INSERT INTO hookbox.delivery_attempts
@@ -593,7 +597,7 @@ export async function recordOutcomes(
   breaker: BreakerSettings = DEFAULT_BREAKER,
 ): Promise<RecordResult> {
   const { rows } = await db.query({
-    name: 'hookbox_record_v4',
+    name: 'hookbox_record_v5',
     text: RECORD,
     values: [
       outcomes.map((o) => o.deliveryId),
@@ -613,6 +617,7 @@ export async function recordOutcomes(
       breaker.cooldownMs,
       breaker.maxCooldownMs,
       breaker.disableAfterMs,
+      'pending',
     ],
   });
   const changed = new Set<number>();
