@@ -13,7 +13,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer as createHttpServer, request as httpRequest } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest, type Server } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -205,17 +205,7 @@ async function tamperingProxy(
       res.writeHead(502).end();
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  return {
-    url: `http://127.0.0.1:${port}/webhooks`,
-    altered: () => altered,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return { ...(await listenOnLoopback(server)), altered: () => altered };
 }
 
 /** A request as received: its raw header lines (names, values and order) and its raw body. */
@@ -261,11 +251,15 @@ async function replayingProxy(
       res.writeHead(502).end();
     }
   });
+  return { ...(await listenOnLoopback(server)), captured: () => captured };
+}
+
+/** Starts a proxy on 127.0.0.1: its webhook URL, and a close that also ends open connections. */
+async function listenOnLoopback(server: Server): Promise<{ url: string; close: () => Promise<void> }> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
   return {
     url: `http://127.0.0.1:${port}/webhooks`,
-    captured: () => captured,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
