@@ -127,7 +127,13 @@ function project(work: string, name: string, pkg: object, template: string): str
 
 /** The installed `hookbox serve` answers the console, its assets and the OpenAPI document. */
 async function checkServe(cwd: string, env: NodeJS.ProcessEnv): Promise<void> {
-  const child = spawn('npx', ['hookbox', 'serve', '--port', '0'], { cwd, env, stdio: ['ignore', 'pipe', 'inherit'] });
+  // The installed bin itself, not `npx hookbox`: npx does not pass SIGTERM on, and the
+  // orphaned server kept this script's stdout pipe, and so the whole CI run, open.
+  const child = spawn(join(cwd, 'node_modules/.bin/hookbox'), ['serve', '--port', '0'], {
+    cwd,
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   try {
     let out = '';
     const url = await new Promise<string>((resolve, reject) => {
@@ -155,7 +161,13 @@ async function checkServe(cwd: string, env: NodeJS.ProcessEnv): Promise<void> {
       );
     }
   } finally {
-    child.kill('SIGTERM');
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
   }
 }
 
