@@ -98,6 +98,9 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
     // (created if missing) and hand it the data directory.
     createPostgresUser: process.getuid?.() === 0,
     postgresFlags: Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
+    // UTF-8 whatever the environment's locale: without LANG/LC_ALL (a bare container, `env -i`)
+    // initdb would pick SQL_ASCII, and text would be counted in bytes, not characters.
+    initdbFlags: ['--encoding=UTF8', '--locale=C'],
     onLog: options.onLog ?? (() => {}),
     onError: (e: unknown) => options.onLog?.(String(e)),
   });
