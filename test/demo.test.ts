@@ -67,7 +67,9 @@ describe('npm run demo', () => {
       const tmp = demoTmp();
       // script runs the demo on a pseudo-terminal; a ^C written to it is the terminal's Ctrl-C,
       // delivered to the whole foreground process group (the embedded server included).
-      const demo = start(['script', '-qfec', DEMO.join(' '), '/dev/null'], tmp, { CI: undefined });
+      // `exec`: the shell script starts ($SHELL, or sh when it is unset) must not stay between
+      // the terminal and the demo — dash waits, takes the SIGINT itself and exits 130.
+      const demo = start(['script', '-qfec', ['exec', ...DEMO].join(' '), '/dev/null'], tmp, { CI: undefined });
       const url = await waitFor(
         () =>
           demo.output().includes('serving until Ctrl-C') &&
