@@ -37,6 +37,7 @@ async function main() {
     settings: {
       shared_preload_libraries: explain ? 'pg_stat_statements,auto_explain' : 'pg_stat_statements',
       'pg_stat_statements.track': 'all',
+      'pg_stat_statements.track_planning': 'on',
       ...(explain
         ? {
             'auto_explain.log_min_duration': explain,
@@ -86,17 +87,17 @@ async function main() {
           `drain ${cost.perSec.toFixed(0)} deliveries/s · Postgres CPU ${cost.pgCpuMsPerDelivery.toFixed(3)} ms, relay CPU ${cost.workerCpuMsPerDelivery.toFixed(3)} ms per delivery · WAL ${cost.walBytesPerDelivery.toFixed(0)} B/delivery`,
         );
         const { rows } = await pool.query(
-          `SELECT calls, round(total_exec_time)::int AS total_ms, round((total_exec_time / calls)::numeric, 3)::float8 AS ms_per_call,
-                  rows, wal_bytes::float8 AS wal, shared_blks_hit + shared_blks_read AS blks,
+          `SELECT calls, round(total_exec_time)::int AS total_ms, round((total_exec_time / nullif(calls, 0))::numeric, 3)::float8 AS ms_per_call,
+                  rows, wal_bytes::float8 AS wal, plans, round(total_plan_time)::int AS plan_ms, shared_blks_hit + shared_blks_read AS blks,
                   regexp_replace(left(query, 110), '\\s+', ' ', 'g') AS q
            FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-           ORDER BY total_exec_time DESC LIMIT $1`,
+           ORDER BY total_exec_time + total_plan_time DESC LIMIT $1`,
           [Number(args.top)],
         );
         for (const r of rows) {
           console.log(
             `${String(r.total_ms).padStart(7)} ms ${String(r.calls).padStart(7)} calls ${String(r.ms_per_call).padStart(8)} ms/call ` +
-              `wal ${(r.wal / expected).toFixed(0).padStart(5)} B/dlv  ${r.q}`,
+              `wal ${(r.wal / expected).toFixed(0).padStart(5)} B/dlv  plans ${String(r.plans).padStart(5)} (${r.plan_ms} ms)  ${r.q}`,
           );
         }
       } finally {

@@ -25,6 +25,7 @@
  *
  *   pnpm bench [--runs 3] [--events 20000] [--seconds 5] [--latency-seconds 15] [--noisy-seconds 10] [--peers] [--scale-out] [--ordering | --ordering-only]
  *   pnpm bench --only noisy [--runs 3] [--noisy-seconds 10]   (the noisy-neighbours phase alone)
+ *   pnpm bench --only many [--peers] [--runs 3]   (the many-tenants shape alone, with the peers in the same run)
  */
 import { type ChildProcess, spawnSync } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
@@ -63,11 +64,13 @@ const { values: args } = parseArgs({
     'scale-out': { type: 'boolean', default: false },
     ordering: { type: 'boolean', default: false },
     'ordering-only': { type: 'boolean', default: false },
-    /** Run one part only: `noisy` (the noisy-neighbours phase on its own relay and database). */
+    /** Run one part only: `noisy` (the noisy-neighbours phase on its own relay and database) or `many` (the many-tenants shape, with `--peers` the peers too). */
     only: { type: 'string' },
   },
 });
-if (args.only !== undefined && args.only !== 'noisy') throw new Error(`--only: expected "noisy" (got "${args.only}")`);
+if (args.only !== undefined && args.only !== 'noisy' && args.only !== 'many') {
+  throw new Error(`--only: expected "noisy" or "many" (got "${args.only}")`);
+}
 const RUNS = Number(args.runs);
 const EVENTS = Number(args.events);
 const SECONDS = Number(args.seconds);
@@ -467,7 +470,8 @@ function reportOrdering(runs: OrderingRun[]): void {
 
 /** Everything one run measures: the one-tenant figures, the many-tenants shape, and the optional parts. */
 interface FullRun {
-  one: RunResult;
+  /** null with `--only many`. */
+  one: RunResult | null;
   many: ManyTenantsResult;
   peers: Partial<Record<PeerName, PeerResult>>;
   scaleOut: { relays: number; perSec: number; pgCpuMsPerDelivery: number }[];
@@ -567,13 +571,8 @@ async function noisyOnly(adminUrl: string): Promise<void> {
   console.log('bar: noisy p99 ≤ 2 × alone (same run)');
 }
 
-async function fullRun(adminUrl: string, r: number): Promise<FullRun> {
-  const one = await withDatabase(adminUrl, oneRun);
-  console.log(
-    `run ${r} one tenant: enqueue ratio ${f2(one.ratio)} (${f0(one.baseTps)} → ${f0(one.outboxTps)} tx/s; ${f2(one.ratioNoNotify)} without the notifier, ${f2(one.ratioNotifyInTx)} with NOTIFY inside the transaction) · ` +
-      `drain ${f0(one.drainPerSec)} deliveries/s · latency p50 ${f2(one.p50)} ms p95 ${f2(one.p95)} ms p99 ${f2(one.p99)} ms · relay peak RSS ${f0(one.rssMiB)} MiB · ` +
-      `noisy neighbours: healthy p99 ${f2(one.quietP99)} ms alone → ${f2(one.noisyP99)} ms with them (p50 ${f2(one.noisyP50)} ms, ×${f2(one.noisyP99 / one.quietP99)})`,
-  );
+/** The many-tenants shape, hookbox and (with --peers) graphile-worker and pg-boss, in one run. */
+async function manyRun(adminUrl: string, r: number): Promise<Pick<FullRun, 'many' | 'peers'>> {
   const opts = { events: EVENTS, rate: RATE, seconds: LAT_SECONDS };
   const many = await scenario(adminUrl, (url, receiver, secret) => manyTenantsRun(url, receiver, secret, opts));
   console.log(
@@ -582,7 +581,10 @@ async function fullRun(adminUrl: string, r: number): Promise<FullRun> {
   );
   const peers: FullRun['peers'] = {};
   if (args.peers) {
+    // BENCH_PEERS=graphile-worker runs only the peers named (comma-separated), for quicker A/Bs.
+    const only = process.env.BENCH_PEERS?.split(',');
     for (const name of Object.keys(PEERS) as PeerName[]) {
+      if (only && !only.includes(name)) continue;
       const p = await scenario(adminUrl, (url, receiver, secret) => runPeer(name, url, receiver, secret, opts));
       peers[name] = p;
       console.log(
@@ -590,6 +592,17 @@ async function fullRun(adminUrl: string, r: number): Promise<FullRun> {
       );
     }
   }
+  return { many, peers };
+}
+
+async function fullRun(adminUrl: string, r: number): Promise<FullRun> {
+  const one = await withDatabase(adminUrl, oneRun);
+  console.log(
+    `run ${r} one tenant: enqueue ratio ${f2(one.ratio)} (${f0(one.baseTps)} → ${f0(one.outboxTps)} tx/s; ${f2(one.ratioNoNotify)} without the notifier, ${f2(one.ratioNotifyInTx)} with NOTIFY inside the transaction) · ` +
+      `drain ${f0(one.drainPerSec)} deliveries/s · latency p50 ${f2(one.p50)} ms p95 ${f2(one.p95)} ms p99 ${f2(one.p99)} ms · relay peak RSS ${f0(one.rssMiB)} MiB · ` +
+      `noisy neighbours: healthy p99 ${f2(one.quietP99)} ms alone → ${f2(one.noisyP99)} ms with them (p50 ${f2(one.noisyP50)} ms, ×${f2(one.noisyP99 / one.quietP99)})`,
+  );
+  const { many, peers } = await manyRun(adminUrl, r);
   const scaleOut: FullRun['scaleOut'] = [];
   if (args['scale-out']) {
     for (const relays of [1, 2, 4]) {
@@ -632,6 +645,10 @@ async function main() {
         orderingRuns.push(await orderingRun(adminUrl, r));
         continue;
       }
+      if (args.only === 'many') {
+        runs.push({ one: null, ...(await manyRun(adminUrl, r)), scaleOut: [] });
+        continue;
+      }
       const full = await fullRun(adminUrl, r);
       runs.push(full);
       if (args.ordering) orderingRuns.push(await orderingRun(adminUrl, r, full.many));
@@ -642,11 +659,14 @@ async function main() {
   if (orderingRuns.length > 0) reportOrdering(orderingRuns);
   if (runs.length === 0) return;
   const med = (f: (x: FullRun) => number) => median(runs.map(f));
-  console.log(
-    `\nmedian of ${RUNS}, one tenant: enqueue ratio ${f2(med((x) => x.one.ratio))} (${f2(med((x) => x.one.ratioNoNotify))} without the notifier, ${f2(med((x) => x.one.ratioNotifyInTx))} with NOTIFY inside the transaction) · drain ${f0(med((x) => x.one.drainPerSec))} deliveries/s · ` +
-      `latency p50 ${f2(med((x) => x.one.p50))} ms · p95 ${f2(med((x) => x.one.p95))} ms · p99 ${f2(med((x) => x.one.p99))} ms · relay peak RSS ${f0(med((x) => x.one.rssMiB))} MiB · ` +
-      `noisy neighbours: healthy p99 ${f2(med((x) => x.one.quietP99))} ms alone, ${f2(med((x) => x.one.noisyP99))} ms with them (median ratio ×${f2(med((x) => x.one.noisyP99 / x.one.quietP99))})`,
-  );
+  const one = (x: FullRun) => x.one as RunResult;
+  if (runs[0]?.one) {
+    console.log(
+      `\nmedian of ${RUNS}, one tenant: enqueue ratio ${f2(med((x) => one(x).ratio))} (${f2(med((x) => one(x).ratioNoNotify))} without the notifier, ${f2(med((x) => one(x).ratioNotifyInTx))} with NOTIFY inside the transaction) · drain ${f0(med((x) => one(x).drainPerSec))} deliveries/s · ` +
+        `latency p50 ${f2(med((x) => one(x).p50))} ms · p95 ${f2(med((x) => one(x).p95))} ms · p99 ${f2(med((x) => one(x).p99))} ms · relay peak RSS ${f0(med((x) => one(x).rssMiB))} MiB · ` +
+        `noisy neighbours: healthy p99 ${f2(med((x) => one(x).quietP99))} ms alone, ${f2(med((x) => one(x).noisyP99))} ms with them (median ratio ×${f2(med((x) => one(x).noisyP99 / one(x).quietP99))})`,
+    );
+  }
   const systems: [string, (x: FullRun) => { drain: DrainCost; latency: number[] } | undefined][] = [
     ['hookbox', (x) => x.many],
     ...(Object.keys(PEERS) as PeerName[]).map(
@@ -663,9 +683,12 @@ async function main() {
   }
   // Ratios within each run (the box is shared: absolute figures drift between runs), then their median.
   console.log(
-    `median of ${RUNS} same-run ratios: many-tenants drain / one-tenant drain ${f2(med((x) => x.many.drain.perSec / x.one.drainPerSec))}` +
+    `median of ${RUNS} same-run ratios:` +
+      (runs[0]?.one
+        ? ` many-tenants drain / one-tenant drain ${f2(med((x) => x.many.drain.perSec / one(x).drainPerSec))} ·`
+        : '') +
       (runs[0]?.peers['graphile-worker']
-        ? ` · hookbox / graphile-worker drain ${f2(med((x) => x.many.drain.perSec / (x.peers['graphile-worker'] as PeerResult).drain.perSec))}` +
+        ? ` hookbox / graphile-worker drain ${f2(med((x) => x.many.drain.perSec / (x.peers['graphile-worker'] as PeerResult).drain.perSec))}` +
           ` · p50 ${f2(med((x) => pct(x.many.latency, 50) / pct((x.peers['graphile-worker'] as PeerResult).latency, 50)))}` +
           ` · p99 ${f2(med((x) => pct(x.many.latency, 99) / pct((x.peers['graphile-worker'] as PeerResult).latency, 99)))}`
         : '') +

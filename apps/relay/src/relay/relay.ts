@@ -281,6 +281,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   let running = false;
   let stopping: Promise<void> | null = null;
   let claiming = false;
+  /** afterFinish() has a turn scheduled. */
+  let finishPending = false;
   let again = false;
   let pollTimer: NodeJS.Timeout | null = null;
   let wakeup: Wakeup | null = null;
@@ -615,8 +617,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         stats.inFlight = queue.inFlight;
         stats.queued = queue.length;
         if (stats.inFlight === 0 && inFlightDrained) inFlightDrained();
-        startQueued();
-        pump();
+        afterFinish();
       });
     }
     if (queue.inFlightSlow > slowBefore && logger.isLevelEnabled('debug')) {
@@ -635,6 +636,22 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       logger.debug({ deliveries: parked.length }, 'endpoint slow or failing; parking its claims');
       release(parked, PARK_MS, 'parked');
     }
+  }
+
+  /**
+   * After requests finish: start what their slots allow and claim more, once for all the
+   * requests that finished in the same turn of the event loop. Under load many answers land
+   * in one turn; scheduling after each one scanned the whole buffer (and every tenant's
+   * load) per delivery, ~10 % of the relay's CPU on the many-tenants shape.
+   */
+  function afterFinish(): void {
+    if (finishPending) return;
+    finishPending = true;
+    setImmediate(() => {
+      finishPending = false;
+      startQueued();
+      pump();
+    });
   }
 
   /** A probe went out: the subscription's other due deliveries wait a cooldown more (sql.ts). */
