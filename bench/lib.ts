@@ -178,6 +178,30 @@ export interface DrainCost {
   /** CPU of the delivering process(es): the relays, or this process for the peers' workers. */
   workerCpuMsPerDelivery: number;
   walBytesPerDelivery: number;
+  /** CPU of the whole box (every process: Postgres, workers, receiver, kernel), ms per delivery. */
+  hostCpuMsPerDelivery: number;
+  /** Share of the box's CPU time in use during the drain (1: every core busy throughout). */
+  hostBusy: number;
+}
+
+/** CPU time of the whole box so far (/proc/stat, all cores), ms: in use, and in all (steal and idle included). */
+function hostCpuMs(): { busy: number; total: number } {
+  try {
+    const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
+      .trim()
+      .split(/\s+/)
+      .slice(1, 9)
+      .map(Number);
+    // user nice system idle iowait irq softirq steal
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = fields;
+    const busy = user + nice + system + irq + softirq;
+    return {
+      busy: (busy * 1000) / TICKS_PER_SECOND,
+      total: ((busy + idle + iowait + steal) * 1000) / TICKS_PER_SECOND,
+    };
+  } catch {
+    return { busy: Number.NaN, total: Number.NaN }; // not Linux
+  }
 }
 
 /** CPU time of a process (user + system), ms; this process when `pid` is omitted. */
@@ -203,11 +227,13 @@ export async function measureDrain(
   const cpu0 = cpu?.ms() ?? 0;
   const wal0 = await walBytes(pool);
   const w0 = workerCpuMs();
+  const h0 = hostCpuMs();
   let w1 = Number.NaN;
   const { deliveries, seconds } = await drain(() => {
     w1 = workerCpuMs();
   });
   if (Number.isNaN(w1)) w1 = workerCpuMs();
+  const h1 = hostCpuMs();
   const cpu1 = cpu?.ms() ?? 0;
   const wal1 = await walBytes(pool);
   return {
@@ -215,5 +241,7 @@ export async function measureDrain(
     pgCpuMsPerDelivery: cpu ? (cpu1 - cpu0) / deliveries : Number.NaN,
     workerCpuMsPerDelivery: (w1 - w0) / deliveries,
     walBytesPerDelivery: (wal1 - wal0) / deliveries,
+    hostCpuMsPerDelivery: (h1.busy - h0.busy) / deliveries,
+    hostBusy: (h1.busy - h0.busy) / (h1.total - h0.total),
   };
 }

@@ -84,7 +84,7 @@ async function main() {
           },
         );
         console.log(
-          `drain ${cost.perSec.toFixed(0)} deliveries/s · Postgres CPU ${cost.pgCpuMsPerDelivery.toFixed(3)} ms, relay CPU ${cost.workerCpuMsPerDelivery.toFixed(3)} ms per delivery · WAL ${cost.walBytesPerDelivery.toFixed(0)} B/delivery`,
+          `drain ${cost.perSec.toFixed(0)} deliveries/s · Postgres CPU ${cost.pgCpuMsPerDelivery.toFixed(3)} ms, relay CPU ${cost.workerCpuMsPerDelivery.toFixed(3)} ms per delivery · WAL ${cost.walBytesPerDelivery.toFixed(0)} B/delivery · whole box ${cost.hostCpuMsPerDelivery.toFixed(3)} ms CPU per delivery, ${(100 * cost.hostBusy).toFixed(0)} % busy`,
         );
         const { rows } = await pool.query(
           `SELECT calls, round(total_exec_time)::int AS total_ms, round((total_exec_time / nullif(calls, 0))::numeric, 3)::float8 AS ms_per_call,

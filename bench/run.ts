@@ -479,6 +479,9 @@ interface FullRun {
 
 const f0 = (x: number) => x.toFixed(0);
 const f2 = (x: number) => x.toFixed(2);
+/** The whole box during a drain: CPU per delivery and how busy it was (is the drain CPU-bound?). */
+const host = (d: DrainCost) =>
+  `whole box ${f2(d.hostCpuMsPerDelivery)} ms CPU per delivery, ${f0(100 * d.hostBusy)} % busy`;
 const lat = (xs: number[]) => `p50 ${f2(pct(xs, 50))} ms p99 ${f2(pct(xs, 99))} ms`;
 
 /** A fresh database and receiver for one scenario. */
@@ -576,7 +579,7 @@ async function manyRun(adminUrl: string, r: number): Promise<Pick<FullRun, 'many
   const opts = { events: EVENTS, rate: RATE, seconds: LAT_SECONDS };
   const many = await scenario(adminUrl, (url, receiver, secret) => manyTenantsRun(url, receiver, secret, opts));
   console.log(
-    `run ${r} many tenants, hookbox: drain ${f0(many.drain.perSec)} deliveries/s (Postgres CPU ${f2(many.drain.pgCpuMsPerDelivery)} ms, relay CPU ${f2(many.drain.workerCpuMsPerDelivery)} ms, WAL ${f0(many.drain.walBytesPerDelivery)} B per delivery) · ` +
+    `run ${r} many tenants, hookbox: drain ${f0(many.drain.perSec)} deliveries/s (Postgres CPU ${f2(many.drain.pgCpuMsPerDelivery)} ms, relay CPU ${f2(many.drain.workerCpuMsPerDelivery)} ms, WAL ${f0(many.drain.walBytesPerDelivery)} B per delivery; ${host(many.drain)}) · ` +
       `latency ${lat(many.latency)} · relay peak RSS ${f0(many.rssMiB)} MiB`,
   );
   const peers: FullRun['peers'] = {};
@@ -588,7 +591,7 @@ async function manyRun(adminUrl: string, r: number): Promise<Pick<FullRun, 'many
       const p = await scenario(adminUrl, (url, receiver, secret) => runPeer(name, url, receiver, secret, opts));
       peers[name] = p;
       console.log(
-        `run ${r} many tenants, ${name}: drain ${f0(p.drain.perSec)} deliveries/s (Postgres CPU ${f2(p.drain.pgCpuMsPerDelivery)} ms, worker CPU ${f2(p.drain.workerCpuMsPerDelivery)} ms, WAL ${f0(p.drain.walBytesPerDelivery)} B per delivery) · latency ${lat(p.latency)}`,
+        `run ${r} many tenants, ${name}: drain ${f0(p.drain.perSec)} deliveries/s (Postgres CPU ${f2(p.drain.pgCpuMsPerDelivery)} ms, worker CPU ${f2(p.drain.workerCpuMsPerDelivery)} ms, WAL ${f0(p.drain.walBytesPerDelivery)} B per delivery; ${host(p.drain)}) · latency ${lat(p.latency)}`,
       );
     }
   }
@@ -678,6 +681,7 @@ async function main() {
     const g = (x: FullRun) => get(x) as NonNullable<ReturnType<typeof get>>;
     console.log(
       `median of ${RUNS}, many tenants, ${name}: drain ${f0(med((x) => g(x).drain.perSec))} deliveries/s · Postgres CPU ${f2(med((x) => g(x).drain.pgCpuMsPerDelivery))} ms, worker CPU ${f2(med((x) => g(x).drain.workerCpuMsPerDelivery))} ms, WAL ${f0(med((x) => g(x).drain.walBytesPerDelivery))} B per delivery · ` +
+        `whole box ${f2(med((x) => g(x).drain.hostCpuMsPerDelivery))} ms CPU per delivery, ${f0(100 * med((x) => g(x).drain.hostBusy))} % busy · ` +
         `latency p50 ${f2(med((x) => pct(g(x).latency, 50)))} ms p99 ${f2(med((x) => pct(g(x).latency, 99)))} ms`,
     );
   }
