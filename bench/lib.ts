@@ -107,6 +107,15 @@ export async function withDatabase<T>(adminUrl: string, fn: (url: string) => Pro
     await migrate(u.toString());
     return await fn(u.toString());
   } finally {
+    // Pools that `fn` ended may still be closing their connections. Terminating them (FORCE)
+    // makes the server send each a FATAL that its pool, with no error listener left, throws
+    // as an unhandled 'error' event: the run exited 1 after printing its figures. So wait
+    // for them to go first, and force only what is still connected after 5 s.
+    for (let i = 0; ; i++) {
+      const { rows } = await admin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]);
+      if (rows[0].n === 0 || i >= 50) break;
+      await sleep(100);
+    }
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.end();
   }
@@ -185,7 +194,7 @@ export interface DrainCost {
 }
 
 /** CPU time of the whole box so far (/proc/stat, all cores), ms: in use, and in all (steal and idle included). */
-function hostCpuMs(): { busy: number; total: number } {
+export function hostCpuMs(): { busy: number; total: number } {
   try {
     const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
       .trim()
