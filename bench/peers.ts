@@ -22,7 +22,7 @@ import { PRODUCERS, payload, ROUTES, TENANTS } from './many-tenants.js';
 export const PEER_CONCURRENCY = 32;
 
 /** One delivery as a job: which subscription, and the event. */
-interface Job {
+export interface Job {
   /** Subscription index 0..127: tenant = sub >> 1, route = ROUTES[sub & 1]. */
   sub: number;
   id: string;
@@ -32,7 +32,7 @@ interface Job {
 }
 
 /** The event `n` (of tenant n % TENANTS) as its two jobs. */
-function jobsOf(n: number): Job[] {
+export function jobsOf(n: number): Job[] {
   const id = uuidv7();
   const ts = new Date().toISOString();
   const tenant = n % TENANTS;
@@ -40,7 +40,7 @@ function jobsOf(n: number): Job[] {
 }
 
 /** Signs and POSTs one job the way the relay does; throws on a non-2xx (the job is retried). */
-class Sender {
+export class Sender {
   private readonly agent = new Agent({ connections: 32, keepAliveTimeout: 30_000 });
   private readonly sign: ReturnType<typeof createSigner>;
   private readonly origin: string;
