@@ -5,6 +5,7 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { startEmbeddedPostgres } from '@hookbox/devdb';
 import pg from 'pg';
 import { migrate } from '../apps/relay/src/migrate.js';
 
@@ -118,6 +119,20 @@ export async function withDatabase<T>(adminUrl: string, fn: (url: string) => Pro
     }
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.end();
+  }
+}
+
+/**
+ * `withDatabase` on DATABASE_URL's server when it is set, else on an embedded PostgreSQL
+ * with durable settings started for the call (for the scripts that run on one database).
+ */
+export async function withScratchDatabase<T>(fn: (url: string) => Promise<T>): Promise<T> {
+  const given = process.env.DATABASE_URL;
+  const server = given ? null : await startEmbeddedPostgres({ mode: 'durable' });
+  try {
+    return await withDatabase(given ?? (server?.url as string), fn);
+  } finally {
+    await server?.stop();
   }
 }
 

@@ -3,8 +3,8 @@
  * each run alone on one connection (set up as the relay's: synchronous_commit=off), with no
  * relay, receiver or HTTP sharing the box: fan-out (`fanOut`) of a backlog in batches of
  * `--batch` events (the relay's batch at concurrency 32 is 32), then the outcome write
- * (`recordOutcomes`) of those deliveries as first-attempt successes, in batches of the same
- * number of deliveries. Prints, per phase, ms per call and, per delivery, wall time, the
+ * (`recordOutcomes`) of those deliveries as first-attempt successes, in batches of as many
+ * deliveries as one fan-out batch makes (2 per event). Prints, per phase, ms per call and, per delivery, wall time, the
  * server process's CPU (/proc, so the server must run on this machine) and WAL bytes.
  * Compare the CPU with `pnpm bench`'s Postgres CPU per delivery to see what running
  * concurrently beside the relay and the receiver adds. Not part of `pnpm bench`.
@@ -15,10 +15,9 @@
  * PostgreSQL with durable settings.
  */
 import { parseArgs } from 'node:util';
-import { startEmbeddedPostgres } from '@hookbox/devdb';
 import pg from 'pg';
 import { type ClaimedDelivery, fanOut, type Outcome, recordOutcomes } from '../apps/relay/src/relay/sql.js';
-import { processCpuMs, walBytes, withDatabase } from './lib.js';
+import { processCpuMs, walBytes, withScratchDatabase } from './lib.js';
 import { createSubscriptions, enqueueBacklog } from './many-tenants.js';
 
 const { values: args } = parseArgs({
@@ -95,30 +94,24 @@ async function round(pool: pg.Pool, one: pg.Pool): Promise<void> {
 }
 
 async function main() {
-  const given = process.env.DATABASE_URL;
-  const server = given ? null : await startEmbeddedPostgres({ mode: 'durable' });
-  try {
-    await withDatabase(given ?? (server?.url as string), async (url) => {
-      const pool = new pg.Pool({ connectionString: url, max: 8 });
-      // As the relay connects (commands/relay.ts): commits do not wait for the WAL flush.
-      const one = new pg.Pool({
-        connectionString: url,
-        max: 1,
-        idleTimeoutMillis: 0,
-        options: '-c synchronous_commit=off',
-      });
-      try {
-        // The receiver is never called: the port only has to make valid target URLs.
-        await createSubscriptions(pool, 9, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
-        for (let r = 0; r < Number(args.rounds); r++) await round(pool, one);
-      } finally {
-        await one.end();
-        await pool.end();
-      }
+  await withScratchDatabase(async (url) => {
+    const pool = new pg.Pool({ connectionString: url, max: 8 });
+    // As the relay connects (commands/relay.ts): commits do not wait for the WAL flush.
+    const one = new pg.Pool({
+      connectionString: url,
+      max: 1,
+      idleTimeoutMillis: 0,
+      options: '-c synchronous_commit=off',
     });
-  } finally {
-    await server?.stop();
-  }
+    try {
+      // The receiver is never called: the port only has to make valid target URLs.
+      await createSubscriptions(pool, 9, 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
+      for (let r = 0; r < Number(args.rounds); r++) await round(pool, one);
+    } finally {
+      await one.end();
+      await pool.end();
+    }
+  });
 }
 
 main().catch((err) => {

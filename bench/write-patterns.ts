@@ -17,9 +17,8 @@
  * PostgreSQL with durable settings.
  */
 import { parseArgs } from 'node:util';
-import { startEmbeddedPostgres } from '@hookbox/devdb';
 import pg from 'pg';
-import { walBytes, withDatabase } from './lib.js';
+import { walBytes, withScratchDatabase } from './lib.js';
 
 const { values: args } = parseArgs({
   options: { batches: { type: 'string', default: '300' }, rounds: { type: 'string', default: '2' } },
@@ -77,47 +76,41 @@ const PATTERNS: Record<string, (lo: number, hi: number) => string[]> = {
 const TABLES: Record<string, string> = { 'A (today)': 'pa', 'B (redesign)': 'pb', 'C (job queue)': 'pc' };
 
 async function main() {
-  const external = process.env.DATABASE_URL;
-  const server = external ? null : await startEmbeddedPostgres({ mode: 'durable' });
-  try {
-    await withDatabase(external ?? (server?.url as string), async (url) => {
-      const pool = new pg.Pool({ connectionString: url, max: 1 });
-      try {
-        await pool.query(SETUP);
-        const done: Record<string, number> = { 'A (today)': 0, 'B (redesign)': 0, 'C (job queue)': 0 };
-        for (let round = 1; round <= ROUNDS; round++) {
-          for (const [name, statements] of Object.entries(PATTERNS)) {
-            await pool.query('CHECKPOINT');
-            const wal0 = await walBytes(pool);
-            const t0 = performance.now();
-            for (let b = 0; b < BATCHES; b++) {
-              const lo = (done[name] as number) + b * ROWS + 1;
-              for (const sql of statements(lo, lo + ROWS - 1)) await pool.query(sql);
-            }
-            const ms = performance.now() - t0;
-            const wal = (await walBytes(pool)) - wal0;
-            done[name] = (done[name] as number) + BATCHES * ROWS;
-            const n = BATCHES * ROWS;
-            console.log(
-              `round ${round} ${name}: ${((ms * 1000) / n).toFixed(0)} µs per delivery, WAL ${(wal / n).toFixed(0)} B per delivery`,
-            );
+  await withScratchDatabase(async (url) => {
+    const pool = new pg.Pool({ connectionString: url, max: 1 });
+    try {
+      await pool.query(SETUP);
+      const done: Record<string, number> = { 'A (today)': 0, 'B (redesign)': 0, 'C (job queue)': 0 };
+      for (let round = 1; round <= ROUNDS; round++) {
+        for (const [name, statements] of Object.entries(PATTERNS)) {
+          await pool.query('CHECKPOINT');
+          const wal0 = await walBytes(pool);
+          const t0 = performance.now();
+          for (let b = 0; b < BATCHES; b++) {
+            const lo = (done[name] as number) + b * ROWS + 1;
+            for (const sql of statements(lo, lo + ROWS - 1)) await pool.query(sql);
           }
+          const ms = performance.now() - t0;
+          const wal = (await walBytes(pool)) - wal0;
+          done[name] = (done[name] as number) + BATCHES * ROWS;
+          const n = BATCHES * ROWS;
+          console.log(
+            `round ${round} ${name}: ${((ms * 1000) / n).toFixed(0)} µs per delivery, WAL ${(wal / n).toFixed(0)} B per delivery`,
+          );
         }
-        const { rows } = await pool.query(
-          `SELECT relname, n_tup_upd::int AS updates, n_tup_hot_upd::int AS hot FROM pg_stat_user_tables
-           WHERE schemaname = 'hookbox' AND relname IN ('pa', 'pb') ORDER BY relname`,
-        );
-        for (const r of rows) {
-          const name = Object.keys(TABLES).find((k) => TABLES[k] === r.relname);
-          console.log(`${name}: ${r.hot} of ${r.updates} completion updates HOT`);
-        }
-      } finally {
-        await pool.end();
       }
-    });
-  } finally {
-    await server?.stop();
-  }
+      const { rows } = await pool.query(
+        `SELECT relname, n_tup_upd::int AS updates, n_tup_hot_upd::int AS hot FROM pg_stat_user_tables
+           WHERE schemaname = 'hookbox' AND relname IN ('pa', 'pb') ORDER BY relname`,
+      );
+      for (const r of rows) {
+        const name = Object.keys(TABLES).find((k) => TABLES[k] === r.relname);
+        console.log(`${name}: ${r.hot} of ${r.updates} completion updates HOT`);
+      }
+    } finally {
+      await pool.end();
+    }
+  });
 }
 
 main().catch((err) => {
