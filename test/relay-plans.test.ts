@@ -49,7 +49,7 @@ describe('prepared relay statements', () => {
     );
     // No ANALYZE here: the plans must hold up even before autovacuum gets round to it.
 
-    const fan = await plan('hookbox_fan_out_v8', "100, 60000, '{}', '', 0, '{}', NULL");
+    const fan = await plan('hookbox_fan_out_v9', "100, 60000, '{}', '', 0, '{}', NULL");
     expect(fan).toContain('events_pending_tenant_idx');
     expect(fan).not.toMatch(/Seq Scan on events/);
     // Ordered events: the deferral probe reads the tenant's pending events below the batch,
@@ -100,7 +100,7 @@ describe('prepared relay statements', () => {
     try {
       for (let i = 0; i < 10; i++) await fanOut(fresh, 1, 60_000, { afterTenant: 'z' });
       const { rows } = await fresh.query(
-        "EXPLAIN (COSTS OFF) EXECUTE hookbox_fan_out_v8(100, 60000, '{}', '', 0, '{}', NULL)",
+        "EXPLAIN (COSTS OFF) EXECUTE hookbox_fan_out_v9(100, 60000, '{}', '', 0, '{}', NULL)",
       );
       const fan = rows.map((r) => r['QUERY PLAN']).join('\n');
       expect(fan).toContain('events_pending_tenant_idx');

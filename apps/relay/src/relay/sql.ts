@@ -249,9 +249,14 @@ const FAN_OUT = `WITH RECURSIVE after_cursor(tenant_id) AS (
     (SELECT tenant_id FROM tenants ORDER BY turn DESC LIMIT 1) AS last_tenant,
     (SELECT jsonb_agg(DISTINCT ev.tenant_id) FROM ev) AS tenants
 )
-SELECT counts.events, counts.matched, counts.ordering_keys, counts.last_tenant, counts.tenants, d.*
+-- The batch's figures once, on the first row (or on the one row when nothing was leased):
+-- the two lists are ~1 kB of JSON on a batch across many tenants, which every delivery row
+-- would otherwise carry and the relay parse again.
+SELECT counts.events, counts.matched, counts.last_tenant,
+  CASE WHEN d.head IS NOT FALSE THEN counts.ordering_keys END AS ordering_keys,
+  CASE WHEN d.head IS NOT FALSE THEN counts.tenants END AS tenants, d.*
 FROM counts LEFT JOIN (
-  SELECT ins.id, e.id AS event_id, e.tenant_id, e.type, e.payload::text AS payload,
+  SELECT row_number() OVER () = 1 AS head, ins.id, e.id AS event_id, e.tenant_id, e.type, e.payload::text AS payload,
     ${TS_ISO} AS created_at, ${TS_MS} AS created_ms,
     ins.subscription_id, s.url, s.secret,
     CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret END AS previous_secret,
@@ -303,11 +308,11 @@ export async function fanOut(
   { afterTenant = '', parkedSubscriptions = [], parkMs = 0, skipTenants = [], onlyTenants = null }: FanOutOptions = {},
 ): Promise<FanOutResult> {
   const { rows } = await db.query({
-    name: 'hookbox_fan_out_v8',
+    name: 'hookbox_fan_out_v9',
     text: FAN_OUT,
     values: [limit, leaseMs, parkedSubscriptions, afterTenant, parkMs, skipTenants, onlyTenants],
   });
-  const first = rows[0] as
+  const first = rows.find((r) => r.head !== false) as
     | {
         events: number;
         matched: number;
