@@ -93,8 +93,8 @@ export function orderingHead(d: string, excludeBatch = ''): string {
 // that commits late), mark them fanned out (also those matching nothing), match the same
 // tenant's active subscriptions (hookbox.matches_any mirrors matchesEventType), and insert
 // their deliveries already leased to this relay, so the first attempt needs no claim of
-// its own. Every row carries the batch's counts; a batch with no deliveries returns one
-// row of counts only.
+// its own. The first row carries the batch's counts and lists; a batch with no deliveries
+// returns one row of them only.
 //
 // Ordered events are numbered here (docs/ordering.md): enqueue drew their pos after taking
 // their key's advisory lock, held to commit, so per key pos order is commit order, and
