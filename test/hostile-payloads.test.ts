@@ -271,6 +271,9 @@ describe('time input: one behaviour everywhere (#11.6, #12.3)', () => {
     ['2023-02-29T00:00:00Z', '2023-02-29 does not exist'],
     ['2024-04-31', '2024-04-31 does not exist'],
     ['275760-09-13T00:00:00Z', 'year must be from 0001 to 9999'],
+    // Written in 9999 and 0001, but the zone carries them over the edge in UTC.
+    ['9999-12-31T23:00:00-05:00', 'in UTC it falls outside the years 0001 to 9999'],
+    ['0001-01-01T00:00:00+01:00', 'in UTC it falls outside the years 0001 to 9999'],
     ['2024-05-01T24:00:00Z', 'is not a time'],
   ])('%s is refused as a date by every reader', async (since, says) => {
     for (const call of [

@@ -52,6 +52,16 @@ export function parseIsoTime(text: string, field: string): Date {
   const date = new Date(m[4] === undefined ? `${t.slice(0, 10)}T00:00:00Z` : t.replace(' ', 'T'));
   if (Number.isNaN(date.getTime()))
     throw new ValidationError(field, 'format', `must be ${FORMS} (got ${JSON.stringify(text)})`);
+  // The zone can carry a time written in 9999 or 0001 over the edge (9999-12-31T23:00-05:00
+  // is in the year 10000 in UTC), which Postgres refuses.
+  const utcYear = date.getUTCFullYear();
+  if (utcYear < 1 || utcYear > 9999) {
+    throw new ValidationError(
+      field,
+      'format',
+      `is out of range: in UTC it falls outside the years 0001 to 9999 (got ${JSON.stringify(text)})`,
+    );
+  }
   return date;
 }
 
