@@ -239,6 +239,10 @@ describe('delivery log', () => {
     expect(replay.body.created).toHaveLength(1);
     const recover = await call(asA, 'POST', '/v1/recover', { body: { dryRun: true } });
     expect(recover.body).toMatchObject({ dryRun: true, alreadyReplayed: 1, replayed: 0 });
+    // "true" as a string is neither a dry run nor a real one: 400 (replay.test.ts shows nothing is replayed).
+    const loose = await call(asA, 'POST', '/v1/recover', { body: { dryRun: 'true' } });
+    expect(loose.status).toBe(400);
+    expect(loose.body.error).toMatchObject({ code: 'invalid_input', field: 'dryRun', rule: 'type' });
   });
 
   it('lists events and one event with its payload; sends a test to one endpoint', async () => {

@@ -379,6 +379,20 @@ describe('recoverDead', () => {
     expect(await count()).toBe(before);
   });
 
+  it('a dryRun that is not a boolean is refused, and nothing is replayed', async () => {
+    const w = await world();
+    const before = await count();
+    for (const dryRun of ['true', 1, 'yes']) {
+      const err = await recoverDead(db.pool, { tenantId: w.t, dryRun: dryRun as never }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ValidationError);
+      expect(err).toMatchObject({ field: 'dryRun', rule: 'type' });
+    }
+    expect(await count()).toBe(before);
+  });
+
   it('replays in batches, respects the limit, and replays nothing twice when run again', async () => {
     const w = await world();
     const progress: number[] = [];

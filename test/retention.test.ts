@@ -171,6 +171,13 @@ describe('cleanup', () => {
       events: 26,
     });
     expect(await totals()).toEqual(start);
+    // A dryRun that is not a boolean (a form's "true") is refused: it never runs for real.
+    const refused = await cleanup(db.pool, { olderThanMs: RETENTION, dryRun: 'true' as never }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(refused).toMatchObject({ name: 'ValidationError', field: 'dryRun', rule: 'type' });
+    expect(await totals()).toEqual(start);
 
     // The real run, 10 rows per statement.
     const steps: { phase: string; deliveries: number; events: number }[] = [];

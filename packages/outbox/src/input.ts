@@ -81,3 +81,10 @@ export function validateScope(input: TenantScope): string | null {
   }
   return validateTenantId(input.tenantId);
 }
+
+/** true or false; undefined/null → null. Anything else (the string "true", 1) is refused, naming `field`. */
+export function validateBoolean(value: unknown, field: string): boolean | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'boolean') throw new ValidationError(field, 'type', 'must be true or false');
+  return value;
+}

@@ -11,7 +11,14 @@
 import { NotFoundError, ValidationError } from './errors.js';
 import { matchesAny } from './event-types.js';
 import { type Executor, runQuery } from './executor.js';
-import { checkInput, deliveryIdRef as deliveryId, intInRange, uuidRef as uuid, validateScope } from './input.js';
+import {
+  checkInput,
+  deliveryIdRef as deliveryId,
+  intInRange,
+  uuidRef as uuid,
+  validateBoolean,
+  validateScope,
+} from './input.js';
 import { notifyRelay } from './notify.js';
 import { epochMs as ts } from './rows.js';
 import type { DeliveryStatus } from './schema.js';
@@ -367,7 +374,7 @@ export async function recoverDead(executor: Executor, input: RecoverDeadInput): 
   const [since, until] = validateTimeRange(input);
   const limit = intIn(input.limit, 'limit', 1, RECOVER_DEFAULTS.maxLimit, Number.POSITIVE_INFINITY);
   const batchSize = intIn(input.batchSize, 'batchSize', 1, RECOVER_DEFAULTS.maxBatchSize, RECOVER_DEFAULTS.batchSize);
-  const dryRun = input.dryRun === true;
+  const dryRun = validateBoolean(input.dryRun, 'dryRun') ?? false;
   if (input.onProgress !== undefined && typeof input.onProgress !== 'function') {
     throw new ValidationError('onProgress', 'type', 'must be a function');
   }

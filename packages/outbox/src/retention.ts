@@ -11,7 +11,7 @@
  */
 import { ValidationError } from './errors.js';
 import { type Executor, runQuery } from './executor.js';
-import { checkInput, intInRange } from './input.js';
+import { checkInput, intInRange, validateBoolean } from './input.js';
 import { epochMs } from './rows.js';
 
 export interface CleanupInput {
@@ -154,7 +154,7 @@ export async function cleanup(executor: Executor, input: CleanupInput): Promise<
   if (input.onBatch !== undefined && typeof input.onBatch !== 'function') {
     throw new ValidationError('onBatch', 'type', 'must be a function');
   }
-  const dryRun = input.dryRun === true;
+  const dryRun = validateBoolean(input.dryRun, 'dryRun') ?? false;
 
   // One cutoff for the whole run, from the database clock (relays and cleanup agree on it).
   const now = await runQuery(executor, `SELECT ${epochMs('now()', 'ms')}`);

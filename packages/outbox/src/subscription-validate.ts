@@ -273,9 +273,3 @@ export function validateEventTypeFilter(value: unknown, field = 'eventType'): st
   }
   return value;
 }
-
-export function validateBoolean(value: unknown, field: string): boolean | null {
-  if (value === undefined || value === null) return null;
-  if (typeof value !== 'boolean') throw new ValidationError(field, 'type', 'must be true or false');
-  return value;
-}

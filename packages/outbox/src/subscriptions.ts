@@ -6,13 +6,12 @@
  */
 import { NotFoundError, ValidationError } from './errors.js';
 import { type Executor, runQuery } from './executor.js';
-import { checkInput, isUuid } from './input.js';
+import { checkInput, isUuid, validateBoolean } from './input.js';
 import { epochMs, toDate } from './rows.js';
 import type { OrderingOnDead, Subscription } from './schema.js';
 import { generateSecret } from './secret.js';
 import {
   SUBSCRIPTION_LIMITS,
-  validateBoolean,
   validateCursor,
   validateEventPatterns,
   validateEventTypeFilter,
