@@ -200,6 +200,10 @@ describe('subscriptions', () => {
     expect(limit.body.error).toMatchObject({ code: 'invalid_input', field: 'limit', rule: 'type' });
     const unknown = await call(asA, 'GET', '/v1/subscriptions', { query: { actve: 'true' } });
     expect(unknown.body.error).toMatchObject({ code: 'invalid_input', field: 'actve', rule: 'unknown' });
+    // The error names the query parameter the caller sent, as the other lists do.
+    const cursor = await call(asA, 'GET', '/v1/subscriptions', { query: { cursor: 'nope' } });
+    expect(cursor.status).toBe(400);
+    expect(cursor.body.error).toMatchObject({ code: 'invalid_input', field: 'cursor', rule: 'format' });
     expect((await call(asA, 'GET', '/v1/subscriptions')).body.items.length).toBe(before);
   });
 });

@@ -11,6 +11,7 @@ import { recoverDead, replayEvent, retryDelivery } from '../replay.js';
 import { sendTest } from '../send-test.js';
 import { WEBHOOK_HEADERS } from '../signing.js';
 import { stats } from '../stats.js';
+import { validateCursor } from '../subscription-validate.js';
 import { circuitState, type SubscriptionRecord, subscriptions } from '../subscriptions.js';
 import { validateTime } from '../time.js';
 import { boolParam, checkQuery, intParam, listParam, objectBody, resolveTenant, single } from './params.js';
@@ -144,7 +145,8 @@ export const ROUTES: Route[] = [
           active: boolParam(req.query, 'active'),
           eventType: single(req.query, 'eventType'),
           limit: intParam(req.query, 'limit'),
-          after: single(req.query, 'cursor'),
+          // checked here so that an error names the query parameter, not the library's `after`
+          after: validateCursor(single(req.query, 'cursor'), 'cursor'),
         }),
       });
       return ok({ items: page.items.map(subscriptionView), nextCursor: page.nextCursor });
