@@ -165,6 +165,22 @@ describe('subscriptions', () => {
     expect((await call(asA, 'GET', `/v1/subscriptions/${id}`)).body.error.code).toBe('not_found');
   });
 
+  it("shows custom headers' names but never their values, and refuses the placeholder as a value", async () => {
+    const got = await call(asA, 'GET', `/v1/subscriptions/${seeded.okSub}`);
+    expect(got.body.headers).toEqual({ authorization: '[redacted]' });
+    const listed = await call(asA, 'GET', '/v1/subscriptions');
+    const patched = await call(asA, 'PATCH', `/v1/subscriptions/${seeded.okSub}`, { body: { description: 'ok' } });
+    expect(patched.status).toBe(200);
+    for (const res of [got, listed, patched]) expect(JSON.stringify(res.body)).not.toContain('s3cr3t');
+    // Sending back what was read would replace the endpoint's token with the placeholder.
+    const back = await call(asA, 'PATCH', `/v1/subscriptions/${seeded.okSub}`, { body: { headers: got.body.headers } });
+    expect(back.status).toBe(400);
+    expect(back.body.error).toMatchObject({ field: 'headers.authorization', rule: 'redacted' });
+    // The value itself is kept for the relay to send (relay-delivery.test.ts: custom headers arrive).
+    const { rows } = await db.pool.query('SELECT headers FROM hookbox.subscriptions WHERE id = $1', [seeded.okSub]);
+    expect(rows[0].headers).toEqual({ authorization: 'Bearer s3cr3t' });
+  });
+
   it('pages with a keyset cursor that walks every row once', async () => {
     const seen: string[] = [];
     let cursor: string | null = null;

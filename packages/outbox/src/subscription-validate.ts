@@ -160,6 +160,11 @@ export function validateHeaders(headers: unknown, field = 'headers'): Record<str
     seen.add(lower);
     const value = headers[name];
     if (typeof value !== 'string') throw new ValidationError(f, 'value_type', 'header value must be a string');
+    if (value === '[redacted]') {
+      // What the API shows in place of a value: a client that sends back what it read would
+      // otherwise replace the endpoint's token with the placeholder.
+      throw new ValidationError(f, 'redacted', 'is the placeholder the API shows for a value; send the real value');
+    }
     if (!HEADER_VALUE_RE.test(value)) {
       const bad = [...value].find((c) => !HEADER_VALUE_RE.test(c)) ?? '';
       const code = `U+${(bad.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;

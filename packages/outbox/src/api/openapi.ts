@@ -40,7 +40,11 @@ const SUBSCRIPTION: Record<string, Schema> = {
   description: nullable('string'),
   previousSecretExpiresAt: timeOrNull,
   rotating: { type: 'boolean', description: 'The previous secret still signs' },
-  headers: headersMap,
+  headers: {
+    ...headersMap,
+    description:
+      'Custom header names, each with the value [redacted]: values often hold tokens (send the whole map to change them)',
+  },
   active: { type: 'boolean' },
   disabledReason: nullable('string'),
   disabledAt: timeOrNull,

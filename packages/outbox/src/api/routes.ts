@@ -63,12 +63,20 @@ const TIME_QUERY = [
   q('until', 'Created before this ISO 8601 time.', { type: 'string' }),
 ];
 
-/** A subscription as the API shows it: without its secrets. */
+/** What the API shows in place of a secret: the signature, custom header values. */
+const REDACTED = '[redacted]';
+
+/**
+ * A subscription as the API shows it: without its secrets, and with its custom headers'
+ * names but not their values (they often hold the receiver's own tokens; the CLI shows them
+ * only with --reveal-headers).
+ */
 export function subscriptionView(s: SubscriptionRecord): Record<string, unknown> {
   const { secret: _secret, previousSecret, ...rest } = s;
   const rotating =
     previousSecret !== null && s.previousSecretExpiresAt !== null && s.previousSecretExpiresAt > new Date();
-  return { ...rest, rotating, circuit: circuitState(s) };
+  const headers = Object.fromEntries(Object.keys(s.headers).map((n) => [n, REDACTED]));
+  return { ...rest, headers, rotating, circuit: circuitState(s) };
 }
 
 const ok = (body: unknown, status = 200): ApiResponse => ({ status, body });
@@ -83,11 +91,11 @@ function tenant(req: RouteRequest, mode: 'required' | 'optional'): string | null
 /** What a delivery's request carried, secrets replaced: signature and custom header values. */
 function requestHeaders(eventId: string, startedAt: Date, custom: Record<string, string>): Record<string, string> {
   const headers: Record<string, string> = {};
-  for (const name of Object.keys(custom)) headers[name.toLowerCase()] = '[redacted]';
+  for (const name of Object.keys(custom)) headers[name.toLowerCase()] = REDACTED;
   headers['content-type'] = 'application/json';
   headers[WEBHOOK_HEADERS.id] = eventId;
   headers[WEBHOOK_HEADERS.timestamp] = String(Math.floor(startedAt.getTime() / 1000));
-  headers[WEBHOOK_HEADERS.signature] = '[redacted]';
+  headers[WEBHOOK_HEADERS.signature] = REDACTED;
   return headers;
 }
 
