@@ -12,9 +12,9 @@ import { describe, expect, it } from 'vitest';
 import { VERSION } from '../apps/relay/src/version.js';
 import { useRelayFixture } from './harness/fixture.js';
 import type { ReceivedRequest } from './harness/receiver.js';
-import { attempts, deliveries, enqueueEvents, waitFor, waitForAllFinal } from './harness/relay.js';
+import { attempts, deliveries, enqueueEvents, startRelay, waitFor, waitForAllFinal } from './harness/relay.js';
 
-const { db, tenant, receiver, relay } = useRelayFixture();
+const { db, defer, tenant, receiver, relay } = useRelayFixture();
 
 function signatureHeaders(req: ReceivedRequest): {
   'webhook-id': string;
@@ -312,5 +312,23 @@ describe('two relays on one database', () => {
     expect(a.relay.stats.delivered).toBeGreaterThan(0);
     expect(b.relay.stats.delivered).toBeGreaterThan(0);
     expect((await attempts(db.pool)).filter((x) => final.some((d) => d.id === x.deliveryId))).toHaveLength(400);
+  });
+});
+
+describe('observers', () => {
+  it('an observer that throws changes nothing that is delivered or recorded', async () => {
+    const rx = await receiver();
+    const t = tenant();
+    await subscriptions.create(db.pool, { tenantId: t, url: rx.url('/ok'), eventTypes: ['*'] });
+    const boom = () => {
+      throw new Error('observer bug');
+    };
+    const r = startRelay(db.url, {}, { observer: { fannedOut: boom, attempt: boom, outcome: boom } });
+    defer(() => r.stop());
+    await enqueueEvents(db.pool, [{ tenantId: t, type: 'message.new', payload: { n: 1 } }]);
+    const [d] = await waitForAllFinal(db.pool, { tenants: [t], atLeast: 1 });
+    expect(d).toMatchObject({ status: 'succeeded', attempts: 1 });
+    expect(rx.requests('/ok')).toHaveLength(1);
+    expect(await attempts(db.pool, d?.id)).toEqual([expect.objectContaining({ attempt: 1, statusCode: 200 })]);
   });
 });

@@ -230,6 +230,14 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       pump();
     }
   }
+  /** Calls an observer hook. Observers must not throw; if one does, it changes nothing here. */
+  function observe(call: () => void): void {
+    try {
+      call();
+    } catch {
+      // ignored: a metric or a log line must not change what is delivered or recorded
+    }
+  }
   const deadlines = new Deadlines();
   const signers = new SignerCache();
   // Subscriptions this relay disabled (410 Gone) -> performance.now() when the disable was
@@ -578,7 +586,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     for (const d of claimed) if (d.orderingKey !== null) orderedClaims.add(d.deliveryId);
     if (lane === mainLane) lanes.batchClaimed(claimed, queue.tenantLoads().size);
     if (events > 0) {
-      observer.fannedOut?.(matched, events - matched, tenants);
+      observe(() => observer.fannedOut?.(matched, events - matched, tenants));
       logger.debug(
         {
           events,
@@ -695,11 +703,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         );
         break;
     }
-    try {
-      observer.subscriptionChange?.(c);
-    } catch {
-      // Observers must not throw; if one does, it changes nothing here.
-    }
+    observe(() => observer.subscriptionChange?.(c));
   }
 
   /** Hands claims back (attempt count restored); stop() waits for these before returning. */
@@ -725,11 +729,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         'delivery failed inside the relay',
       );
       recorder.add(finalOutcome(d, 'dead', 'internal', clean((err as Error)?.message ?? String(err))));
-      try {
-        observer.outcome?.(d, 'dead');
-      } catch {
-        // Observers must not throw; if one does, it changes nothing here.
-      }
+      observe(() => observer.outcome?.(d, 'dead'));
       return 'none';
     }
   }
@@ -761,7 +761,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     if (prepared.kind === 'final') {
       if (prepared.observed === 'dead') logger.warn({ ...log }, `delivery refused: ${prepared.reason}`);
       recorder.add(prepared.outcome);
-      observer.outcome?.(d, prepared.observed);
+      observe(() => observer.outcome?.(d, prepared.observed));
       return 'none';
     }
     // A subscription's own timeout may shorten the relay's, never lengthen it: the lease
@@ -776,7 +776,7 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       maxDrainBytes: 64 * 1024,
     });
     stats.attempts++;
-    observer.attempt?.(d, attempt.result, attempt.durationMs);
+    observe(() => observer.attempt?.(d, attempt.result, attempt.durationMs));
     const { decision, outcome, feedback } = completeDispatch(d, attempt, prepared.startedAt, retryPolicy(d), {
       cut: cutting,
     });
@@ -786,22 +786,22 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       case 'succeeded':
         stats.delivered++;
         logger.debug({ ...log, status, durationMs }, 'delivered');
-        observer.outcome?.(d, 'succeeded');
+        observe(() => observer.outcome?.(d, 'succeeded'));
         break;
       case 'retry':
         logger.info(
           { ...log, status, errorClass, durationMs, retryInMs: outcome.delayMs },
           `attempt failed: ${decision.reason}; will retry`,
         );
-        observer.outcome?.(d, 'retry');
+        observe(() => observer.outcome?.(d, 'retry'));
         break;
       case 'dead':
         logger.warn({ ...log, status, errorClass, durationMs }, `delivery dead: ${decision.reason}`);
-        observer.outcome?.(d, 'dead');
+        observe(() => observer.outcome?.(d, 'dead'));
         break;
       case 'disable': {
         logger.warn({ ...log, status, durationMs }, `subscription disabled: ${decision.reason}`);
-        observer.outcome?.(d, 'disabled');
+        observe(() => observer.outcome?.(d, 'disabled'));
         goneAt.set(d.subscriptionId, performance.now());
         await pRetry(
           () => disableSubscription(db, d.subscriptionId, decision.reason, d.deliveryId),
