@@ -172,6 +172,23 @@ describe('DispatchQueue', () => {
     expect(q.parkedSubscriptions()).toEqual([]);
   });
 
+  it('forgets an endpoint idle for five minutes, its slow flag and lowered limit with it, when the buffer is empty', () => {
+    const { q, clock } = setup();
+    q.push(many(1, 'a', 'http://e'));
+    const [d] = q.schedule().start;
+    clock.now = 1_500;
+    q.finish(d as Dispatchable, 'overload');
+    expect(q.slowEndpoints()).toEqual(['http://e']);
+    expect(q.endpointLimit('http://e')).toBe(2);
+    clock.now = 1_500 + 4 * 60_000;
+    q.pruneIdle();
+    expect(q.slowEndpoints()).toEqual(['http://e']);
+    clock.now = 1_500 + 5 * 60_000 + 1;
+    q.pruneIdle();
+    expect(q.slowEndpoints()).toEqual([]);
+    expect(q.endpointLimit('http://e')).toBeUndefined();
+  });
+
   it('a slow endpoint that answers fast again returns to the main pool', () => {
     const { q, clock } = setup();
     q.push(many(1, 'a', 'http://e'));

@@ -425,7 +425,16 @@ export class DispatchQueue<T extends Dispatchable> {
     if (tookMs >= this.options.slowAfterMs) ep.slow = true;
   }
 
-  /** Forgets endpoints idle for a while (nothing in flight, unused for IDLE_ENDPOINT_MS). */
+  /**
+   * Forgets endpoints idle for a while (nothing in flight, unused for IDLE_ENDPOINT_MS), with
+   * their slow flag and lowered limit. A full schedule does it; the relay also calls it on
+   * its poll tick, since with an empty buffer no full schedule runs and every origin ever
+   * seen would stay.
+   */
+  pruneIdle(): void {
+    this.prune(this.clock());
+  }
+
   private prune(now: number): void {
     for (const [origin, e] of this.endpoints) {
       if (e.inFlight === 0 && now - e.lastUsed > IDLE_ENDPOINT_MS) this.endpoints.delete(origin);

@@ -856,6 +856,11 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       // Re-sort the buffer on every tick too: work stuck behind a slow endpoint is handed
       // back here even when no delivery finishes to trigger it.
       if (queue.length > 0) startQueued(true);
+      else queue.pruneIdle();
+      // A 410's disable time matters only to claims taken before it, which are stale a lease later.
+      for (const [subscriptionId, at] of goneAt) {
+        if (performance.now() - at > options.leaseMs) goneAt.delete(subscriptionId);
+      }
       pump(true);
       if (performance.now() - lastSweepAt >= ORDERING_SWEEP_MS) {
         lastSweepAt = performance.now();
