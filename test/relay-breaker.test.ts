@@ -8,10 +8,18 @@ import { subscriptions } from '@hookbox/outbox';
 import { describe, expect, it } from 'vitest';
 import { createMetricsRegistry } from '../apps/relay/src/metrics/metrics.js';
 import { sampleGauges } from '../apps/relay/src/metrics/sampler.js';
+import { recordOutcomes } from '../apps/relay/src/relay/sql.js';
 import { envWithout, runCli } from './harness/cli.js';
 import { useRelayFixture } from './harness/fixture.js';
 import type { ReceivedRequest } from './harness/receiver.js';
-import { deliveries, enqueueEvents, type TestRelayOptions, waitFor, waitForAllFinal } from './harness/relay.js';
+import {
+  attemptOutcome,
+  deliveries,
+  enqueueEvents,
+  type TestRelayOptions,
+  waitFor,
+  waitForAllFinal,
+} from './harness/relay.js';
 
 const fx = useRelayFixture();
 const { db } = fx;
@@ -217,5 +225,71 @@ describe('circuit breaker', () => {
     expect(enabled.resumedDeliveries).toBe(3);
     await waitForAllFinal(db.pool, { tenants: [t], atLeast: 3 });
     expect(rx.requests('/ep')).toHaveLength(3);
+  });
+});
+
+describe('attempts the relay itself cut off', () => {
+  it('are logged but move neither the failure streak nor the circuit', async () => {
+    const t = tenant();
+    const cutSub = await subscriptions.create(db.pool, {
+      tenantId: t,
+      url: 'https://example.com/cut',
+      eventTypes: ['*'],
+    });
+    const failSub = await subscriptions.create(db.pool, {
+      tenantId: t,
+      url: 'https://example.com/fail',
+      eventTypes: ['*'],
+    });
+    const events = await enqueueEvents(
+      db.pool,
+      Array.from({ length: 4 }, (_, i) => ({ tenantId: t, type: 'a.b', payload: { i } })),
+    );
+    const claimed = async (sub: string) =>
+      (
+        await db.pool.query<{ id: string }>(
+          `INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, attempts)
+           SELECT e, $2, $3, 1 FROM unnest($1::uuid[]) e RETURNING id`,
+          [events, sub, t],
+        )
+      ).rows.map((r) => Number(r.id));
+    const failed = (id: number, sub: string, countsForBreaker: boolean) =>
+      attemptOutcome(id, sub, {
+        status: 'pending',
+        delayMs: 0,
+        statusCode: null,
+        errorClass: 'network',
+        errorMessage: 'cut off by relay shutdown (socket closed)',
+        countsForBreaker,
+      });
+    const breaker = { failAfter: 3, cooldownMs: 400, maxCooldownMs: 800, disableAfterMs: 1 };
+    const cut = await claimed(cutSub.id);
+    await recordOutcomes(
+      db.pool,
+      cut.map((id) => failed(id, cutSub.id, false)),
+      breaker,
+    );
+    expect(await circuit(cutSub.id)).toMatchObject({
+      failure_streak: 0,
+      circuit_open_until: null,
+      failing_since: null,
+    });
+    const { rows } = await db.pool.query('SELECT active FROM hookbox.subscriptions WHERE id = $1', [cutSub.id]);
+    expect(rows[0].active).toBe(true);
+    const logged = await db.pool.query(
+      'SELECT count(*)::int AS n FROM hookbox.delivery_attempts WHERE delivery_id = ANY($1)',
+      [cut],
+    );
+    expect(logged.rows[0].n).toBe(4);
+    // The same failures from the endpoint itself open the circuit.
+    const real = await claimed(failSub.id);
+    await recordOutcomes(
+      db.pool,
+      real.map((id) => failed(id, failSub.id, true)),
+      breaker,
+    );
+    const open = await circuit(failSub.id);
+    expect(open.failure_streak).toBe(4);
+    expect(open.circuit_open_until).not.toBeNull();
   });
 });

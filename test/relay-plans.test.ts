@@ -68,10 +68,10 @@ describe('prepared relay statements', () => {
     // Recording a batch looks each delivery up by primary key: never a scan of the pending
     // rows (the due index) or of the whole table, whose size grows with the backlog.
     const record = await plan(
-      'hookbox_record_v5',
+      'hookbox_record_v6',
       `'{1,2}'::bigint[], '{1,1}'::int[], '{succeeded,succeeded}'::text[], '{0,0}'::bigint[], '{200,200}'::int[],
        '{NULL,NULL}'::text[], '{NULL,NULL}'::text[], ARRAY[now(), now()], '{1,1}'::int[], '{NULL,NULL}'::text[],
-       ARRAY['${rows[0]?.id}', '${rows[0]?.id}']::uuid[], '{t,t}'::bool[], 2, 5, 30000, 300000, NULL, 'pending'`,
+       ARRAY['${rows[0]?.id}', '${rows[0]?.id}']::uuid[], '{t,t}'::bool[], 2, 5, 30000, 300000, NULL, 'pending', '{t,t}'::bool[]`,
     );
     expect(record).not.toMatch(/Seq Scan on deliveries|deliveries_due_idx|Bitmap Heap Scan on deliveries/);
     // Promoting the successors of ordered deliveries reads only their keys' chains.
@@ -141,10 +141,10 @@ describe('prepared relay statements', () => {
         [sub],
       );
       const { rows } = await fresh.query(
-        `EXPLAIN (COSTS OFF) EXECUTE hookbox_record_v5(
+        `EXPLAIN (COSTS OFF) EXECUTE hookbox_record_v6(
            '{1,2}'::bigint[], '{1,1}'::int[], '{succeeded,succeeded}'::text[], '{0,0}'::bigint[], '{200,200}'::int[],
            '{NULL,NULL}'::text[], '{NULL,NULL}'::text[], ARRAY[now(), now()], '{1,1}'::int[], '{NULL,NULL}'::text[],
-           ARRAY['${sub}', '${sub}']::uuid[], '{t,t}'::bool[], 2, 5, 30000, 300000, NULL, 'pending')`,
+           ARRAY['${sub}', '${sub}']::uuid[], '{t,t}'::bool[], 2, 5, 30000, 300000, NULL, 'pending', '{t,t}'::bool[])`,
       );
       const record = rows.map((r) => r['QUERY PLAN']).join('\n');
       expect(record).toContain('deliveries_pkey on deliveries d');

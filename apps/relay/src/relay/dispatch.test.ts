@@ -121,7 +121,7 @@ describe('completeDispatch', () => {
     });
     expect(plain.feedback).toBe('overload');
     const cut = completeDispatch(claim({ attempt: 3 }), attempt(result), at, policy, { cut: true });
-    expect(cut.outcome).toMatchObject({ status: 'pending', delayMs: 0 });
+    expect(cut.outcome).toMatchObject({ status: 'pending', delayMs: 0, countsForBreaker: false });
     expect(cut.outcome.errorMessage).toBe('cut off by relay shutdown (no complete response)');
     expect(cut.feedback).toBe('none');
   });

@@ -123,6 +123,7 @@ export function completeDispatch(
     durationMs: attempt.durationMs,
     excerpt: attempt.excerpt === null ? null : clean(attempt.excerpt),
     attempted: true,
+    countsForBreaker: !cut,
   };
   return { decision, outcome, feedback: cut ? 'none' : feedbackOf(result) };
 }

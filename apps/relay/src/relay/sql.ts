@@ -452,6 +452,11 @@ export interface Outcome {
   excerpt: string | null;
   /** False when no HTTP request was made (nothing goes to delivery_attempts). */
   attempted: boolean;
+  /**
+   * False for an attempt that says nothing about the endpoint: the relay's own shutdown cut
+   * it off. It is logged, but moves neither the circuit breaker nor auto-disable. Default true.
+   */
+  countsForBreaker?: boolean;
 }
 
 // Fenced: only the claim that still owns the row (same attempt number, still pending)
@@ -478,9 +483,9 @@ export interface Outcome {
 // deliveries then removes the attempts with it. A delivery already deleted gets no log.
 const RECORD = `WITH o AS (
   SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::int[], $6::text[], $7::text[],
-                       $8::timestamptz[], $9::int[], $10::text[], $11::uuid[], $12::bool[])
+                       $8::timestamptz[], $9::int[], $10::text[], $11::uuid[], $12::bool[], $19::bool[])
     AS o(id, attempt, status, delay_ms, status_code, error_class, error_message, started_at, duration_ms,
-         excerpt, subscription_id, attempted)
+         excerpt, subscription_id, attempted, counts)
   LIMIT $13
 ), upd AS (
   UPDATE hookbox.deliveries d SET
@@ -510,7 +515,7 @@ const RECORD = `WITH o AS (
          max(o.started_at) FILTER (WHERE o.error_class IS NULL) AS last_ok,
          max(o.started_at) FILTER (WHERE o.error_class IS NOT NULL) AS last_fail,
          min(o.started_at) FILTER (WHERE o.error_class IS NOT NULL) AS first_fail
-  FROM o WHERE o.attempted GROUP BY o.subscription_id
+  FROM o WHERE o.attempted AND o.counts GROUP BY o.subscription_id
 ), next AS (
   -- The breaker and auto-disable (README "Fairness"): a success closes the circuit; a
   -- failure opens it once the streak reaches $14, or reopens a half-open one (the probe
@@ -606,7 +611,7 @@ export async function recordOutcomes(
   breaker: BreakerSettings = DEFAULT_BREAKER,
 ): Promise<RecordResult> {
   const { rows } = await db.query({
-    name: 'hookbox_record_v5',
+    name: 'hookbox_record_v6',
     text: RECORD,
     values: [
       outcomes.map((o) => o.deliveryId),
@@ -627,6 +632,7 @@ export async function recordOutcomes(
       breaker.maxCooldownMs,
       breaker.disableAfterMs,
       'pending',
+      outcomes.map((o) => o.countsForBreaker !== false),
     ],
   });
   const changed = new Set<number>();
