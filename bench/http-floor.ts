@@ -8,9 +8,8 @@
  *   pnpm exec tsx bench/http-floor.ts [--requests 60000] [--runs 3]
  */
 import { parseArgs } from 'node:util';
-import { generateSecret } from '@hookbox/outbox';
-import { hostCpuMs, processCpuMs, Receiver, waitFor } from './lib.js';
-import { type Job, jobsOf, PEER_CONCURRENCY, Sender } from './peers.js';
+import { hostCpuMs, processCpuMs, type Receiver, waitFor } from './lib.js';
+import { type Job, jobsOf, PEER_CONCURRENCY, type Sender, withSender } from './peers.js';
 
 const { values: args } = parseArgs({
   options: { requests: { type: 'string', default: '60000' }, runs: { type: 'string', default: '3' } },
@@ -46,15 +45,9 @@ async function run(receiver: Receiver, sender: Sender): Promise<void> {
 }
 
 async function main() {
-  const secret = generateSecret();
-  const receiver = await Receiver.start(secret);
-  const sender = new Sender(secret, receiver.port);
-  try {
+  await withSender(async (receiver, sender) => {
     for (let i = 0; i < Number(args.runs); i++) await run(receiver, sender);
-  } finally {
-    await sender.close();
-    receiver.stop();
-  }
+  });
 }
 
 main().catch((err) => {

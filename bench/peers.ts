@@ -11,12 +11,12 @@
  *  - pg-boss: batches of 16 fetched by 2 local workers (32 at a time), continuous fetching
  *    while batches come back full (burstWhenBatchFull), LISTEN/NOTIFY wake-up.
  */
-import { createSigner, uuidv7 } from '@hookbox/outbox';
+import { createSigner, generateSecret, uuidv7 } from '@hookbox/outbox';
 import { Logger, makeWorkerUtils, type Runner, run, type WorkerUtils } from 'graphile-worker';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { Agent } from 'undici';
-import { type DrainCost, measureDrain, processCpuMs, type Receiver, waitFor } from './lib.js';
+import { type DrainCost, measureDrain, processCpuMs, Receiver, waitFor } from './lib.js';
 import { PRODUCERS, payload, ROUTES, TENANTS } from './many-tenants.js';
 
 export const PEER_CONCURRENCY = 32;
@@ -70,6 +70,21 @@ export class Sender {
   }
   close() {
     return this.agent.close();
+  }
+}
+
+/** Runs `fn` with the bench receiver and a `Sender` to it, and stops both after. */
+export async function withSender<T>(
+  fn: (receiver: Receiver, sender: Sender, secret: string) => Promise<T>,
+): Promise<T> {
+  const secret = generateSecret();
+  const receiver = await Receiver.start(secret);
+  const sender = new Sender(secret, receiver.port);
+  try {
+    return await fn(receiver, sender, secret);
+  } finally {
+    await sender.close();
+    receiver.stop();
   }
 }
 

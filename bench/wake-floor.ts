@@ -15,12 +15,12 @@
  * PostgreSQL with durable settings.
  */
 import { parseArgs } from 'node:util';
-import { createOutbox, generateSecret, NOTIFY_CHANNEL, notifyRelay } from '@hookbox/outbox';
+import { createOutbox, NOTIFY_CHANNEL, notifyRelay } from '@hookbox/outbox';
 import pg from 'pg';
 import { fanOut } from '../apps/relay/src/relay/sql.js';
-import { Receiver, withScratchDatabase } from './lib.js';
+import { withScratchDatabase } from './lib.js';
 import { createSubscriptions, eventOwner, payload } from './many-tenants.js';
-import { jobsOf, Sender } from './peers.js';
+import { jobsOf, withSender } from './peers.js';
 
 const { values: args } = parseArgs({
   options: { events: { type: 'string', default: '1000' }, rate: { type: 'string', default: '200' } },
@@ -37,10 +37,7 @@ const line = (what: string, xs: number[]) =>
   console.log(`${what.padEnd(46)} p50 ${pct(xs, 50).toFixed(2)} ms · p99 ${pct(xs, 99).toFixed(2)} ms`);
 
 async function main() {
-  const secret = generateSecret();
-  const receiver = await Receiver.start(secret);
-  const sender = new Sender(secret, receiver.port);
-  try {
+  await withSender(async (receiver, sender, secret) => {
     await withScratchDatabase(async (url) => {
       const pool = new pg.Pool({ connectionString: url, max: 4 });
       // Set up as the relay's connections are.
@@ -109,10 +106,7 @@ async function main() {
         await pool.end();
       }
     });
-  } finally {
-    await sender.close();
-    receiver.stop();
-  }
+  });
 }
 
 main().catch((err) => {

@@ -23,6 +23,17 @@ const { db, defer, tenant: newTenant, receiver } = useRelayFixture();
 afterAll(killCliRelays);
 const tenant = () => newTenant('rob');
 
+/** Blocks inserts into the attempt log (as a long migration or lock contention would) until the returned client rolls back. */
+async function blockAttemptLog() {
+  const blocker = await db.pool.connect();
+  defer(async () => {
+    await blocker.query('ROLLBACK').catch(() => {});
+    blocker.release();
+  });
+  await blocker.query('BEGIN');
+  await blocker.query('LOCK TABLE hookbox.delivery_attempts IN SHARE MODE');
+  return blocker;
+}
 describe('relay robustness', () => {
   it('records a response body containing NUL (stripped) and keeps recording everything else', async () => {
     const r = await receiver();
@@ -80,15 +91,8 @@ describe('relay robustness', () => {
     const r = await receiver();
     const t = tenant();
     await subscriptions.create(db.pool, { tenantId: t, url: r.url('/once'), eventTypes: ['*'] });
-    // Block inserts into the attempt log (as a long migration or lock contention would)
-    // for longer than the lease.
-    const blocker = await db.pool.connect();
-    defer(async () => {
-      await blocker.query('ROLLBACK').catch(() => {});
-      blocker.release();
-    });
-    await blocker.query('BEGIN');
-    await blocker.query('LOCK TABLE hookbox.delivery_attempts IN SHARE MODE');
+    // Writes blocked for longer than the lease.
+    const blocker = await blockAttemptLog();
     const relay = startRelay(db.url, { leaseMs: 1_500, requestTimeoutMs: 500 });
     defer(() => relay.stop());
     await enqueueEvents(
@@ -109,13 +113,7 @@ describe('relay robustness', () => {
     const r = await receiver();
     const t = tenant();
     await subscriptions.create(db.pool, { tenantId: t, url: r.url('/pile'), eventTypes: ['*'] });
-    const blocker = await db.pool.connect();
-    defer(async () => {
-      await blocker.query('ROLLBACK').catch(() => {});
-      blocker.release();
-    });
-    await blocker.query('BEGIN');
-    await blocker.query('LOCK TABLE hookbox.delivery_attempts IN SHARE MODE');
+    const blocker = await blockAttemptLog();
     const EVENTS = 1_500;
     const relay = startRelay(db.url, { concurrency: 16 });
     defer(() => relay.stop());
