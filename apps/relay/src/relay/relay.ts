@@ -53,8 +53,6 @@ const INITIAL_ENDPOINT_LIMIT = 4;
 const MAX_BUFFER = 4;
 /** After a claim that left full tenants out found nothing, how long before the next one (without a wake-up). */
 const FULL_RECHECK_MS = 20;
-/** Rounds (of --concurrency) of unwritten outcomes beyond which the relay claims nothing new. */
-const UNWRITTEN_ROUNDS = 8;
 /** Work for a slow or failing endpoint is handed back for this long, its subscription left out of due claims meanwhile. */
 const PARK_MS = 5_000;
 /**
@@ -158,11 +156,6 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   const orderedClaims = new Set<number>();
   let lastSweepAt = performance.now();
   recorder.afterWrite = async (batch) => {
-    // Claims held back while outcomes piled up (see pump) go on as soon as a write lands.
-    if (heldForRecorder && recorder.healthy && recorder.backlog <= maxUnwritten()) {
-      heldForRecorder = false;
-      setImmediate(() => pump());
-    }
     const finished: number[] = [];
     for (const o of batch) {
       if (!orderedClaims.delete(o.deliveryId)) continue;
@@ -285,8 +278,6 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   /** When a claim that left full tenants out found nothing; and whether a wake-up came since. */
   let emptyFanOutAt = Number.NEGATIVE_INFINITY;
   let woken = false;
-  /** pump() held claims back because outcomes could not be written (see pump). */
-  let heldForRecorder = false;
   /** A wake-up or poll tick came since the last small round for tenants below their share (pumpUnderShare); whether that round found events. */
   let underShareWoken = false;
   let underShareFound = false;
@@ -318,13 +309,6 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     if (!running) return;
     if (claiming) {
       again = true;
-      return;
-    }
-    // Outcomes that cannot be written (a failing or stuck write) pile up in memory, and the
-    // deliveries they belong to are sent again once their leases run out: claim nothing new
-    // while they do. The write that lands resumes claiming (recorder.afterWrite).
-    if (!recorder.healthy || recorder.backlog > maxUnwritten()) {
-      heldForRecorder = true;
       return;
     }
     // Buffer up to one more round beyond what is in flight, so the next claim overlaps the
@@ -507,11 +491,6 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     queue.push(due);
     startQueued();
     return events + due.length;
-  }
-
-  /** Unwritten outcomes beyond which no new work is claimed (see pump): several rounds' worth. */
-  function maxUnwritten(): number {
-    return Math.max(UNWRITTEN_ROUNDS * options.concurrency, 1_000);
   }
 
   /** Subscriptions claims leave out now: for PARK_MS, and then for as long as their endpoint still holds them (lanes.ts). */
