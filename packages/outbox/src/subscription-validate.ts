@@ -123,6 +123,9 @@ export function validateEventPatterns(patterns: unknown, field = 'eventTypes'): 
 }
 
 /** Custom request headers: at most 20, valid names, not reserved, safe values. */
+/** What the API shows in place of a secret (a custom header's value, a signature); never a header value itself. */
+export const REDACTED = '[redacted]';
+
 export function validateHeaders(headers: unknown, field = 'headers'): Record<string, string> {
   if (!isPlainObject(headers)) {
     throw new ValidationError(field, 'type', 'must be an object of header name to string value');
@@ -160,7 +163,7 @@ export function validateHeaders(headers: unknown, field = 'headers'): Record<str
     seen.add(lower);
     const value = headers[name];
     if (typeof value !== 'string') throw new ValidationError(f, 'value_type', 'header value must be a string');
-    if (value === '[redacted]') {
+    if (value === REDACTED) {
       // What the API shows in place of a value: a client that sends back what it read would
       // otherwise replace the endpoint's token with the placeholder.
       throw new ValidationError(f, 'redacted', 'is the placeholder the API shows for a value; send the real value');

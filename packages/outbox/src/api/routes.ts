@@ -11,7 +11,7 @@ import { recoverDead, replayEvent, retryDelivery } from '../replay.js';
 import { sendTest } from '../send-test.js';
 import { WEBHOOK_HEADERS } from '../signing.js';
 import { stats } from '../stats.js';
-import { validateCursor } from '../subscription-validate.js';
+import { REDACTED, validateCursor } from '../subscription-validate.js';
 import { circuitState, type SubscriptionRecord, subscriptions } from '../subscriptions.js';
 import { validateTime } from '../time.js';
 import { boolParam, checkQuery, intParam, listParam, objectBody, resolveTenant, single } from './params.js';
@@ -62,9 +62,6 @@ const TIME_QUERY = [
   q('since', 'Created at or after this ISO 8601 time.', { type: 'string' }),
   q('until', 'Created before this ISO 8601 time.', { type: 'string' }),
 ];
-
-/** What the API shows in place of a secret: the signature, custom header values. */
-const REDACTED = '[redacted]';
 
 /**
  * A subscription as the API shows it: without its secrets, and with its custom headers'
