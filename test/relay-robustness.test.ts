@@ -109,6 +109,50 @@ describe('relay robustness', () => {
     expect(new Set(ids).size).toBe(4);
   });
 
+  it('claims nothing new while outcomes pile up unwritten, in either lane, and goes on once they are written', async () => {
+    const r = await receiver();
+    // Two tenants, the first with four endpoints: a batch then holds 32 or more of its
+    // deliveries while the other tenant has work, which sends it to the side lane (lanes.ts):
+    // both lanes fan out while the writes are blocked.
+    const tenants = [tenant(), tenant()];
+    const [a, b] = tenants as [string, string];
+    const paths = { '/a1': a, '/a2': a, '/a3': a, '/a4': a, '/b': b };
+    for (const [path, t] of Object.entries(paths)) {
+      await subscriptions.create(db.pool, { tenantId: t, url: r.url(path), eventTypes: ['*'] });
+    }
+    const EVENTS = 600;
+    const DELIVERIES = 5 * EVENTS;
+    // The relay first, so that cleanup releases the lock before it stops the relay (whose
+    // stop waits for its blocked write).
+    const relay = startRelay(db.url, { concurrency: 16 });
+    defer(() => relay.stop());
+    const blocker = await blockAttemptLog();
+    await enqueueEvents(
+      db.pool,
+      Array.from({ length: 2 * EVENTS }, (_, i) => ({ tenantId: i % 2 ? a : b, type: 'a.b', payload: { i } })),
+    );
+    // Writes are blocked: the relay stops claiming once 1,000 outcomes wait (at concurrency
+    // 16 the floor of the bound), plus what it had claimed by then: the buffer (at most
+    // twice four rounds), one round in flight and a claim under way in each lane (a batch
+    // each). Before, it sent all 3,000.
+    await r.waitFor((all) => all.length >= 1_000, { what: 'the first thousand sends' });
+    let seen = -1;
+    while (seen !== r.requests().length) {
+      seen = r.requests().length;
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    expect(seen).toBeLessThanOrEqual(1_000 + 2 * 4 * 16 + 16 + 2 * 50);
+    await blocker.query('ROLLBACK');
+    const rows = await waitForAllFinal(db.pool, { atLeast: DELIVERIES, tenants });
+    expect(rows.filter((d) => d.status === 'succeeded')).toHaveLength(DELIVERIES);
+    // Each delivery sent once: no lease ran out while its outcome waited.
+    for (const path of Object.keys(paths)) {
+      const ids = r.requests(path).map((q) => q.headers['webhook-id']);
+      expect(ids).toHaveLength(EVENTS);
+      expect(new Set(ids).size).toBe(EVENTS);
+    }
+  }, 60_000);
+
   it('ends a delivery whose stored secret no longer parses as dead, and keeps running', async () => {
     const r = await receiver();
     const t = tenant();

@@ -49,6 +49,11 @@ export class Recorder {
     return this.buffer.length + (this.flushing ? 1 : 0);
   }
 
+  /** How many outcomes are known here and not yet written (buffered or being written). */
+  get backlog(): number {
+    return this.unwritten.size;
+  }
+
   /** Ids of deliveries whose outcome waits to be written (they must not be claimed again). */
   unwrittenIds(): number[] {
     return [...this.unwritten];

@@ -53,6 +53,8 @@ const INITIAL_ENDPOINT_LIMIT = 4;
 const MAX_BUFFER = 4;
 /** After a claim that left full tenants out found nothing, how long before the next one (without a wake-up). */
 const FULL_RECHECK_MS = 20;
+/** Rounds (of --concurrency) of unwritten outcomes beyond which the relay claims nothing new. */
+const UNWRITTEN_ROUNDS = 8;
 /** Work for a slow or failing endpoint is handed back for this long, its subscription left out of due claims meanwhile. */
 const PARK_MS = 5_000;
 /**
@@ -156,6 +158,12 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   const orderedClaims = new Set<number>();
   let lastSweepAt = performance.now();
   recorder.afterWrite = async (batch) => {
+    // Claims held back while outcomes piled up (see pump) go on as soon as a write lands.
+    if (heldForRecorder && !claimsHeld()) {
+      heldForRecorder = false;
+      logger.info({ unwritten: recorder.backlog }, 'outcomes are being written again; claiming resumes');
+      setImmediate(() => pump());
+    }
     const finished: number[] = [];
     for (const o of batch) {
       if (!orderedClaims.delete(o.deliveryId)) continue;
@@ -211,8 +219,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       const now = performance.now();
       return promoteHeads(db, keys, deliveryIds, sweep, {
         leaseMs: options.leaseMs,
-        // Nothing is leased while outcomes cannot be written (as for due claims, see claim()).
-        limit: running && recorder.healthy ? Math.max(0, bufferRoom()) : 0,
+        // Nothing is leased while outcomes cannot be written (see claimsHeld()).
+        limit: running && !claimsHeld() ? Math.max(0, bufferRoom()) : 0,
         excludeSubscriptions: [...parkedSubscriptions(), ...rateWaiting(now)],
       });
     }, dbRetry('promote'));
@@ -278,6 +286,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   /** When a claim that left full tenants out found nothing; and whether a wake-up came since. */
   let emptyFanOutAt = Number.NEGATIVE_INFINITY;
   let woken = false;
+  /** pump() held claims back because outcomes could not be written (see pump). */
+  let heldForRecorder = false;
   /** A wake-up or poll tick came since the last small round for tenants below their share (pumpUnderShare); whether that round found events. */
   let underShareWoken = false;
   let underShareFound = false;
@@ -309,6 +319,11 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     if (!running) return;
     if (claiming) {
       again = true;
+      return;
+    }
+    // Outcomes that cannot be written: claim nothing new (see claimsHeld).
+    if (claimsHeld()) {
+      holdClaims();
       return;
     }
     // Buffer up to one more round beyond what is in flight, so the next claim overlaps the
@@ -385,8 +400,12 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     if (!running || sideClaiming || side.size === 0) return;
     const fullSet = new Set(full);
     if ([...side].every((t) => fullSet.has(t))) return;
+    if (claimsHeld()) {
+      holdClaims();
+      return;
+    }
     const free = bufferRoom();
-    if (free < 1 || !recorder.healthy) return;
+    if (free < 1) return;
     const only = [...side].filter((t) => !fullSet.has(t));
     sideClaiming = true;
     pRetry(
@@ -466,9 +485,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     // took it from 2 to 20 ms in 10 s).
     const now = performance.now();
     const recheckMs = Math.min(options.pollIntervalMs, Math.max(DUE_RECHECK_MS, 10 * lastDueLookMs));
-    // While outcomes cannot be written, claim no retries: this relay's own unwritten rows
-    // would come back due once their leases ran out, and be sent again.
-    const lookForDue = withDue && running && recorder.healthy && now - dueDrainedAt >= recheckMs;
+    // While outcomes cannot be written, claim no retries (claimsHeld()).
+    const lookForDue = withDue && running && !claimsHeld() && now - dueDrainedAt >= recheckMs;
     const due = lookForDue
       ? await pRetry(
           () =>
@@ -491,6 +509,31 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     queue.push(due);
     startQueued();
     return events + due.length;
+  }
+
+  /** Unwritten outcomes beyond which no new work is claimed (see claimsHeld): several rounds' worth. */
+  function maxUnwritten(): number {
+    return Math.max(UNWRITTEN_ROUNDS * options.concurrency, 1_000);
+  }
+
+  /**
+   * Whether outcomes cannot be written now: writes failing, or more than maxUnwritten()
+   * waiting (a write stuck on a lock). Claim nothing then — no fan-out in either lane, no
+   * due retries, no promoted heads: the outcomes would pile up in memory, and this relay's
+   * own unwritten deliveries would come back due once their leases ran out and be sent
+   * again. The write that lands resumes claiming (recorder.afterWrite).
+   */
+  function claimsHeld(): boolean {
+    return !recorder.healthy || recorder.backlog > maxUnwritten();
+  }
+
+  function holdClaims(): void {
+    if (heldForRecorder) return;
+    heldForRecorder = true;
+    logger.warn(
+      { unwritten: recorder.backlog, writing: recorder.healthy },
+      'outcomes are not being written; claiming nothing new until they are',
+    );
   }
 
   /** Subscriptions claims leave out now: for PARK_MS, and then for as long as their endpoint still holds them (lanes.ts). */
