@@ -53,6 +53,20 @@ describe('SSRF guard', () => {
     expect(v4.requests()).toEqual([]);
     expect(v6.requests()).toEqual([]);
     expect(r.logs.find('delivery dead').length).toBe(targets.length);
+    // The tenant reads the delivery log: it never shows what a hostname resolved to (the
+    // relay's DNS view of internal names); the relay's own log does, for operators.
+    const byName = final.find((d) => subs.get(d.subscriptionId)?.includes('//localhost:'));
+    expect(byName?.lastError).toMatch(
+      /^blocked: refusing to deliver to localhost: it resolves to a non-public \(loopback\) address/,
+    );
+    const { rows: errors } = await db.pool.query(
+      'SELECT error_message FROM hookbox.delivery_attempts WHERE delivery_id = $1',
+      [byName?.id],
+    );
+    expect(errors.map((e) => e.error_message).join()).not.toMatch(/127\.0\.0\.1|::1/);
+    expect(byName?.lastError).not.toMatch(/127\.0\.0\.1|::1/);
+    const dead = r.logs.find('delivery dead').find((l) => l.deliveryId === byName?.id);
+    expect(['127.0.0.1', '::1']).toContain(dead?.address);
   });
 
   it('lets an allow-listed hostname through and still refuses the address behind it by IP', async () => {

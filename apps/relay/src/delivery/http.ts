@@ -120,6 +120,21 @@ export function classifyError(err: unknown): ErrorClass {
   return 'network';
 }
 
+/** An attempt that ended in an error; a refused hostname's resolved address goes apart (see BlockedAddressError). */
+function errorResult(err: unknown): AttemptResult {
+  const result: AttemptResult = {
+    kind: 'error',
+    errorClass: classifyError(err),
+    message: (err as Error)?.message ?? String(err),
+  };
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, host, address } = e as { code?: unknown; host?: unknown; address?: unknown };
+    if (code === 'HOOKBOX_SSRF_BLOCKED' && typeof address === 'string' && host !== address)
+      return { ...result, address };
+  }
+  return result;
+}
+
 function firstHeader(v: string | string[] | undefined): string | null {
   return v === undefined ? null : Array.isArray(v) ? (v[0] ?? null) : v;
 }
@@ -194,14 +209,14 @@ export function sendAttempt(
           finish({ kind: 'response', status, retryAfter });
           return;
         }
-        finish({ kind: 'error', errorClass: classifyError(err), message: err.message });
+        finish(errorResult(err));
       },
     };
 
     try {
       dispatcher.dispatch({ origin, path, method: 'POST', headers, body, blocking: true }, handler);
     } catch (err) {
-      finish({ kind: 'error', errorClass: classifyError(err), message: (err as Error).message });
+      finish(errorResult(err));
     }
   });
 }

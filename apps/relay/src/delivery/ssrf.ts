@@ -51,8 +51,14 @@ export class BlockedAddressError extends Error {
   readonly host: string;
 
   constructor(host: string, address: string, range: string) {
-    const target = host === address ? address : `${host} (${address})`;
-    super(`refusing to deliver to ${target}: ${range} address; an operator can trust it with --allow-private-network`);
+    // The message goes into the delivery log, which the tenant reads: it never names the
+    // address a hostname resolved to (the relay's own DNS view, e.g. of internal names);
+    // `address` carries it to the relay's log for operators.
+    super(
+      host === address
+        ? `refusing to deliver to ${address}: ${range} address; an operator can trust it with --allow-private-network`
+        : `refusing to deliver to ${host}: it resolves to a non-public (${range}) address; an operator can trust it with --allow-private-network`,
+    );
     this.name = 'BlockedAddressError';
     this.host = host;
     this.address = address;

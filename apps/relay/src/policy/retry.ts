@@ -13,7 +13,8 @@ export type ErrorClass = 'timeout' | 'connection_refused' | 'connection_reset' |
 export type AttemptResult =
   /** `retryAfter` is the raw Retry-After header, if any. */
   | { kind: 'response'; status: number; retryAfter?: string | null }
-  | { kind: 'error'; errorClass: ErrorClass; message: string };
+  /** `address`: for a refused (SSRF) hostname, the address it resolved to — for the relay's log only, never recorded. */
+  | { kind: 'error'; errorClass: ErrorClass; message: string; address?: string };
 
 export type Decision =
   | { action: 'succeeded' }

@@ -825,6 +825,9 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
     });
     recorder.add(outcome);
     const { statusCode: status, errorClass, durationMs } = outcome;
+    // A refused hostname's resolved address: for operators (the delivery log leaves it out).
+    const refused =
+      attempt.result.kind === 'error' && attempt.result.address ? { address: attempt.result.address } : {};
     switch (decision.action) {
       case 'succeeded':
         stats.delivered++;
@@ -833,13 +836,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         break;
       case 'retry':
         logger.info(
-          { ...log, status, errorClass, durationMs, retryInMs: outcome.delayMs },
+          { ...log, ...refused, status, errorClass, durationMs, retryInMs: outcome.delayMs },
           `attempt failed: ${decision.reason}; will retry`,
         );
         observe(() => observer.outcome?.(d, 'retry'));
         break;
       case 'dead':
-        logger.warn({ ...log, status, errorClass, durationMs }, `delivery dead: ${decision.reason}`);
+        logger.warn({ ...log, ...refused, status, errorClass, durationMs }, `delivery dead: ${decision.reason}`);
         observe(() => observer.outcome?.(d, 'dead'));
         break;
       case 'disable': {
