@@ -3,7 +3,7 @@
  * hear, sent after the commit (never inside the transaction), debounced, and only when
  * something was enqueued.
  */
-import { createOutbox, NOTIFY_CHANNEL, notifyRelay } from '@hookbox/outbox';
+import { createOutbox, NOTIFY_CHANNEL, notifyRelay, ValidationError } from '@hookbox/outbox';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './harness/db.js';
@@ -86,6 +86,34 @@ describe('attachNotifier', () => {
     for (let i = 0; i < 3; i++) await commitOne(db.pool, outbox, true);
     await settle();
     expect(heard).toHaveLength(0);
+  });
+
+  it('refuses unknown keys, wrong types and values out of range, attaching nothing', () => {
+    const outbox = createOutbox();
+    const before = db.pool.listenerCount('release');
+    const bad: [unknown, string, string][] = [
+      [{ debounceMS: 5 }, 'debounceMS', 'unknown'],
+      [{ windowMs: -1 }, 'windowMs', 'range'],
+      [{ windowMs: 0 }, 'windowMs', 'range'],
+      [{ debounceMs: -1 }, 'debounceMs', 'range'],
+      [{ debounceMs: '5' }, 'debounceMs', 'range'],
+      [{ debounceMs: 1.5 }, 'debounceMs', 'range'],
+      [{ windowMs: Number.POSITIVE_INFINITY }, 'windowMs', 'range'],
+      [{ debounceMs: 60_001 }, 'debounceMs', 'range'],
+      [null, 'notifier options', 'required'],
+    ];
+    for (const [options, field, rule] of bad) {
+      expect(() => outbox.attachNotifier(db.pool, options as never), JSON.stringify(options)).toThrow(ValidationError);
+      expect(() => outbox.attachNotifier(db.pool, options as never)).toThrow(
+        expect.objectContaining({ code: 'HOOKBOX_INVALID_INPUT', field, rule }),
+      );
+    }
+    expect(db.pool.listenerCount('release')).toBe(before);
+    // The limits themselves are accepted.
+    for (const options of [{}, { debounceMs: 0, windowMs: 1 }, { debounceMs: 60_000, windowMs: 3_600_000 }]) {
+      outbox.attachNotifier(db.pool, options).detach();
+    }
+    expect(db.pool.listenerCount('release')).toBe(before);
   });
 
   it('notifyRelay sends one hint on the executor given', async () => {

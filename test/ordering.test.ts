@@ -304,7 +304,7 @@ describe('sequence numbers follow commit order', () => {
     const bad: [unknown, string][] = [
       ['', 'max_length'],
       ['x'.repeat(256), 'max_length'],
-      [42, 'max_length'],
+      [42, 'type'],
       ['a\nb', 'control_chars'],
       ['a\u0000b', 'control_chars'],
       ['a\u009bb', 'control_chars'],

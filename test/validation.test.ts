@@ -101,8 +101,15 @@ const cases: Case[] = [
   ['a lone low surrogate in a key', { payload: { '\ude00': 1 } }, 'payload.\ude00', 'unicode'],
   ['too-long idempotencyKey', { idempotencyKey: 'k'.repeat(256) }, 'idempotencyKey', 'max_length'],
   ['empty idempotencyKey', { idempotencyKey: '' }, 'idempotencyKey', 'max_length'],
-  ['non-string idempotencyKey', { idempotencyKey: 7 }, 'idempotencyKey', 'max_length'],
+  ['non-string idempotencyKey', { idempotencyKey: 7 }, 'idempotencyKey', 'type'],
   ['idempotencyKey with NUL', { idempotencyKey: 'k\u0000' }, 'idempotencyKey', 'nul'],
+  ['non-string orderingKey', { orderingKey: 42 }, 'orderingKey', 'type'],
+  ['empty orderingKey', { orderingKey: '' }, 'orderingKey', 'max_length'],
+  // A misspelt key is refused, not ignored: the event would be written unordered, or
+  // without idempotency.
+  ['ordering_key (not a field)', { ordering_key: 'k1' }, 'ordering_key', 'unknown'],
+  ['idempotencykey (not a field)', { idempotencykey: 'k1' }, 'idempotencykey', 'unknown'],
+  ['an unknown key holding undefined', { tenant: undefined }, 'tenant', 'unknown'],
 ];
 
 describe('enqueue rejects bad input before writing', () => {
@@ -178,6 +185,13 @@ describe('enqueueMany', () => {
     await expectRejected((o, ex) => o.enqueueMany(ex, events), 'events[2].type', 'format');
     const nested = [good, { ...good, payload: { deep: [{ n: 1n }] } }];
     await expectRejected((o, ex) => o.enqueueMany(ex, nested as EventInput[]), 'events[1].payload.deep[0].n', 'json');
+  });
+
+  it('an unknown key in one event rejects the whole batch, naming events[i].key', async () => {
+    const events = [good, { ...good, orderingKey: 'k1' }, { ...good, ordering_key: 'k1' }, good];
+    await expectRejected((o, ex) => o.enqueueMany(ex, events as EventInput[]), 'events[2].ordering_key', 'unknown');
+    const typo = [good, { ...good, idempotencykey: 'k1' }];
+    await expectRejected((o, ex) => o.enqueueMany(ex, typo as EventInput[]), 'events[1].idempotencykey', 'unknown');
   });
 
   it('rejects a batch over maxBatchSize', async () => {

@@ -7,6 +7,7 @@
  */
 import { HookboxError } from './errors.js';
 import { type Executor, runQuery } from './executor.js';
+import { checkInput, intInRange } from './input.js';
 
 /** The channel the relay LISTENs on. */
 export const NOTIFY_CHANNEL = 'hookbox_events';
@@ -54,15 +55,30 @@ export function resolveNotifyPool(source: NotifierSource): NotifyPool {
   );
 }
 
+/** Options of `attachNotifier`. Unknown keys and values out of range are rejected (ValidationError). */
 export interface NotifierOptions {
-  /** At most one NOTIFY per this many ms; later releases fold into a trailing one. Default 2. */
+  /**
+   * At most one NOTIFY per this many ms; later releases fold into a trailing one. An integer
+   * from 0 to 60000. Default 2.
+   */
   debounceMs?: number;
   /**
    * A connection returned to the pool within this many ms of an enqueue may have committed
    * it, so it triggers a hint. Transactions open longer than this wait for the relay's poll.
-   * Default 1000.
+   * An integer from 1 to 3600000. Default 1000.
    */
   windowMs?: number;
+}
+
+const NOTIFIER_KEYS = ['debounceMs', 'windowMs'] as const;
+
+/** The options with their defaults; throws ValidationError naming the field and the rule. */
+function resolveNotifierOptions(options: unknown): Required<NotifierOptions> {
+  const input = checkInput(options, NOTIFIER_KEYS, 'notifier options');
+  return {
+    debounceMs: intInRange(input.debounceMs, 'debounceMs', 0, 60_000, { fallback: 2, suffix: ' milliseconds' }),
+    windowMs: intInRange(input.windowMs, 'windowMs', 1, 3_600_000, { fallback: 1000, suffix: ' milliseconds' }),
+  };
 }
 
 export interface Notifier {
@@ -87,9 +103,8 @@ export function attachNotifier(
   lastEnqueueAt: () => number,
   options: NotifierOptions = {},
 ): Notifier {
+  const { debounceMs, windowMs } = resolveNotifierOptions(options);
   const pool = resolveNotifyPool(source);
-  const debounceMs = options.debounceMs ?? 2;
-  const windowMs = options.windowMs ?? 1000;
   const own = new WeakSet<object>(); // clients checked out by the notifier itself
   let lastSentAt = Number.NEGATIVE_INFINITY;
   let timer: NodeJS.Timeout | NodeJS.Immediate | null = null;

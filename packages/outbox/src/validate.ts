@@ -68,7 +68,8 @@ export function validateEventType(type: unknown, field = 'type'): string {
 
 function validateIdempotencyKey(key: unknown, field: string): string | null {
   if (key === undefined || key === null) return null;
-  if (typeof key !== 'string' || key.length === 0 || [...key].length > MAX_IDEMPOTENCY_KEY_LENGTH) {
+  if (typeof key !== 'string') throw new ValidationError(field, 'type', 'must be a string or null');
+  if (key.length === 0 || [...key].length > MAX_IDEMPOTENCY_KEY_LENGTH) {
     throw new ValidationError(field, 'max_length', `must be a string of 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`);
   }
   checkString(key, field);
@@ -82,7 +83,8 @@ const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 
 export function validateOrderingKey(key: unknown, field = 'orderingKey'): string | null {
   if (key === undefined || key === null) return null;
-  if (typeof key !== 'string' || key.length === 0 || [...key].length > MAX_ORDERING_KEY_LENGTH) {
+  if (typeof key !== 'string') throw new ValidationError(field, 'type', 'must be a string or null');
+  if (key.length === 0 || [...key].length > MAX_ORDERING_KEY_LENGTH) {
     throw new ValidationError(field, 'max_length', `must be a string of 1 to ${MAX_ORDERING_KEY_LENGTH} characters`);
   }
   if (CONTROL_RE.test(key)) throw new ValidationError(field, 'control_chars', 'must not contain control characters');
@@ -312,12 +314,25 @@ function checkString(s: string, where: string | Frame, suffix = ''): void {
   }
 }
 
-/** Validates one event and serialises its payload; throws ValidationError naming field and rule. */
+/** The fields of an event (EventInput); any other key is refused. */
+const EVENT_KEYS: readonly string[] = ['tenantId', 'type', 'payload', 'idempotencyKey', 'orderingKey'];
+
+/**
+ * Validates one event and serialises its payload; throws ValidationError naming field and
+ * rule. A key that is not a field of the event (`ordering_key`, `idempotencykey`) is
+ * refused (rule `unknown`), not ignored: a misspelt key would write the event without its
+ * ordering or idempotency.
+ */
 export function validateEvent(input: EventInput, maxPayloadBytes: number, field = ''): ValidEvent {
   if (input === null || typeof input !== 'object') {
     throw new ValidationError(field || 'event', 'required', 'must be an object');
   }
   const f = (name: string) => (field ? `${field}.${name}` : name);
+  for (const key of Object.keys(input)) {
+    if (!EVENT_KEYS.includes(key)) {
+      throw new ValidationError(f(key), 'unknown', `is not a field of an event (known: ${EVENT_KEYS.join(', ')})`);
+    }
+  }
   const tenantId = validateTenantId(input.tenantId, f('tenantId'));
   const type = validateEventType(input.type, f('type'));
   if (input.payload === undefined) {
