@@ -6,7 +6,7 @@
  */
 import 'reflect-metadata';
 import { HookboxApiModule, HookboxModule, HookboxService } from '@hookbox/nestjs';
-import { HookboxError, NOTIFY_CHANNEL } from '@hookbox/outbox';
+import { HookboxError, NOTIFY_CHANNEL, ValidationError } from '@hookbox/outbox';
 import { Inject, Injectable, Module } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { Test } from '@nestjs/testing';
@@ -276,6 +276,75 @@ describe('named DataSource, forRootAsync, not strict, shutdown', () => {
   it('rejects unknown and mistyped options, naming the field', () => {
     expect(() => HookboxModule.forRoot({ strcit: true } as never)).toThrow(/options.strcit: is not an option/);
     expect(() => HookboxModule.forRoot({ strict: 'yes' } as never)).toThrow(/options.strict: must be true or false/);
+  });
+
+  it('refuses unknown and out-of-range notifier options at startup, naming the field', async () => {
+    const bad: [object, string, string][] = [
+      [{ debounceMS: 5 }, 'debounceMS', 'unknown'],
+      [{ windowMs: -1 }, 'windowMs', 'range'],
+      [{ debounceMs: '5' }, 'debounceMs', 'range'],
+    ];
+    for (const [notifier, field, rule] of bad) {
+      const moduleRef = await Test.createTestingModule({
+        imports: [
+          TypeOrmModule.forRoot({ type: 'postgres', url: db.url, applicationName: 'hookbox-test-nest-notifier' }),
+          HookboxModule.forRoot({ notifier: notifier as never }),
+        ],
+      }).compile();
+      const app = moduleRef.createNestApplication({ logger: false });
+      try {
+        const err = await app.init().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err, JSON.stringify(notifier)).toBeInstanceOf(ValidationError);
+        expect(err).toMatchObject({ code: 'HOOKBOX_INVALID_INPUT', field, rule });
+      } finally {
+        await app.close();
+      }
+    }
+  });
+
+  it('refuses an unknown per-call option instead of writing apart from the transaction', async () => {
+    const app = await makeApp(HookboxModule.forRoot({ dataSource: 'loose', notifier: false }), 'loose');
+    try {
+      const hookbox = app.get<HookboxService<NoteEvents>>(HookboxService);
+      const ds = app.get<DataSource>(getDataSourceToken('loose'));
+      const ev = { tenantId: 't-typo', type: 'note.created', payload: { noteId: 1, text: 'x' } } as const;
+      const errors = await ds.transaction(async (manager) => {
+        const caught = (p: Promise<unknown>) =>
+          p.then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+        return [
+          // `entityManager` is not the option's name: the event must not be written in a
+          // short transaction of its own, apart from this one.
+          await caught(hookbox.triggerEvent('t-typo', 'note.created', ev.payload, { entityManager: manager } as never)),
+          await caught(
+            hookbox.triggerEvent('t-typo', 'note.created', ev.payload, { manager, ordering_key: 'k' } as never),
+          ),
+          await caught(hookbox.enqueue(ev, { manager, idempotencyKey: 'k' } as never)),
+          await caught(hookbox.enqueueMany([ev], { entityManager: manager } as never)),
+          await caught(hookbox.triggerEvent('t-typo', 'note.created', ev.payload, { manager: 'tx' } as never)),
+          await caught(hookbox.enqueue(ev, null as never)),
+        ];
+      });
+      expect(errors.map((e) => e instanceof ValidationError && [e.field, e.rule])).toEqual([
+        ['entityManager', 'unknown'],
+        ['ordering_key', 'unknown'],
+        ['idempotencyKey', 'unknown'],
+        ['entityManager', 'unknown'],
+        ['manager', 'type'],
+        ['options', 'type'],
+      ]);
+      expect((errors[0] as Error).message).toMatch(
+        /^entityManager: is not a field of triggerEvent options \(known: manager,/,
+      );
+      expect(await count('t-typo')).toBe(0);
+    } finally {
+      await app.close();
+    }
   });
 });
 

@@ -7,6 +7,7 @@ import {
   type Notifier,
   type Outbox,
   type TypedEvent,
+  ValidationError,
 } from '@hookbox/outbox';
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
@@ -14,7 +15,7 @@ import { getDataSourceToken } from '@nestjs/typeorm';
 import type { DataSource, EntityManager } from 'typeorm';
 import { HOOKBOX_OPTIONS, type HookboxModuleOptions } from './options.js';
 
-/** Per-call options of `triggerEvent`, `enqueue` and `enqueueMany`. */
+/** Per-call options of `triggerEvent`, `enqueue` and `enqueueMany`. Unknown keys are rejected. */
 export interface TriggerOptions {
   /**
    * The EntityManager of your transaction (`dataSource.transaction(async (manager) => …)`):
@@ -37,6 +38,31 @@ export type HookboxEvent<E extends EventMap> = TypedEvent<E>;
 
 const inTransaction = (m: EntityManager | undefined): m is EntityManager =>
   m?.queryRunner?.isTransactionActive === true;
+
+const TRIGGER_KEYS: readonly string[] = ['manager', 'idempotencyKey', 'orderingKey'];
+const WRITE_KEYS: readonly string[] = ['manager'];
+
+/**
+ * The per-call options, checked before anything is written: a key that is not an option
+ * (`{ entityManager }`, or an `idempotencyKey` given to `enqueue`, whose events carry their
+ * own) would otherwise be ignored, and the event written apart from the caller's
+ * transaction or without its key. Throws ValidationError naming the key (rule `unknown`).
+ */
+function checkTriggerOptions(options: unknown, known: readonly string[], what: string): EntityManager | undefined {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new ValidationError('options', 'type', 'must be an object');
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new ValidationError(key, 'unknown', `is not a field of ${what} (known: ${known.join(', ')})`);
+    }
+  }
+  const manager = (options as TriggerOptions).manager;
+  if (manager !== undefined && (manager === null || typeof manager !== 'object')) {
+    throw new ValidationError('manager', 'type', 'must be the EntityManager of your transaction, or left out');
+  }
+  return manager;
+}
 
 /**
  * Writes webhook events in the caller's transaction. Type it with your event map where you
@@ -100,12 +126,13 @@ export class HookboxService<E extends EventMap = EventMap> implements OnApplicat
    * The seed's call: `triggerEvent(tenantId, 'message.new', payload, { manager })`. Writes
    * the event in the caller's transaction (see the class comment) and returns its id.
    */
-  triggerEvent<T extends EventTypeOf<E>>(
+  async triggerEvent<T extends EventTypeOf<E>>(
     tenantId: string,
     type: T,
     payload: E[T],
     options: TriggerOptions = {},
   ): Promise<EnqueueResult> {
+    const manager = checkTriggerOptions(options, TRIGGER_KEYS, 'triggerEvent options');
     const event = {
       tenantId,
       type,
@@ -113,23 +140,25 @@ export class HookboxService<E extends EventMap = EventMap> implements OnApplicat
       idempotencyKey: options.idempotencyKey ?? null,
       orderingKey: options.orderingKey ?? null,
     };
-    return this.run(options.manager, (m) => this.outbox.enqueue(m, event));
+    return this.run(manager, (m) => this.outbox.enqueue(m, event));
   }
 
-  /** One typed event; `event.idempotencyKey` as in the library. */
-  enqueue<T extends EventTypeOf<E>>(
+  /** One typed event; `event.idempotencyKey` as in the library. The only option is `manager`. */
+  async enqueue<T extends EventTypeOf<E>>(
     event: TypedEvent<E, T>,
     options: Pick<TriggerOptions, 'manager'> = {},
   ): Promise<EnqueueResult> {
-    return this.run(options.manager, (m) => this.outbox.enqueue(m, event as never));
+    const manager = checkTriggerOptions(options, WRITE_KEYS, 'enqueue options');
+    return this.run(manager, (m) => this.outbox.enqueue(m, event as never));
   }
 
-  /** Many typed events in one statement, all in the same transaction. */
-  enqueueMany<T extends EventTypeOf<E>>(
+  /** Many typed events in one statement, all in the same transaction. The only option is `manager`. */
+  async enqueueMany<T extends EventTypeOf<E>>(
     events: readonly TypedEvent<E, T>[],
     options: Pick<TriggerOptions, 'manager'> = {},
   ): Promise<EnqueueResult[]> {
-    return this.run(options.manager, (m) => this.outbox.enqueueMany(m, events));
+    const manager = checkTriggerOptions(options, WRITE_KEYS, 'enqueueMany options');
+    return this.run(manager, (m) => this.outbox.enqueueMany(m, events));
   }
 
   private async run<R>(manager: EntityManager | undefined, write: (m: EntityManager) => Promise<R>): Promise<R> {
