@@ -183,6 +183,32 @@ WHERE tenant_id = $1
 ORDER BY id
 LIMIT $5`;
 
+/**
+ * Whether the ordered delivery aliased `d` heads its (subscription, key): no delivery of
+ * the same subscription and key with a lower sequence is pending, or dead while the
+ * subscription's policy is `block` and not replayed, and no event of the key with a lower
+ * sequence still waits for fan-out (docs/ordering.md). The same SQL as the relay's
+ * orderingHead (apps/relay/src/relay/sql.ts), which claims and promotes by it: this package
+ * cannot import the relay, so it keeps a copy, and test/ordering-enable-dead-head.test.ts
+ * checks that the two are the same text. Internal: not exported from the package.
+ */
+export function orderingHead(d: string): string {
+  return `NOT EXISTS (
+    SELECT 1 FROM hookbox.deliveries p
+    WHERE p.tenant_id = ${d}.tenant_id AND p.ordering_key = ${d}.ordering_key
+      AND p.subscription_id = ${d}.subscription_id AND p.ordering_seq < ${d}.ordering_seq
+      AND p.status IN ('pending', 'dead')
+      AND (p.status = 'pending'
+           OR ((SELECT ps.ordering_on_dead FROM hookbox.subscriptions ps WHERE ps.id = p.subscription_id) = 'block'
+               AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries r
+                               WHERE r.event_id = p.event_id AND r.subscription_id = p.subscription_id AND r.id > p.id
+                                 AND r.status <> 'cancelled'))))
+  AND NOT EXISTS (
+    SELECT 1 FROM hookbox.events pe
+    WHERE pe.tenant_id = ${d}.tenant_id AND pe.ordering_key = ${d}.ordering_key
+      AND pe.ordering_seq IS NOT NULL AND pe.ordering_seq < ${d}.ordering_seq AND pe.fanned_out_at IS NULL)`;
+}
+
 const DISABLE = `UPDATE hookbox.subscriptions
 SET active = false, disabled_reason = $3,
     disabled_at = CASE WHEN active OR disabled_at IS NULL THEN now() ELSE disabled_at END,
@@ -194,13 +220,12 @@ RETURNING ${COLUMNS}`;
 // subscription was disabled ('infinity', set by the relay's due claim). The held test is in
 // SET, not WHERE: a row a relay is holding at this moment is waited for and then seen held.
 // Held ('infinity') deliveries made due again by enable: unordered ones, and ordered ones
-// with no earlier pending delivery of their key (the rest stay parked behind their head
-// and are made due one by one as each head finishes; the relay's claims check the full
-// ordering rule anyway).
-const RESUMABLE = `(d.ordering_key IS NULL OR NOT EXISTS (
-    SELECT 1 FROM hookbox.deliveries p
-    WHERE p.tenant_id = d.tenant_id AND p.ordering_key = d.ordering_key AND p.subscription_id = d.subscription_id
-      AND p.ordering_seq < d.ordering_seq AND p.status = 'pending'))`;
+// that head their key by the relay's own head check (orderingHead above). The rest stay
+// parked behind their head and are made due one by one as each head finishes (the relay's
+// promotion). A delivery behind a dead head under policy `block` stays parked until the
+// head is replayed: made due, no claim would ever take it, yet it would count as work
+// (`relay --exit-when-idle` would never exit, the due gauges would grow).
+const RESUMABLE = `(d.ordering_key IS NULL OR ${orderingHead('d')})`;
 
 const ENABLE = `WITH s AS (
   UPDATE hookbox.subscriptions

@@ -71,6 +71,9 @@ const SUBSCRIPTION_COLUMNS = `s.url, s.secret,
 // events_pending_numbered_idx) that stop at the first row.
 // Correctness rests on this predicate alone: final states never become pending again
 // except through a replay, which adds a row of the same sequence.
+// @hookbox/outbox keeps a copy (orderingHead in packages/outbox/src/subscriptions.ts) by
+// which subscriptions.enable/update resume only the held heads; change both together
+// (test/ordering-enable-dead-head.test.ts checks they are the same text).
 export function orderingHead(d: string, excludeBatch = ''): string {
   return `NOT EXISTS (
     SELECT 1 FROM hookbox.deliveries p
