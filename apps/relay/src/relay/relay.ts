@@ -177,6 +177,8 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
   const promoteIds = new Set<number>();
   /** The promotion loop, while it runs (stop() and the idle check wait for it). */
   let promoting: Promise<void> | null = null;
+  /** The ordering sweep, while it runs (stop() waits for it: the heads it leases after stop are handed back). */
+  let sweeping: Promise<void> | null = null;
 
   /**
    * Promotes in the background, one statement at a time: what is asked for while one runs
@@ -910,7 +912,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       pump(true);
       if (performance.now() - lastSweepAt >= ORDERING_SWEEP_MS) {
         lastSweepAt = performance.now();
-        promote([], [], true).catch((err) => logger.warn({ err }, 'ordering sweep failed'));
+        if (!sweeping) {
+          sweeping = promote([], [], true)
+            .catch((err) => logger.warn({ err }, 'ordering sweep failed'))
+            .finally(() => {
+              sweeping = null;
+            });
+        }
       }
       try {
         observer.isolation?.({
@@ -971,10 +979,10 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
       ]);
       // Promotions under way or asked for by the last outcome writes: with the relay stopped,
       // the heads they lease are released at once (promote()), not sent.
-      if (drained && promoting) {
+      if (drained && (promoting || sweeping)) {
         const promoted = await Promise.race([
           (async () => {
-            while (promoting) await promoting;
+            while (promoting || sweeping) await (promoting ?? sweeping);
             return true;
           })(),
           new Promise<false>((r) => setTimeout(() => r(false), SHUTDOWN_DB_WAIT_MS).unref()),
