@@ -1,5 +1,5 @@
 import { HookboxService } from '@hookbox/nestjs';
-import { Injectable, NotFoundException } from '@nestjs/common';
+import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { AutomationRun } from './entities.js';
 import type { CrmEvents } from './events.js';
@@ -27,8 +27,13 @@ export class AutomationsService {
 
   complete(tenantId: string, runId: string, actionsRun: number) {
     return this.dataSource.transaction(async (manager) => {
-      const run = await manager.findOneBy(AutomationRun, { tenantId, id: runId });
+      // Locked until the transaction ends: a run completes once (a repeat is a 409, no event).
+      const run = await manager.findOne(AutomationRun, {
+        where: { tenantId, id: runId },
+        lock: { mode: 'pessimistic_write' },
+      });
       if (!run) throw new NotFoundException(`automation run ${runId} not found`);
+      if (run.status !== 'running') throw new ConflictException(`automation run ${runId} was already ${run.status}`);
       run.status = 'completed';
       await manager.save(run);
       await this.hookbox.triggerEvent(

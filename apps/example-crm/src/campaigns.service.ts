@@ -1,5 +1,5 @@
 import { HookboxService } from '@hookbox/nestjs';
-import { Injectable, NotFoundException } from '@nestjs/common';
+import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { Transactional } from 'typeorm-transactional';
 import { Campaign } from './entities.js';
@@ -17,9 +17,17 @@ export class CampaignsService {
     private readonly hookbox: HookboxService<CrmEvents>,
   ) {}
 
-  private async get(tenantId: string, id: string): Promise<Campaign> {
-    const c = await this.dataSource.manager.findOneBy(Campaign, { tenantId, id });
+  /**
+   * The campaign, locked until the transaction ends, if it is still running: a campaign
+   * finishes once, so a repeated or concurrent complete/fail is a 409 and emits nothing.
+   */
+  private async running(tenantId: string, id: string): Promise<Campaign> {
+    const c = await this.dataSource.manager.findOne(Campaign, {
+      where: { tenantId, id },
+      lock: { mode: 'pessimistic_write' },
+    });
     if (!c) throw new NotFoundException(`campaign ${id} not found`);
+    if (c.status !== 'running') throw new ConflictException(`campaign ${id} was already ${c.status}`);
     return c;
   }
 
@@ -37,7 +45,7 @@ export class CampaignsService {
 
   @Transactional()
   async complete(tenantId: string, id: string, stats: CrmEvents['campaign.completed']['stats']): Promise<Campaign> {
-    const c = await this.get(tenantId, id);
+    const c = await this.running(tenantId, id);
     c.status = 'completed';
     await this.dataSource.manager.save(c);
     await this.hookbox.triggerEvent(tenantId, 'campaign.completed', {
@@ -51,7 +59,7 @@ export class CampaignsService {
 
   @Transactional()
   async fail(tenantId: string, id: string, error: { code: string; message: string }): Promise<Campaign> {
-    const c = await this.get(tenantId, id);
+    const c = await this.running(tenantId, id);
     c.status = 'failed';
     await this.dataSource.manager.save(c);
     await this.hookbox.triggerEvent(tenantId, 'campaign.failed', {

@@ -1,5 +1,5 @@
 import { HookboxService } from '@hookbox/nestjs';
-import { Injectable, NotFoundException } from '@nestjs/common';
+import { ConflictException, Injectable, NotFoundException } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { FlowExecution } from './entities.js';
 import type { CrmEvents } from './events.js';
@@ -25,9 +25,14 @@ export class FlowsService {
     });
   }
 
+  /**
+   * The execution, locked until the transaction ends, if it is still running: an execution
+   * finishes once, so a repeated or concurrent complete/fail is a 409 and emits nothing.
+   */
   private async running(manager: EntityManager, tenantId: string, id: string): Promise<FlowExecution> {
-    const x = await manager.findOneBy(FlowExecution, { tenantId, id });
+    const x = await manager.findOne(FlowExecution, { where: { tenantId, id }, lock: { mode: 'pessimistic_write' } });
     if (!x) throw new NotFoundException(`flow execution ${id} not found`);
+    if (x.status !== 'running') throw new ConflictException(`flow execution ${id} was already ${x.status}`);
     return x;
   }
 

@@ -197,6 +197,46 @@ describe('example CRM', () => {
     expect(await events('acme')).toHaveLength(ACME_EVENTS);
   });
 
+  it('a run finishes once: a repeated or concurrent complete/fail is a 409 and emits nothing', async () => {
+    // initech has no subscription: its events add no deliveries to the counts below.
+    const c = api('initech');
+    const ok = (r: request.Response, status = 201) => {
+      expect(r.status, JSON.stringify(r.body)).toBe(status);
+      return r.body as Record<string, string>;
+    };
+    const contact = ok(await c.post('/inbound', { from: '+4915100000042', text: 'hi' }), 201);
+    const flowId = '0191f600-aaaa-7bbb-8ccc-dddddddddddd';
+    const run = ok(await c.post(`/flows/${flowId}/executions`, { contactId: contact.contactId, trigger: 'x' }));
+    // Two at once: the row lock makes one wait, then see the other's completion.
+    const both = await Promise.all([
+      c.post(`/flow-executions/${run.id}/complete`),
+      c.post(`/flow-executions/${run.id}/complete`),
+    ]);
+    expect(both.map((r) => r.status).sort()).toEqual([200, 409]);
+    await c
+      .post(`/flow-executions/${run.id}/fail`, { failedStep: 's', error: { code: 'x', message: 'y' } })
+      .expect(409);
+    const campaign = ok(await c.post('/campaigns', { name: 'Once', audienceSize: 1 }));
+    const stats = { sent: 1, delivered: 1, read: 1, failed: 0 };
+    ok(await c.post(`/campaigns/${campaign.id}/complete`, { stats }), 200);
+    await c.post(`/campaigns/${campaign.id}/fail`, { error: { code: 'x', message: 'y' } }).expect(409);
+    const automationId = '0191f700-1234-7567-89ab-cdef01234567';
+    const auto = ok(
+      await c.post(`/automations/${automationId}/runs`, { event: 'contact.created', resourceId: run.id }),
+    );
+    ok(await c.post(`/automation-runs/${auto.id}/complete`, { actionsRun: 1 }), 200);
+    await c.post(`/automation-runs/${auto.id}/complete`, { actionsRun: 1 }).expect(409);
+    const types = (await events('initech')).map((e) => e.type);
+    for (const type of ['flow.completed', 'campaign.completed', 'automation.completed']) {
+      expect(
+        types.filter((t) => t === type),
+        type,
+      ).toHaveLength(1);
+    }
+    expect(types).not.toContain('flow.failed');
+    expect(types).not.toContain('campaign.failed');
+  });
+
   it('the hookbox relay delivers each event, signed, to its own tenant only; payloads match the catalog', async () => {
     relay = spawnRelayCli(db.url);
     await waitForAllFinal(db.pool, { atLeast: ACME_EVENTS + 1, timeoutMs: 60_000 });
