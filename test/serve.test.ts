@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApiKey, createPortalToken } from '@hookbox/outbox/api';
@@ -205,8 +206,63 @@ describe('request rules', () => {
     for (let i = 0; i < 12; i++) bad.push((await fetch(`${s.url}/v1/stats`, { headers: bearer('hbk_guess') })).status);
     expect(bad.slice(0, 10)).toEqual(Array(10).fill(401));
     expect(bad.at(-1)).toBe(429);
+    // Over its budget, the address is refused before any lookup: the right key too.
+    expect((await fetch(`${s.url}/v1/stats`, { headers: bearer(b.key) })).status).toBe(429);
+  });
+
+  it('answers a request target that is not a valid URL with 400, and keeps serving', async () => {
+    const s = await serve();
+    for (const target of ['//[', '//a:b']) {
+      const reply = await rawRequest(s.port, `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+      expect(reply, target).toMatch(/^HTTP\/1\.1 400 /);
+      expect(reply).toContain('invalid_input');
+    }
+    expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
+  });
+
+  it('refuses writes to the routes that need no credential before reading their bodies', async () => {
+    const s = await serve();
+    for (const path of ['/v1/health', '/openapi.json']) {
+      const r = await fetch(`${s.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{bad',
+      });
+      expect(r.status, path).toBe(405);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('method_not_allowed');
+    }
+  });
+
+  it("takes a browser's Sec-Fetch-Site over Origin, so writes work behind a proxy that rewrites Host", async () => {
+    const s = await serve();
+    const { key } = await createApiKey(db.pool, { name: 'proxy' });
+    const post = (headers: Record<string, string>) =>
+      fetch(`${s.url}/v1/subscriptions?tenant=proxy`, {
+        method: 'POST',
+        headers: { ...bearer(key), 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ url: 'http://127.0.0.1:9/x', eventTypes: ['*'] }),
+      });
+    // The portal at https://hooks.example.com, proxied to 127.0.0.1 with Host rewritten.
+    const proxied = { origin: 'https://hooks.example.com' };
+    expect((await post({ ...proxied, 'sec-fetch-site': 'same-origin' })).status).toBe(201);
+    expect((await post({ ...proxied, 'sec-fetch-site': 'cross-site' })).status).toBe(403);
+    expect((await post({ origin: s.url, 'sec-fetch-site': 'same-site' })).status).toBe(403);
+    // No Sec-Fetch-Site (an older browser): Origin against Host, as before.
+    expect((await post(proxied)).status).toBe(403);
+    expect((await post({ origin: s.url })).status).toBe(201);
   });
 });
+
+/** Sends `text` as is (no client tidies the request line) and returns the whole reply. */
+function rawRequest(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.end(text));
+    let reply = '';
+    socket.on('data', (d) => (reply += d));
+    socket.on('end', () => resolve(reply));
+    socket.on('error', reject);
+  });
+}
 
 describe('hookbox serve', () => {
   it(

@@ -23,6 +23,15 @@ export class RateLimiter {
     this.ratePerMs = perMinute / 60_000;
   }
 
+  /** Whether `key` could take a request now, without taking it. */
+  peek(key: string): RateLimitDecision {
+    const b = this.buckets.get(key);
+    if (!b) return { allowed: true, retryAfterSeconds: 0 };
+    const tokens = Math.min(this.burst, b.tokens + (this.clock() - b.at) * this.ratePerMs);
+    if (tokens >= 1) return { allowed: true, retryAfterSeconds: 0 };
+    return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil((1 - tokens) / this.ratePerMs / 1000)) };
+  }
+
   take(key: string): RateLimitDecision {
     const now = this.clock();
     let b = this.buckets.get(key);

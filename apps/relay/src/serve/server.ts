@@ -115,11 +115,25 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
     `frame-ancestors ${frameAncestors}`,
   ].join('; ');
 
-  const server = http.createServer(async (req, res) => {
+  const server = http.createServer((req, res) => {
+    // Nothing a request does may reject out of the handler: an unhandled rejection ends the process.
+    handle(req, res).catch((err) => {
+      log.error({ err, method: req.method }, 'request failed');
+      res.destroy();
+    });
+  });
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<unknown> {
     const started = process.hrtime.bigint();
     let who: string | undefined;
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const path = url.pathname;
+    // A request target URL cannot parse (`GET //[`) is answered 400 below, never thrown.
+    let url: URL | null = null;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      url = null;
+    }
+    const path = url?.pathname ?? '(unparsable)';
     res.setHeader('x-content-type-options', 'nosniff');
     res.setHeader('referrer-policy', 'no-referrer');
     res.on('finish', () => {
@@ -140,6 +154,7 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
     const fail = (e: ApiError, headers: Record<string, string> = {}) => sendJson(e.status, errorBody(e), headers);
     try {
       const method = (req.method ?? 'GET').toUpperCase();
+      if (!url) return fail(new ApiError('invalid_input', 'the request target is not a valid path'));
       if (path === '/' || path === '/console' || path === '/portal' || path.startsWith('/assets/')) {
         if (method !== 'GET' && method !== 'HEAD')
           return fail(new ApiError('method_not_allowed', 'GET only'), { allow: 'GET, HEAD' });
@@ -173,16 +188,25 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
         });
       }
       const mutating = method !== 'GET' && method !== 'HEAD';
-      const origin = req.headers.origin;
-      if (mutating && origin !== undefined && !sameOrigin(origin, req.headers.host)) {
+      // The routes that need no credential only read: refuse a write before reading its body.
+      if (isPublic && mutating) return fail(new ApiError('method_not_allowed', 'GET only'), { allow: 'GET, HEAD' });
+      if (mutating && crossOrigin(req)) {
         return fail(new ApiError('csrf_rejected', 'a state-changing request from another origin is refused'));
       }
       let caller = null;
       if (!isPublic) {
-        const address = req.socket.remoteAddress ?? 'unknown';
+        // An address over its failed-authentication budget is refused before its credential
+        // is looked up: guessing then costs the database nothing, and a right guess is refused too.
+        const addressKey = `addr:${req.socket.remoteAddress ?? 'unknown'}`;
+        const blocked = perAddress.peek(addressKey);
+        if (!blocked.allowed) {
+          return fail(new ApiError('rate_limited', 'too many failed authentications; slow down'), {
+            'retry-after': String(blocked.retryAfterSeconds),
+          });
+        }
         caller = await auth.authenticate(req.headers.authorization);
         if (!caller) {
-          const limited = perAddress.take(`addr:${address}`);
+          const limited = perAddress.take(addressKey);
           if (!limited.allowed) {
             return fail(new ApiError('rate_limited', 'too many failed authentications; slow down'), {
               'retry-after': String(limited.retryAfterSeconds),
@@ -240,7 +264,7 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
       if (!res.headersSent) fail(new ApiError('internal', 'internal error'));
       else res.destroy();
     }
-  });
+  }
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   server.keepAliveTimeout = 5_000;
@@ -269,11 +293,21 @@ export async function startServe(options: ServeOptions): Promise<ServeHandle> {
   };
 }
 
-function sameOrigin(origin: string, host: string | undefined): boolean {
+/**
+ * Whether a browser sent this request from another site. Browsers say so themselves in
+ * Sec-Fetch-Site (`same-origin`, or `none` when the user typed it), which holds behind a
+ * proxy that rewrites Host; without it (an older browser, or not a browser), an Origin
+ * whose host is not the Host header counts as another site, and no Origin as none.
+ */
+function crossOrigin(req: http.IncomingMessage): boolean {
+  const site = req.headers['sec-fetch-site'];
+  if (typeof site === 'string') return site !== 'same-origin' && site !== 'none';
+  const origin = req.headers.origin;
+  if (origin === undefined) return false;
   try {
-    return host !== undefined && new URL(origin).host === host;
+    return req.headers.host === undefined || new URL(origin).host !== req.headers.host;
   } catch {
-    return false;
+    return true;
   }
 }
 
