@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { subscriptions } from '@hookbox/outbox';
 import { createApiKey, createPortalToken } from '@hookbox/outbox/api';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -173,6 +174,29 @@ describe.skipIf(!CHROMIUM.available)(`web console in Chromium${CHROMIUM.note}`, 
     await shot(page, 'portal-endpoint');
     await page.close();
   }, 90_000);
+
+  it('editing an endpoint keeps the patterns and types the catalog does not list', async () => {
+    const sub = await subscriptions.create(db.pool, {
+      tenantId: 'edit',
+      url: receiver.url('/edit'),
+      eventTypes: ['order.*', 'invoice.paid', 'message.new'],
+    });
+    const page = await portal('edit');
+    await page.goto(`${serve.url}/portal#/endpoints/${sub.id}`);
+    await page.getByRole('heading', { name: 'Endpoint', exact: true }).waitFor();
+    await page.getByRole('button', { name: 'Edit' }).click();
+    for (const v of ['order.*', 'invoice.paid', 'message.new']) {
+      expect(await page.getByRole('checkbox', { name: v }).isChecked(), v).toBe(true);
+    }
+    await page.getByLabel('Endpoint URL').fill(receiver.url('/edited'));
+    await page.getByRole('button', { name: 'Save' }).click();
+    await expect
+      .poll(async () => (await subscriptions.get(db.pool, { tenantId: 'edit', id: sub.id }))?.url, POLL)
+      .toBe(receiver.url('/edited'));
+    const after = await subscriptions.get(db.pool, { tenantId: 'edit', id: sub.id });
+    expect(after?.eventTypes).toEqual(['order.*', 'invoice.paid', 'message.new']);
+    await page.close();
+  }, 60_000);
 
   it("tenant B's portal cannot see tenant A's endpoints", async () => {
     const { rows } = await db.pool.query("SELECT id, url FROM hookbox.subscriptions WHERE tenant_id = 'acme'");

@@ -86,6 +86,10 @@ async function endpointsView() {
 
 function typePicker(types, selected) {
   const all = selected.includes('*');
+  // What the endpoint has that the catalog does not list (patterns such as `order.*`, types
+  // not seen yet) is offered too, ticked: saving an edit must not drop it.
+  const known = new Set(types.map((t) => t.type));
+  const extra = selected.filter((v) => v !== '*' && !known.has(v));
   const box = (value, text, desc) =>
     h(
       'label',
@@ -106,6 +110,7 @@ function typePicker(types, selected) {
       'div',
       { class: 'types' },
       box('*', 'All events', 'including types added later'),
+      extra.map((v) => box(v, v, v.endsWith('*') ? `every type under ${v.slice(0, -1)}` : 'subscribed now')),
       types.map((t) => box(t.type, t.type, t.description)),
     ),
   );
