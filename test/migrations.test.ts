@@ -110,8 +110,10 @@ describe('migrate() on an empty database', () => {
       expect(fns).toEqual([
         { proname: 'delete_delivery_attempts', n: 1 },
         { proname: 'delivery_dead_event', n: 1 },
+        { proname: 'delivery_exists', n: 1 },
         { proname: 'emit_operational_event', n: 1 },
         { proname: 'enqueue', n: 1 },
+        { proname: 'event_has_deliveries', n: 1 },
         { proname: 'json_compact_bytes', n: 1 },
         { proname: 'matches_any', n: 1 },
         { proname: 'subscription_operational_events', n: 1 },

@@ -129,24 +129,31 @@ const intIn = (value: unknown, field: string, min: number, max: number, fallback
 // ---------------------------------------------------------------------------------------
 // retryDelivery
 
+// Retries, replays and recovery each take the event's transaction-level advisory lock
+// (classid EVENT_LOCK, objid hashtext(event id)) before they look for a delivery of it that
+// is already pending, and look through hookbox.delivery_exists (migration 0017), which reads
+// on a fresh snapshot: so two of them at once (two operators, a double click, a retry and a
+// replay) add one delivery, never two. Two pending deliveries of an ordered event would both
+// be heads of their key and go out together.
+const EVENT_LOCK = 1751868016;
+
 // One statement: lock the delivery, and if it may be retried, insert its replay (and cancel
 // it when it was a failed pending row waiting for its next try). A row a relay holds
 // (locked_until in the future) is excluded; a claim racing us either wins the row lock (we
 // then see its lease on recheck and do nothing) or waits and then finds it cancelled.
-const RETRY = `WITH old AS (
+const RETRY = `WITH l AS MATERIALIZED (
+  SELECT pg_advisory_xact_lock(${EVENT_LOCK}, hashtext(d.event_id::text)) IS NULL AS locked
+  FROM hookbox.deliveries d WHERE d.tenant_id = $1 AND d.id = $2
+), old AS (
   SELECT d.id, d.event_id, d.subscription_id, d.tenant_id, d.status, d.ordering_key, d.ordering_seq
   FROM hookbox.deliveries d
   JOIN hookbox.subscriptions s ON s.id = d.subscription_id
-  WHERE d.tenant_id = $1 AND d.id = $2 AND s.active
+  WHERE d.tenant_id = $1 AND d.id = $2 AND s.active AND (SELECT count(*) FROM l) >= 0
     AND (d.status IN ('dead', 'cancelled')
          OR (d.status = 'pending' AND d.last_error IS NOT NULL
              AND (d.locked_until IS NULL OR d.locked_until <= now())))
-    AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries p
-                    WHERE p.event_id = d.event_id AND p.subscription_id = d.subscription_id
-                      AND p.status = 'pending' AND p.id <> d.id)
-    AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries n
-                    WHERE n.event_id = d.event_id AND n.subscription_id = d.subscription_id
-                      AND n.status = 'succeeded' AND n.id > d.id)
+    AND NOT hookbox.delivery_exists(d.event_id, d.subscription_id, '{pending}', NULL, d.id)
+    AND NOT hookbox.delivery_exists(d.event_id, d.subscription_id, '{succeeded}', d.id, NULL)
   FOR UPDATE OF d
 ), superseded AS (
   UPDATE hookbox.deliveries d
@@ -244,7 +251,9 @@ WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id = $2::uuid) AND ($2::uuid IS NO
 
 // New deliveries for the endpoints without a pending one; the endpoints that have one come
 // back as they are (the main query does not see the CTE's inserts, only what was there).
-const REPLAY_EVENT = `WITH t AS (
+const REPLAY_EVENT = `WITH l AS MATERIALIZED (
+  SELECT pg_advisory_xact_lock(${EVENT_LOCK}, hashtext($2::uuid::text)) IS NULL AS locked
+), t AS (
   SELECT unnest($3::uuid[]) AS subscription_id
 ), ins AS (
   INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, replay_of, ordering_key, ordering_seq)
@@ -252,14 +261,17 @@ const REPLAY_EVENT = `WITH t AS (
     (SELECT max(p.id) FROM hookbox.deliveries p WHERE p.event_id = $2::uuid AND p.subscription_id = t.subscription_id),
     e.ordering_key, e.ordering_seq
   FROM t JOIN hookbox.events e ON e.id = $2::uuid
-  WHERE NOT EXISTS (SELECT 1 FROM hookbox.deliveries p
-                    WHERE p.event_id = $2::uuid AND p.subscription_id = t.subscription_id AND p.status = 'pending')
+  WHERE (SELECT count(*) FROM l) >= 0
+    AND NOT hookbox.delivery_exists($2::uuid, t.subscription_id, '{pending}', NULL, NULL)
   RETURNING *
 )
 SELECT true AS created, ${DELIVERY_COLUMNS('ins')} FROM ins
 UNION ALL
 SELECT false, ${DELIVERY_COLUMNS('p')} FROM hookbox.deliveries p JOIN t ON t.subscription_id = p.subscription_id
 WHERE p.event_id = $2::uuid AND p.status = 'pending'`;
+
+const PENDING_OF_EVENT = `SELECT ${DELIVERY_COLUMNS('p')} FROM hookbox.deliveries p
+WHERE p.tenant_id = $1 AND p.event_id = $2::uuid AND p.subscription_id = ANY($3::uuid[]) AND p.status = 'pending'`;
 
 /**
  * Replays an event: one new pending delivery (due now) to every subscription of the tenant
@@ -304,10 +316,26 @@ export async function replayEvent(executor: Executor, input: ReplayEventInput): 
   }
   const targets = subs.filter((s) => matchesAny(s.event_types as string[], type)).map((s) => String(s.id));
   if (targets.length === 0) return { eventId, created: [], alreadyPending: [] };
-  const rows = await runQuery(executor, REPLAY_EVENT, [tenantId, eventId, targets]);
+  let rows: Row[];
+  try {
+    rows = await runQuery(executor, REPLAY_EVENT, [tenantId, eventId, targets]);
+  } catch (err) {
+    // Retention deleted the event after it was read above (its foreign key is gone).
+    if ((err as { code?: unknown })?.code === '23503') throw new NotFoundError('event', eventId);
+    throw err;
+  }
   const created = rows.filter((r) => r.created).map(toDelivery);
   if (created.length > 0) await notifyRelay(executor);
-  return { eventId, created, alreadyPending: rows.filter((r) => !r.created).map(toDelivery) };
+  let alreadyPending = rows.filter((r) => !r.created).map(toDelivery);
+  // An endpoint neither created for nor reported: another replay added its delivery while
+  // this statement waited for the event's lock (after its snapshot). Read it now.
+  const answered = new Set(rows.map((r) => String(r.subscription_id)));
+  const missing = targets.filter((t) => !answered.has(t));
+  if (missing.length > 0) {
+    const late = await runQuery(executor, PENDING_OF_EVENT, [tenantId, eventId, missing]);
+    alreadyPending = [...alreadyPending, ...late.map(toDelivery)];
+  }
+  return { eventId, created, alreadyPending };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -345,10 +373,17 @@ const COUNTS = `(SELECT count(*) FROM c)::int AS matched,
 
 const RECOVER_DRY = `WITH ${CANDIDATES} SELECT ${COUNTS}`;
 
-const RECOVER = `WITH ${CANDIDATES}, ins AS (
+// The events' locks in one order (of the lock key), so two recoveries cannot deadlock; then
+// `superseded` is checked again on a fresh snapshot (see EVENT_LOCK).
+const RECOVER = `WITH ${CANDIDATES}, l AS MATERIALIZED (
+  SELECT pg_advisory_xact_lock(${EVENT_LOCK}, x.h) IS NULL AS locked
+  FROM (SELECT DISTINCT hashtext(event_id::text) AS h FROM c WHERE active AND NOT superseded ORDER BY 1) x
+), ins AS (
   INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, replay_of, ordering_key, ordering_seq)
   SELECT event_id, subscription_id, tenant_id, id, ordering_key, ordering_seq FROM c
-  WHERE active AND NOT superseded ORDER BY id
+  WHERE active AND NOT superseded AND (SELECT count(*) FROM l) >= 0
+    AND NOT hookbox.delivery_exists(c.event_id, c.subscription_id, '{pending,succeeded,dead}', c.id, NULL)
+  ORDER BY id
   RETURNING id
 )
 SELECT ${COUNTS}, (SELECT count(*) FROM ins)::int AS replayed`;
@@ -358,7 +393,7 @@ SELECT ${COUNTS}, (SELECT count(*) FROM ins)::int AS replayed`;
  * and the time they went dead, in batches of `batchSize` (each its own short statement).
  * Running it twice replays nothing twice: a dead delivery that already has a later delivery
  * of the same event to the same endpoint is skipped. Deliveries to disabled subscriptions
- * are skipped too. Run one recovery at a time: two running at once may both replay a row.
+ * are skipped too. Two recoveries at once (or a recovery and a replay) replay a row once.
  *
  * Throws NotFoundError when `subscriptionId` is not the tenant's, and ValidationError for
  * bad options (including neither `tenantId` nor `allTenants`).

@@ -98,7 +98,11 @@ SELECT (SELECT count(*) FROM w)::int AS seen, (SELECT max(id) FROM w)::text AS l
 
 // Old fanned-out events with no delivery left. Events waiting for fan-out have a null
 // fanned_out_at and never match. SKIP LOCKED also passes over an event a replay is inserting
-// a delivery for right now (its foreign-key check holds a key-share lock on the event).
+// a delivery for right now (its foreign-key check holds a key-share lock on the event). Once
+// an event is locked, `gone` checks again on a fresh snapshot (event_has_deliveries, migration
+// 0017): a replay that committed after this statement began, and before the lock, is seen
+// there, so its delivery is not deleted by the cascade; a replay after the lock waits for it
+// and then finds the event gone (NotFoundError, replay.ts).
 const DELETE_EVENTS = `WITH w AS (
   SELECT id, created_at FROM hookbox.events WHERE id > $1::uuid ORDER BY id LIMIT $3
 ), v AS (
@@ -106,8 +110,10 @@ const DELETE_EVENTS = `WITH w AS (
   WHERE e.fanned_out_at < $2::timestamptz
     AND NOT EXISTS (SELECT 1 FROM hookbox.deliveries d WHERE d.event_id = e.id)
   FOR UPDATE OF e SKIP LOCKED
+), gone AS (
+  SELECT v.id FROM v WHERE NOT hookbox.event_has_deliveries(v.id)
 ), x AS (
-  DELETE FROM hookbox.events e USING v WHERE e.id = v.id AND e.fanned_out_at < $2::timestamptz RETURNING 1
+  DELETE FROM hookbox.events e USING gone WHERE e.id = gone.id AND e.fanned_out_at < $2::timestamptz RETURNING 1
 )
 SELECT (SELECT count(*) FROM w)::int AS seen, (SELECT id FROM w ORDER BY id DESC LIMIT 1)::text AS last_id,
   coalesce((SELECT bool_or(created_at >= $2::timestamptz + $4::float8 * interval '1 ms') FROM w), false) AS past,
