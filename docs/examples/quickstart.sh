@@ -12,8 +12,14 @@ SECRET="whsec_$(node -e "process.stdout.write(require('node:crypto').randomBytes
 # 1. The hookbox schema (idempotent).
 $HOOKBOX migrate
 
-# 2. A tenant's endpoint: our local receiver, for every order.* event.
-$HOOKBOX subscriptions create --tenant acme --url "http://127.0.0.1:$PORT/webhooks" --events 'order.*' --secret "$SECRET"
+# 2. A tenant's endpoint: our local receiver, for every order.* event. A rerun first deletes
+#    the one an earlier run made (its secret left with that run's receiver).
+URL="http://127.0.0.1:$PORT/webhooks"
+for id in $($HOOKBOX subscriptions list --tenant acme --json |
+  node -e 'let s="";process.stdin.on("data",(d)=>(s+=d)).on("end",()=>{for(const x of JSON.parse(s).items)if(x.url===process.argv[1])console.log(x.id)})' "$URL"); do
+  $HOOKBOX subscriptions delete "$id" --tenant acme
+done
+$HOOKBOX subscriptions create --tenant acme --url "$URL" --events 'order.*' --secret "$SECRET"
 
 # 3. A receiver that prints each request and checks its signature. In its own process
 #    group (set -m), so that stopping it at the end also stops what a wrapper such as
