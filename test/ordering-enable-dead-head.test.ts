@@ -13,37 +13,16 @@ import { describe, expect, it } from 'vitest';
 import { fanOut, hasUnfinishedWork, orderingHead } from '../apps/relay/src/relay/sql.js';
 import { orderingHead as resumeHead } from '../packages/outbox/src/subscriptions.js';
 import { useRelayFixture } from './harness/fixture.js';
+import { orderedChain } from './harness/ordered-chain.js';
 import { waitForAllFinal } from './harness/relay.js';
 
 const fixture = useRelayFixture();
 const { db, defer, tenant, relay } = fixture;
 const outbox = createOutbox();
 
-/**
- * One key's three events, fanned out to the subscription by hand: seq 1 dead (retries
- * exhausted), seq 2 and 3 pending and parked behind it, as the relay leaves them.
- */
-async function deadHeadChain(t: string, subscriptionId: string, key: string): Promise<Map<number, number>> {
-  const ids = await outbox.enqueueMany(
-    db.pool,
-    [1, 2, 3].map((n) => ({ tenantId: t, type: 'thing.changed', payload: { key, n: String(n) }, orderingKey: key })),
-  );
-  const { rows } = await db.pool.query<{ id: string; ordering_seq: string }>(
-    `WITH n AS (SELECT id, row_number() OVER (ORDER BY pos) AS seq FROM hookbox.events WHERE id = ANY($1::uuid[])),
-     f AS (UPDATE hookbox.events e SET fanned_out_at = now(), ordering_seq = n.seq FROM n WHERE e.id = n.id
-           RETURNING e.id, e.ordering_seq)
-     INSERT INTO hookbox.deliveries
-       (event_id, subscription_id, tenant_id, status, attempts, next_attempt_at, completed_at, last_error,
-        ordering_key, ordering_seq)
-     SELECT f.id, $2, $3, CASE WHEN f.ordering_seq = 1 THEN 'dead' ELSE 'pending' END,
-            CASE WHEN f.ordering_seq = 1 THEN 3 ELSE 0 END, 'infinity',
-            CASE WHEN f.ordering_seq = 1 THEN now() END, CASE WHEN f.ordering_seq = 1 THEN 'HTTP 500' END,
-            $4, f.ordering_seq
-     FROM f RETURNING id, ordering_seq`,
-    [ids.map((i) => i.id), subscriptionId, t, key],
-  );
-  return new Map(rows.map((r) => [Number(r.ordering_seq), Number(r.id)]));
-}
+/** One key's three events: seq 1 dead (retries exhausted), seq 2 and 3 parked behind it. */
+const deadHeadChain = (t: string, subscriptionId: string, key: string) =>
+  orderedChain(db.pool, outbox, { tenantId: t, subscriptionId, key, head: 'dead' });
 
 /**
  * hasUnfinishedWork after fanning out what is pending (the operational events that disable

@@ -16,6 +16,7 @@ import { sampleGauges } from '../apps/relay/src/metrics/sampler.js';
 import { fanOut, promoteHeads } from '../apps/relay/src/relay/sql.js';
 import { inRolledBackTx } from './harness/db.js';
 import { useRelayFixture } from './harness/fixture.js';
+import { orderedChain } from './harness/ordered-chain.js';
 import { orderingReports, type ReceivedRequest } from './harness/receiver.js';
 import { killCliRelays, spawnRelayCli, waitFor, waitForAllFinal } from './harness/relay.js';
 
@@ -605,25 +606,8 @@ describe('delivery in order per (subscription, key)', () => {
 
 describe('promotion', () => {
   /** One key's chain of three fanned-out events: seq 1 finished, seq 2 and 3 parked behind it. */
-  async function chain(t: string, subscriptionId: string, key: string) {
-    const ids = await outbox.enqueueMany(
-      db.pool,
-      [1, 2, 3].map((n) => ({ tenantId: t, type: 'thing.changed', payload: { key, n: String(n) }, orderingKey: key })),
-    );
-    const { rows } = await db.pool.query<{ id: string; ordering_seq: string }>(
-      `WITH n AS (SELECT id, row_number() OVER (ORDER BY pos) AS seq FROM hookbox.events WHERE id = ANY($1::uuid[])),
-       f AS (UPDATE hookbox.events e SET fanned_out_at = now(), ordering_seq = n.seq FROM n WHERE e.id = n.id
-             RETURNING e.id, e.ordering_seq)
-       INSERT INTO hookbox.deliveries
-         (event_id, subscription_id, tenant_id, status, attempts, next_attempt_at, completed_at, ordering_key, ordering_seq)
-       SELECT f.id, $2, $3, CASE WHEN f.ordering_seq = 1 THEN 'succeeded' ELSE 'pending' END,
-              CASE WHEN f.ordering_seq = 1 THEN 1 ELSE 0 END, 'infinity',
-              CASE WHEN f.ordering_seq = 1 THEN now() END, $4, f.ordering_seq
-       FROM f RETURNING id, ordering_seq`,
-      [ids.map((i) => i.id), subscriptionId, t, key],
-    );
-    return new Map(rows.map((r) => [Number(r.ordering_seq), Number(r.id)]));
-  }
+  const chain = (t: string, subscriptionId: string, key: string) =>
+    orderedChain(db.pool, outbox, { tenantId: t, subscriptionId, key, head: 'succeeded' });
   const row = async (id: number) =>
     (
       await db.pool.query(
