@@ -97,7 +97,7 @@ export interface RecoverDeadResult {
   subscriptionDisabled: number;
   /** Statements run. */
   batches: number;
-  /** True when `limit` stopped the run before every match was examined. */
+  /** True when `limit` stopped the run: it replayed `limit`, and dead deliveries may remain (run again; a run with none left replays nothing). */
   limitReached: boolean;
   dryRun: boolean;
   /** What was (or, in a dry run, would be) replayed, per endpoint: most first. */

@@ -80,7 +80,9 @@ function recoverSummary(r: RecoverDeadResult, limit: number | undefined): string
           r.bySubscription.map((s) => [s.subscriptionId, s.tenantId, s.url, n(s.count)]),
         )}`;
   const body = `${head}${endpoints}`;
-  return r.limitReached ? `${body}\nstopped at --limit ${n(limit ?? r.replayed)}; run again for more` : body;
+  return r.limitReached
+    ? `${body}\nstopped at --limit ${n(limit ?? r.replayed)}; more may be left: run again (it replays nothing when none are)`
+    : body;
 }
 
 function registerRecover(program: Command): void {
