@@ -204,6 +204,8 @@ describe.skipIf(!CHROMIUM.available)(`web console in Chromium${CHROMIUM.note}`, 
     const page = await portal('globex');
     await page.getByRole('heading', { name: 'Endpoints', exact: true }).waitFor();
     await page.getByText('Nothing yet.').waitFor();
+    // The header says whose portal this is (a link with someone else's token shows their name).
+    expect(await page.locator('#top .who').textContent()).toBe('Tenant globex');
     const text = (await page.locator('main').textContent()) ?? '';
     for (const r of rows) expect(text).not.toContain(r.url);
     await page.evaluate(`location.hash = '#/endpoints/${rows[0].id}'`);

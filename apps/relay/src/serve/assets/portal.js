@@ -38,8 +38,29 @@ function header(active) {
         link('#/', 'Endpoints', 'endpoints'),
         link('#/deliveries', 'Delivery log', 'deliveries'),
       ),
-      viewTenant ? h('span', { class: 'who' }, `Operator view of tenant ${viewTenant}`) : '',
+      viewTenant
+        ? h('span', { class: 'who' }, `Operator view of tenant ${viewTenant}`)
+        : tokenTenant()
+          ? h('span', { class: 'who' }, `Tenant ${tokenTenant()}`)
+          : '',
     );
+}
+
+/**
+ * The tenant a portal token names (`hbp_<base64url JSON>.<signature>`), for display only:
+ * whoever opens a link with someone else's token sees whose endpoints these are. The
+ * server checks the signature; this reads the payload and trusts nothing.
+ */
+function tokenTenant() {
+  const token = credential();
+  if (!token?.startsWith('hbp_')) return null;
+  try {
+    const body = token.slice(4).split('.')[0].replaceAll('-', '+').replaceAll('_', '/');
+    const t = JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(body), (c) => c.charCodeAt(0)))).t;
+    return typeof t === 'string' ? t : null;
+  } catch {
+    return null;
+  }
 }
 
 function fail(err) {
