@@ -70,4 +70,34 @@ describe('per-subscription rate limit', () => {
     // The neighbour without a limit got everything.
     expect(receiver.requests('/free')).toHaveLength(EVENTS);
   }, 90_000);
+
+  it('does not send a claim whose lease ran out while it waited for its token', async () => {
+    const tenantId = `rate-${randomUUID().slice(0, 8)}`;
+    const receiver = await startReceiver();
+    defer(() => receiver.close());
+    await subscriptions.create(db.pool, { tenantId, url: receiver.url('/held'), eventTypes: ['*'], rateLimit: 100 });
+    // The token statement waits behind a lock for longer than a lease, in both relays.
+    const blocker = await db.pool.connect();
+    defer(async () => {
+      await blocker.query('ROLLBACK').catch(() => {});
+      blocker.release();
+    });
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE hookbox.rate_windows IN EXCLUSIVE MODE');
+    const options = { leaseMs: 1_500, requestTimeoutMs: 500 };
+    const a = startRelay(db.url, options);
+    const b = startRelay(db.url, options);
+    defer(() => a.stop());
+    defer(() => b.stop());
+    await enqueueEvents(db.pool, [{ tenantId, type: 'order.created', payload: {} }]);
+    // One relay claims it and waits for its token; its lease runs out and the other relay
+    // claims it again (and waits too).
+    await new Promise((r) => setTimeout(r, 3_500));
+    await blocker.query('ROLLBACK');
+    const rows = await waitForAllFinal(db.pool, { tenants: [tenantId], atLeast: 1, timeoutMs: 20_000 });
+    expect(rows.map((d) => d.status)).toEqual(['succeeded']);
+    await new Promise((r) => setTimeout(r, 500)); // a second send would land by now
+    // Before: both relays sent it once their tokens came, one of them past its lease.
+    expect(receiver.requests('/held')).toHaveLength(1);
+  }, 40_000);
 });

@@ -795,6 +795,13 @@ export function createRelay({ db, logger, options, observer = {}, dispatcher }: 
         deferForRate(d, delayMs);
         return 'none';
       }
+      // The token may have taken long (its statement waited on a lock, or retried): a claim
+      // whose lease no longer covers a whole attempt is handed back, not sent — another
+      // relay may hold it by now.
+      if (performance.now() - d.claimedAt > slackMs) {
+        release([d], 0, 'stale');
+        return 'none';
+      }
     }
     const gone = goneAt.get(d.subscriptionId);
     const prepared = prepareDispatch(d, {
