@@ -22,6 +22,7 @@ import { defaultRetryPolicy } from '../apps/relay/src/policy/retry.js';
 import { createRelay, type RelayOptions } from '../apps/relay/src/relay/relay.js';
 import { CLI } from './harness/cli.js';
 import { createDatabase, dropDatabase, useTestDatabase } from './harness/db.js';
+import { orderedChain } from './harness/ordered-chain.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const db = useTestDatabase();
@@ -252,6 +253,32 @@ describe('a relay delivering to real receivers, scraped over HTTP', () => {
     expect(allSeries(after, 'hookbox_endpoint_failure_streak')).toHaveLength(0);
     // Counters did not move: nothing was delivered in between.
     expect(series(after, 'hookbox_deliveries_total', { outcome: 'succeeded' })).toBe(3);
+  });
+
+  it('counts as held only the deliveries of disabled subscriptions, not ordered ones waiting their turn', async () => {
+    await metrics.sample();
+    const before = series((await get(admin.url, '/metrics')).body, 'hookbox_held_deliveries');
+    const outbox = createOutbox();
+    // An active endpoint's key: seq 1 delivered, seq 2 and 3 parked behind it ('infinity').
+    const active = await subscriptions.create(db.pool, {
+      tenantId: 'held',
+      url: 'http://127.0.0.1:9/a',
+      eventTypes: ['*'],
+    });
+    await orderedChain(db.pool, outbox, { tenantId: 'held', subscriptionId: active.id, key: 'k', head: 'succeeded' });
+    // A disabled endpoint's delivery, held until enable.
+    const off = await subscriptions.create(db.pool, {
+      tenantId: 'held',
+      url: 'http://127.0.0.1:9/b',
+      eventTypes: ['*'],
+    });
+    await subscriptions.disable(db.pool, { tenantId: 'held', id: off.id });
+    await db.pool.query(
+      `INSERT INTO hookbox.deliveries (event_id, subscription_id, tenant_id, next_attempt_at) VALUES ($1, $2, 'held', 'infinity')`,
+      [firstEventId, off.id],
+    );
+    await metrics.sample();
+    expect(series((await get(admin.url, '/metrics')).body, 'hookbox_held_deliveries')).toBe(before + 1);
   });
 
   it('answers /healthz, /readyz and 404 on the admin port', async () => {

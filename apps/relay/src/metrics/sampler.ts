@@ -54,8 +54,10 @@ const SAMPLE = `SELECT
      FROM (SELECT id, tenant_id, circuit_open_until > now() AS open FROM hookbox.subscriptions
            WHERE circuit_open_until IS NOT NULL AND active
            ORDER BY failure_streak DESC, id LIMIT $1) c) AS circuits,
-  -- held until enable: 'infinity' sits at the end of the due index
-  (SELECT count(*) FROM hookbox.deliveries WHERE status = 'pending' AND next_attempt_at = 'infinity')::float8 AS held`;
+  -- held until enable: 'infinity' sits at the end of the due index. Ordered deliveries
+  -- waiting behind their key's head sit there too; only a disabled subscription's count.
+  (SELECT count(*) FROM hookbox.deliveries d JOIN hookbox.subscriptions s ON s.id = d.subscription_id
+     WHERE d.status = 'pending' AND d.next_attempt_at = 'infinity' AND NOT s.active)::float8 AS held`;
 
 interface SampleRow {
   pending_events: number;
