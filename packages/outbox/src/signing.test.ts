@@ -49,6 +49,11 @@ describe('sign', () => {
     expect(sign(secret, id, ts, body)).toBe(`v1,${independent}`);
     expect(createSigner([secret])(id, ts, body)).toBe(`v1,${independent}`);
     expect(verify(secret, headers(id, ts, `v1,${independent}`), body, { now: ts + 10 })).toEqual({ test: 2432232314 });
+    // A repeated webhook-signature header, as Node's http module joins it (", "): the valid
+    // one may come first or last.
+    for (const joined of [`v1,${independent}, v1,AAAA`, `v1,AAAA, v1,${independent}`]) {
+      expect(verify(secret, headers(id, ts, joined), body, { now: ts + 10 }), joined).toEqual({ test: 2432232314 });
+    }
   });
 
   it('produces a header the standardwebhooks package verifies', () => {

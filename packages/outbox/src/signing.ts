@@ -229,7 +229,10 @@ export function verify(
   const expected = keys.map((key) => Buffer.from(digest(key, prefix, rawBody)));
   let candidates = 0;
   let matched = false;
-  for (const part of signature!.split(' ')) {
+  // Space-separated (the spec); a repeated header arrives joined with ", " (Node's http),
+  // which leaves a trailing comma on all but the last candidate.
+  for (const candidate of signature!.split(/\s+/)) {
+    const part = candidate.endsWith(',') ? candidate.slice(0, -1) : candidate;
     const comma = part.indexOf(',');
     if (comma === -1 || part.slice(0, comma) !== 'v1') continue;
     candidates++;
