@@ -261,7 +261,8 @@ describe('hookbox listen answers', () => {
 
 describe.concurrent('hookbox listen rejects bad flags', () => {
   it.each([
-    [['--status', '42'], /--status: must be an integer from 100 to 599/],
+    [['--status', '42'], /--status: must be an integer from 200 to 599/],
+    [['--status', '101'], /--status: must be an integer from 200 to 599/],
     [['--status', 'ok'], /--status: must be a whole number/],
     [['--fail-rate', '1.5'], /--fail-rate: must be a number from 0 to 1/],
     [['--delay', 'soon'], /--delay: must be a duration/],

@@ -33,7 +33,7 @@ export function registerListen(program: Command): void {
     .option('--port <port>', 'port to listen on (0 picks a free one)', '9000')
     .option('--host <host>', 'interface to bind', '127.0.0.1')
     .option('--secret <whsec>', 'verify signatures with this secret (repeat for a rotation)', collect, [])
-    .option('--status <code>', 'status to answer (100-599)', '200')
+    .option('--status <code>', 'status to answer (200-599)', '200')
     .option('--fail-rate <fraction>', 'answer 500 to this fraction of requests at random (0..1)', '0')
     .option('--delay <duration>', 'wait before answering: 250ms, 2s, or plain milliseconds', '0')
     .option('--json', 'print one JSON object per line (first the listening address, then each request)')

@@ -93,9 +93,9 @@ export function resolveListenOptions(options: ListenOptions): Resolved {
   rule(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535, 'port', 'an integer from 0 to 65535', o.port);
   rule(o.host.trim() !== '', 'host', 'a host name or IP address', JSON.stringify(o.host));
   rule(
-    Number.isInteger(o.status) && o.status >= 100 && o.status <= 599,
+    Number.isInteger(o.status) && o.status >= 200 && o.status <= 599,
     'status',
-    'an integer from 100 to 599',
+    'an integer from 200 to 599 (a 1xx is not a final answer)',
     o.status,
   );
   rule(
