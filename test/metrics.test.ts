@@ -278,7 +278,7 @@ describe('a relay delivering to real receivers, scraped over HTTP', () => {
       [firstEventId, off.id],
     );
     await metrics.sample();
-    expect(series((await get(admin.url, '/metrics')).body, 'hookbox_held_deliveries')).toBe(before + 1);
+    expect(series((await get(admin.url, '/metrics')).body, 'hookbox_held_deliveries')).toBe((before ?? 0) + 1);
   });
 
   it('answers /healthz, /readyz and 404 on the admin port', async () => {
