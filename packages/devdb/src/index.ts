@@ -3,6 +3,7 @@
  * server binaries, no Docker, no system install). Used by the test harness when neither
  * DATABASE_URL nor Docker is available, by the demo, and by the benchmark.
  */
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -75,6 +76,24 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Data directories of servers not stopped through stop(), and whether each server has
+ * exited. On Ctrl-C or SIGTERM the package's own hook (async-exit-hook) stops every server
+ * and then exits the process, so stop() never runs and its directory would stay behind in
+ * the temp dir (~47 MB each): the process's exit removes those whose server is down.
+ */
+const unstopped = new Map<string, () => boolean>();
+let removeOnExit = false;
+
+function leaveNothingOnExit(dir: string, exited: () => boolean): void {
+  unstopped.set(dir, exited);
+  if (removeOnExit) return;
+  removeOnExit = true;
+  process.on('exit', () => {
+    for (const [d, down] of unstopped) if (down()) rmSync(d, { recursive: true, force: true });
+  });
+}
+
 export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Promise<RunningPostgres> {
   const port = options.port ?? (await freePort());
   const databaseDir = await mkdtemp(join(tmpdir(), 'hookbox-pg-'));
@@ -113,6 +132,8 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
   }
   let stopped = false;
   let paused = false;
+  // Down: stopped by the package (it drops its child) or exited on its own.
+  leaveNothingOnExit(databaseDir, () => !(pg as unknown as { process?: unknown }).process || serverExited(pg));
   return {
     url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
     port,
@@ -124,6 +145,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
       // exit that already happened.
       if (!paused && !serverExited(pg)) await pg.stop();
       await rm(databaseDir, { recursive: true, force: true });
+      unstopped.delete(databaseDir);
     },
     async pause() {
       if (stopped || paused) return;
