@@ -43,24 +43,35 @@ export default async function setup(project: TestProject) {
   const server = await startTestServer(source);
   console.log(`[hookbox tests] PostgreSQL: ${server.describe}`);
   const template = `hookbox_tpl_${process.pid}_${Date.now().toString(36)}`;
-  const admin = new pg.Client({ connectionString: server.url });
-  await admin.connect();
   try {
-    await admin.query(`CREATE DATABASE ${template}`);
-  } finally {
-    await admin.end();
+    const admin = new pg.Client({ connectionString: server.url });
+    await admin.connect();
+    try {
+      await admin.query(`CREATE DATABASE ${template}`);
+    } finally {
+      await admin.end();
+    }
+    await migrate(withDatabase(server.url, template));
+  } catch (err) {
+    // No teardown will run: stop the server here (an embedded one would be left running).
+    await dropTemplate(server.url, template).catch(() => {});
+    await server.stop();
+    throw err;
   }
-  await migrate(withDatabase(server.url, template));
   project.provide('pgAdminUrl', server.url);
   project.provide('pgTemplate', template);
   return async () => {
-    const c = new pg.Client({ connectionString: server.url });
-    await c.connect();
-    try {
-      await c.query(`DROP DATABASE IF EXISTS ${template}`);
-    } finally {
-      await c.end();
-    }
+    await dropTemplate(server.url, template);
     await server.stop();
   };
+}
+
+async function dropTemplate(url: string, template: string): Promise<void> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(`DROP DATABASE IF EXISTS ${template}`);
+  } finally {
+    await c.end();
+  }
 }
