@@ -47,7 +47,8 @@ it('a process ended by SIGINT or SIGTERM leaves no data directory behind (the pa
 const pg = (await import('pg')).default;
 const server = await startEmbeddedPostgres();
 const c = new pg.Client({ connectionString: server.url }); await c.connect();
-console.log((await c.query('SHOW data_directory')).rows[0].data_directory); await c.end();
+const dir = (await c.query('SHOW data_directory')).rows[0].data_directory; await c.end();
+console.log(dir); // only once no client is connected: the shutdown would end it with an error
 setInterval(() => {}, 1000);`;
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: ROOT,
