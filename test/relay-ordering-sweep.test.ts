@@ -7,7 +7,7 @@
 import { subscriptions } from '@hookbox/outbox';
 import { describe, expect, it } from 'vitest';
 import { useRelayFixture } from './harness/fixture.js';
-import { startRelay, waitFor } from './harness/relay.js';
+import { holdInTransaction, startRelay, waitFor } from './harness/relay.js';
 
 const { db, defer, tenant, receiver } = useRelayFixture();
 
@@ -32,13 +32,12 @@ describe('ordering sweep at shutdown', () => {
     );
     const parked = deliveries[1]?.id;
     // Hold the parked row, so that the sweep's update waits on it.
-    const blocker = await db.pool.connect();
-    defer(async () => {
-      await blocker.query('ROLLBACK').catch(() => {});
-      blocker.release();
-    });
-    await blocker.query('BEGIN');
-    await blocker.query('SELECT 1 FROM hookbox.deliveries WHERE id = $1 FOR UPDATE', [parked]);
+    const blocker = await holdInTransaction(
+      db.pool,
+      defer,
+      'SELECT 1 FROM hookbox.deliveries WHERE id = $1 FOR UPDATE',
+      [parked],
+    );
     const relay = startRelay(db.url);
     defer(() => relay.stop());
     await waitFor(

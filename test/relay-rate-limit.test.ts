@@ -10,7 +10,7 @@ import { subscriptions } from '@hookbox/outbox';
 import { afterEach, describe, expect, it } from 'vitest';
 import { useTestDatabase } from './harness/db.js';
 import { startReceiver } from './harness/receiver.js';
-import { enqueueEvents, startRelay, useCleanup, waitForAllFinal } from './harness/relay.js';
+import { enqueueEvents, holdInTransaction, startRelay, useCleanup, waitForAllFinal } from './harness/relay.js';
 
 const db = useTestDatabase();
 const defer = useCleanup(afterEach);
@@ -77,13 +77,7 @@ describe('per-subscription rate limit', () => {
     defer(() => receiver.close());
     await subscriptions.create(db.pool, { tenantId, url: receiver.url('/held'), eventTypes: ['*'], rateLimit: 100 });
     // The token statement waits behind a lock for longer than a lease, in both relays.
-    const blocker = await db.pool.connect();
-    defer(async () => {
-      await blocker.query('ROLLBACK').catch(() => {});
-      blocker.release();
-    });
-    await blocker.query('BEGIN');
-    await blocker.query('LOCK TABLE hookbox.rate_windows IN EXCLUSIVE MODE');
+    const blocker = await holdInTransaction(db.pool, defer, 'LOCK TABLE hookbox.rate_windows IN EXCLUSIVE MODE');
     const options = { leaseMs: 1_500, requestTimeoutMs: 500 };
     const a = startRelay(db.url, options);
     const b = startRelay(db.url, options);

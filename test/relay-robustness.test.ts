@@ -12,6 +12,7 @@ import { useRelayFixture } from './harness/fixture.js';
 import {
   attemptOutcome,
   enqueueEvents,
+  holdInTransaction,
   killCliRelays,
   spawnRelayCli,
   startRelay,
@@ -24,15 +25,8 @@ afterAll(killCliRelays);
 const tenant = () => newTenant('rob');
 
 /** Blocks inserts into the attempt log (as a long migration or lock contention would) until the returned client rolls back. */
-async function blockAttemptLog() {
-  const blocker = await db.pool.connect();
-  defer(async () => {
-    await blocker.query('ROLLBACK').catch(() => {});
-    blocker.release();
-  });
-  await blocker.query('BEGIN');
-  await blocker.query('LOCK TABLE hookbox.delivery_attempts IN SHARE MODE');
-  return blocker;
+function blockAttemptLog() {
+  return holdInTransaction(db.pool, defer, 'LOCK TABLE hookbox.delivery_attempts IN SHARE MODE');
 }
 describe('relay robustness', () => {
   it('records a response body containing NUL (stripped) and keeps recording everything else', async () => {

@@ -384,3 +384,24 @@ export function attemptOutcome(deliveryId: number, subscriptionId: string, overr
     ...overrides,
   };
 }
+
+/**
+ * Opens a transaction on its own connection and runs `sql` in it (a LOCK TABLE, a SELECT …
+ * FOR UPDATE): what it locks stays locked until the returned client rolls back, or until the
+ * test's cleanup (`defer`) does it.
+ */
+export async function holdInTransaction(
+  pool: pg.Pool,
+  defer: (fn: () => unknown) => void,
+  sql: string,
+  params: unknown[] = [],
+): Promise<pg.PoolClient> {
+  const client = await pool.connect();
+  defer(async () => {
+    await client.query('ROLLBACK').catch(() => {});
+    client.release();
+  });
+  await client.query('BEGIN');
+  await client.query(sql, params);
+  return client;
+}
